@@ -93,7 +93,7 @@ def _swap_into_place(staging: Path, path: Path) -> None:
 def read_config(path: Path) -> ModelConfig:
     """Validate a model directory's config, with one-line errors for missing/foreign/corrupt."""
     if not path.is_dir():
-        raise MtstError(f"model directory not found: {path}; pass a directory written by mtst (model.save / mtst train)")
+        raise MtstError(f"model directory not found: {path}; pass a directory written by mtst (save / train)")
     config_file = path / CONFIG_FILE
     if not config_file.exists():
         hint = " (it looks like a backbone: use it with --backbone)" if (path / "config.json").exists() else ""
