@@ -28,6 +28,7 @@ class DataSource(StrictModel):
     format: DataFormat
     text_column: str | int = "text"  # column name, or 0-based index for header-less csv/tsv
     label_column: str | int = "label"
+    text_pair_column: str | int | None = None  # second sentence of a pair (evaluation.sts only)
     header: bool = True  # csv/tsv: first row holds column names
     tag_column: int = -1  # conll: which whitespace column holds the BIO tag (-1 = last)
     label_map: dict[str, str] | None = None  # raw label -> label name (e.g. "1" -> "World")

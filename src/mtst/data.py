@@ -1,0 +1,406 @@
+"""Labelled examples from files: readers, deterministic splits, label sets, sub-word alignment, collate.
+
+Data flow: DataSource (csv | tsv | jsonl | conll | hf_disk) -> Examples (texts, labels, origins)
+-> EncodedTask (tokenized once, label ids aligned to sub-tokens) -> collate -> padded (B, T) batches.
+
+Every problem a user can fix in a data file raises MtstError naming ``path:line`` and the problem,
+because "KeyError: 3" after ten minutes of tokenising is no help.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mtst.errors import MtstError
+from mtst.heads import HEADS, IGNORE_INDEX, first_subtokens
+from mtst.tokenization import TextTokenizer, Tokenized
+from mtst.train_config import DataSource, SplitSpec, TaskSpec
+
+SPLITS = ("train", "dev", "test")
+DOCSTART = "-DOCSTART-"  # CoNLL document separator, not a sentence
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Texts and label names of one split; ``origins[i]`` is ``"path:line"`` of example i."""
+
+    texts: list  # list[str] (sentence tasks) or list[list[str]] (words, token tasks)
+    labels: list  # list[str] or list[list[str]] (one BIO tag per word)
+    origins: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _take(examples: Examples, indices: Sequence[int]) -> Examples:
+    return Examples(
+        texts=[examples.texts[i] for i in indices],
+        labels=[examples.labels[i] for i in indices],
+        origins=[examples.origins[i] for i in indices],
+    )
+
+
+# ---- reading files ------------------------------------------------------------------------
+def _read_text(path: Path) -> str:
+    """The whole file as UTF-8 text; a decoding error names the line it sits on."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise MtstError(f"{path}: file not found; check the data path in the config") from exc
+    except IsADirectoryError as exc:
+        raise MtstError(f"{path}: is a directory; point the data path at a file") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise MtstError(f"{path}:{line}: not valid UTF-8 (byte {data[exc.start]:#04x}); re-save the file as UTF-8"
+                        ) from exc
+    if not text.strip():
+        raise MtstError(f"{path}: file is empty; it needs at least one example")
+    return text.removeprefix("\ufeff")
+
+
+def _label_name(raw: object, origin: str, source: DataSource, names: list[str] | None = None) -> str:
+    """A raw label (str, int, ...) -> its name: through label_map if given, else ClassLabel names."""
+    if raw is None or isinstance(raw, list | dict):
+        raise MtstError(f"{origin}: label must be one value, got {raw!r}")
+    key = str(raw).strip()
+    if source.label_map is not None:
+        if key not in source.label_map:
+            raise MtstError(f"{origin}: label '{key}' has no entry in label_map (keys: {sorted(source.label_map)})")
+        key = source.label_map[key].strip()
+    elif names is not None and isinstance(raw, int) and not isinstance(raw, bool):
+        if not 0 <= raw < len(names):
+            raise MtstError(f"{origin}: class index {raw} is outside the dataset's ClassLabel names {names}")
+        key = names[raw]
+    if not key:
+        raise MtstError(f"{origin}: empty label; every example needs one")
+    return key
+
+
+def _column_index(column: str | int, header: list[str] | None, path: Path) -> int:
+    if isinstance(column, int):
+        return column
+    if header is None:
+        raise MtstError(f"{path}: with header: false, columns are 0-based indices; got '{column}'")
+    if column not in header:
+        raise MtstError(f"{path}:1: no column '{column}'; the header has {header}")
+    return header.index(column)
+
+
+def read_delimited(source: DataSource, columns: Sequence[str | int]) -> tuple[list[list[str]], list[str]]:
+    """csv (normal quoting) or tsv (QUOTE_NONE: SST-2 and STS-B hold stray quotes) -> the wanted
+    fields of each non-blank row, stripped, and each row's origin."""
+    path = source.path
+    stream = io.StringIO(_read_text(path), newline="")
+    if source.format == "tsv":
+        reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(stream)
+    rows: list[list[str]] = []
+    origins: list[str] = []
+    indices: list[int] | None = None
+    try:
+        line = 1
+        for row in reader:
+            origin, line = f"{path}:{line}", reader.line_num + 1  # a quoted field may span lines
+            if not any(field.strip() for field in row):
+                continue
+            if indices is None:
+                header = [field.strip() for field in row] if source.header else None
+                indices = [_column_index(column, header, path) for column in columns]
+                if source.header:
+                    continue
+            for column, index in zip(columns, indices, strict=True):
+                if not -len(row) <= index < len(row):
+                    raise MtstError(f"{origin}: row has {len(row)} column(s), so column {column!r} is missing")
+            rows.append([row[index].strip() for index in indices])
+            origins.append(origin)
+    except csv.Error as exc:
+        raise MtstError(f"{path}:{reader.line_num}: cannot parse as {source.format}: {exc}") from exc
+    if not rows:
+        raise MtstError(f"{path}: no examples below the header; the file needs at least one row")
+    return rows, origins
+
+
+def _read_jsonl(source: DataSource, token: bool) -> list[tuple[object, object, str]]:
+    path = source.path
+    for column in (source.text_column, source.label_column):
+        if not isinstance(column, str):
+            raise MtstError(f"{path}: jsonl columns are key names, got the index {column}")
+    records = []
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 is valid JSON
+        if not line.strip():
+            continue
+        origin = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MtstError(f"{origin}: invalid JSON ({exc.msg}); each line must be one JSON object") from exc
+        if not isinstance(row, dict):
+            raise MtstError(f"{origin}: each line must be one JSON object, got {type(row).__name__}")
+        for column in (source.text_column, source.label_column):
+            if column not in row:
+                raise MtstError(f"{origin}: no key '{column}' (keys: {sorted(row)})")
+        records.append((row[source.text_column], row[source.label_column], origin))
+    return records
+
+
+def _read_conll(source: DataSource) -> list[tuple[object, object, str]]:
+    """Word in column 0, tag in ``tag_column``; blank lines end sentences; -DOCSTART- lines are skipped."""
+    path = source.path
+    records = []
+    words: list[str] = []
+    tags: list[str] = []
+    start = width_line = width = 0
+
+    def flush() -> None:
+        if words:
+            records.append((list(words), list(tags), f"{path}:{start}"))
+            words.clear()
+            tags.clear()
+
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        parts = line.split()
+        if not parts or parts[0] == DOCSTART:
+            flush()
+            continue
+        if not width:
+            width, width_line = len(parts), number
+            if width < 2:
+                raise MtstError(f"{path}:{number}: expected 'word ... tag' columns separated by whitespace, got 1")
+            if not -width < source.tag_column < width or source.tag_column in (0, -width):
+                raise MtstError(f"{path}:{number}: tag_column {source.tag_column} is not a tag column "
+                                f"of a {width}-column line")
+        elif len(parts) != width:
+            raise MtstError(f"{path}:{number}: expected {width} columns (as on line {width_line}), got {len(parts)}")
+        if not words:
+            start = number
+        words.append(parts[0])
+        tags.append(parts[source.tag_column])
+    flush()
+    return records
+
+
+def _class_names(feature: object) -> list[str] | None:
+    """ClassLabel names of a datasets feature, or of the items of a sequence feature."""
+    inner = getattr(feature, "feature", feature)
+    names = getattr(inner, "names", None)
+    return list(names) if isinstance(names, list) else None
+
+
+def _read_hf_disk(source: DataSource) -> tuple[list[tuple[object, object, str]], list[str] | None]:
+    """A ``Dataset.save_to_disk`` directory. For a DatasetDict, point ``path`` at one split's
+    folder (``save_to_disk`` writes each split as its own Dataset directory)."""
+    path = source.path
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError as exc:
+        raise MtstError("format hf_disk needs the 'datasets' package: pip install datasets") from exc
+    if not path.is_dir():
+        raise MtstError(f"{path}: directory not found; hf_disk reads a datasets save_to_disk directory")
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise MtstError(f"{path}: not a datasets save_to_disk directory ({str(exc).splitlines()[0]})") from exc
+    if isinstance(dataset, DatasetDict):
+        splits = list(dataset)
+        raise MtstError(f"{path} holds a DatasetDict with splits {splits}; point path at one split's directory, "
+                        f"e.g. {path / splits[0]}")
+    for column in (source.text_column, source.label_column):
+        if column not in dataset.column_names:
+            raise MtstError(f"{path}: no column {column!r}; the dataset's columns are {dataset.column_names}")
+    if len(dataset) == 0:
+        raise MtstError(f"{path}: the dataset is empty; it needs at least one example")
+    texts, labels = dataset[source.text_column], dataset[source.label_column]
+    records = [(text, label, f"{path}:row {row}") for row, (text, label) in enumerate(zip(texts, labels, strict=True))]
+    return records, _class_names(dataset.features[source.label_column])
+
+
+def _check_bio(tag: str, origin: str) -> str:
+    prefix, dash, kind = tag.partition("-")
+    if tag != "O" and not (prefix in ("B", "I") and dash and kind):
+        raise MtstError(f"{origin}: tag '{tag}' is not BIO; token tasks need O, B-TYPE and I-TYPE tags")
+    return tag
+
+
+def _to_examples(records: list[tuple[object, object, str]], source: DataSource, token: bool,
+                 names: list[str] | None = None) -> Examples:
+    """Validate raw (text, label, origin) records and turn labels into names."""
+    texts, labels, origins = [], [], []
+    for text, label, origin in records:
+        if token:
+            if not isinstance(text, list) or not text or not all(isinstance(word, str) for word in text):
+                raise MtstError(f"{origin}: a token task needs a non-empty list of words, got {text!r:.60}")
+            if not isinstance(label, list) or len(label) != len(text):
+                raise MtstError(f"{origin}: needs one tag per word ({len(text)} words), got {label!r:.60}")
+            label = [_check_bio(_label_name(tag, origin, source, names), origin) for tag in label]
+        else:
+            if not isinstance(text, str) or not text.strip():
+                raise MtstError(f"{origin}: text must be a non-empty string, got {text!r:.60}")
+            label = _label_name(label, origin, source, names)
+        texts.append(text)
+        labels.append(label)
+        origins.append(origin)
+    return Examples(texts, labels, origins)
+
+
+def _read_all(source: DataSource, token: bool) -> Examples:
+    if source.text_pair_column is not None:
+        raise MtstError(f"{source.path}: text_pair_column is only read by evaluation.sts; remove it from task data")
+    if source.format in ("csv", "tsv"):
+        if token:
+            raise MtstError(f"{source.path}: token tasks read conll, jsonl or hf_disk data, not {source.format}")
+        rows, origins = read_delimited(source, [source.text_column, source.label_column])
+        records = [(text, label, origin) for (text, label), origin in zip(rows, origins, strict=True)]
+        return _to_examples(records, source, token)
+    if source.format == "conll":
+        if not token:
+            raise MtstError(f"{source.path}: conll data holds word tags; use it for a token task")
+        return _to_examples(_read_conll(source), source, token)
+    if source.format == "jsonl":
+        return _to_examples(_read_jsonl(source, token), source, token)
+    records, names = _read_hf_disk(source)
+    return _to_examples(records, source, token, names)
+
+
+def read_examples(source: DataSource, token: bool) -> Examples:
+    """One file -> Examples (the first ``max_examples`` when set)."""
+    examples = _read_all(source, token)
+    return _take(examples, range(min(len(examples), source.max_examples or len(examples))))
+
+
+def read_pairs(source: DataSource) -> tuple[list[str], list[str], list[float], list[str]]:
+    """An STS-style csv/tsv: (first sentences, second sentences, gold scores, origins)."""
+    if source.format not in ("csv", "tsv") or source.text_pair_column is None:
+        raise MtstError(f"{source.path}: sentence pairs need format csv or tsv with text_column, text_pair_column "
+                        "and label_column (STS-B: 5, 6 and 4 with header: false)")
+    rows, origins = read_delimited(source, [source.text_column, source.text_pair_column, source.label_column])
+    scores = []
+    for (_, _, score), origin in zip(rows, origins, strict=True):
+        try:
+            scores.append(float(score))
+        except ValueError as exc:
+            raise MtstError(f"{origin}: score '{score}' is not a number") from exc
+    limit = source.max_examples or len(rows)
+    return [r[0] for r in rows][:limit], [r[1] for r in rows][:limit], scores[:limit], origins[:limit]
+
+
+# ---- splits and label sets ----------------------------------------------------------------
+def split_examples(examples: Examples, spec: SplitSpec) -> dict[str, Examples]:
+    """Shuffle indices with ``spec.seed`` and cut by ratio; each split keeps file order.
+
+    A split with ratio 0 is left out; one with a positive ratio gets at least one example.
+    """
+    order = list(range(len(examples)))
+    random.Random(spec.seed).shuffle(order)
+    sizes = {name: max(1, round(len(order) * getattr(spec, name))) for name in ("dev", "test") if getattr(spec, name)}
+    sizes = {"train": len(order) - sum(sizes.values()), **sizes}
+    if sizes["train"] < 1:
+        raise MtstError(f"{examples.origins[0].rsplit(':', 1)[0]}: {len(examples)} example(s) are too few to split "
+                        f"into {list(sizes)}")
+    parts, start = {}, 0
+    for name, size in sizes.items():
+        parts[name] = _take(examples, sorted(order[start : start + size]))
+        start += size
+    return parts
+
+
+def token_task(head_type: str) -> bool:
+    """True for heads that read token_embeddings (labels are one tag per word)."""
+    if head_type not in HEADS:
+        raise MtstError(f"unknown head type '{head_type}'; choose one of {', '.join(HEADS)}")
+    return HEADS[head_type].reads == "token_embeddings"
+
+
+def read_task_splits(task: TaskSpec) -> dict[str, Examples]:
+    """The configured splits of one task, keyed among "train", "dev", "test"."""
+    token = token_task(task.type)
+    data = task.data
+    try:
+        if data.source is not None:
+            parts = split_examples(_read_all(data.source, token), data.split)
+            limit = data.source.max_examples
+            return {name: _take(part, range(min(len(part), limit or len(part)))) for name, part in parts.items()}
+        return {name: read_examples(source, token) for name in SPLITS if (source := getattr(data, name))}
+    except MtstError as exc:
+        raise MtstError(f"task '{task.name}': {exc}") from exc
+
+
+def infer_labels(examples: Examples, head_type: str) -> list[str]:
+    """Sorted label names; token tasks: "O", then B-/I- per entity type (both, even if one is unseen)."""
+    if token_task(head_type):
+        kinds = sorted({tag[2:] for tags in examples.labels for tag in tags if tag != "O"})
+        labels = ["O"] + [f"{prefix}-{kind}" for kind in kinds for prefix in ("B", "I")]
+    else:
+        labels = sorted(set(examples.labels))
+    if len(labels) < 2:
+        where = examples.origins[0].rsplit(":", 1)[0] if examples.origins else "the training data"
+        raise MtstError(f"{where}: found only the label(s) {labels}; a classifier needs at least two")
+    return labels
+
+
+def check_labels(examples: Examples, labels: Sequence[str]) -> None:
+    """Every example's label (or tag) must be in ``labels``."""
+    known = set(labels)
+    for label, origin in zip(examples.labels, examples.origins, strict=True):
+        for name in label if isinstance(label, list) else [label]:
+            if name not in known:
+                raise MtstError(f"{origin}: label '{name}' not in the label set {list(labels)}")
+
+
+# ---- tokenised tasks ----------------------------------------------------------------------
+@dataclass
+class EncodedTask:
+    """A split tokenized once (unpadded); labels aligned to sub-tokens for token tasks."""
+
+    items: list[Tokenized]
+    label_ids: list  # list[int] (sentence) or list[list[int]] per sub-token, IGNORE_INDEX where unlabelled
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def align_labels(word_ids: Sequence[int], tag_ids: Sequence[int]) -> list[int]:
+    """Word tag ids -> sub-token label ids: a word's first sub-token gets its tag, every other
+    position (later sub-tokens, special tokens) IGNORE_INDEX. Words cut off by truncation vanish."""
+    aligned = [IGNORE_INDEX] * len(word_ids)
+    for word, position in first_subtokens(word_ids).items():
+        aligned[position] = tag_ids[word]
+    return aligned
+
+
+def encode_task(tokenizer: TextTokenizer, examples: Examples, labels: Sequence[str], head_type: str) -> EncodedTask:
+    """Check labels, tokenize every example once and map label names to ids."""
+    check_labels(examples, labels)
+    index = {name: i for i, name in enumerate(labels)}
+    if token_task(head_type):
+        items = tokenizer(examples.texts, is_split_into_words=True)
+        label_ids = [align_labels(item.word_ids, [index[tag] for tag in tags])
+                     for item, tags in zip(items, examples.labels, strict=True)]
+    else:
+        items = tokenizer(examples.texts)
+        label_ids = [index[label] for label in examples.labels]
+    return EncodedTask(items=items, label_ids=label_ids)
+
+
+def collate(tokenizer: TextTokenizer, encoded: EncodedTask, indices: Sequence[int]
+            ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Features (input_ids, attention_mask, word_ids: (B, T)) and labels: (B,) or (B, T) padded with -100."""
+    features = tokenizer.collate([encoded.items[i] for i in indices])
+    rows = [encoded.label_ids[i] for i in indices]
+    if rows and isinstance(rows[0], list):
+        labels = torch.full(features["input_ids"].shape, IGNORE_INDEX, dtype=torch.long)  # (B, T)
+        for row, ids in enumerate(rows):
+            labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    else:
+        labels = torch.tensor(rows, dtype=torch.long)  # (B,)
+    return features, labels
