@@ -23,7 +23,7 @@ from mtst.errors import MtstError
 from mtst.heads import build_head
 from mtst.pooling import Pooling
 from mtst.progress import progress_bar
-from mtst.tokenization import TextTokenizer, Tokenized, length_sorted_batches
+from mtst.tokenization import TextTokenizer, Tokenized, length_sorted_batches, token_budget_batches
 
 
 class MultiTaskModel(nn.Module):
@@ -36,6 +36,7 @@ class MultiTaskModel(nn.Module):
         self.pooling = Pooling(config.encoder.pooling)
         self.heads = nn.ModuleDict({name: build_head(cfg) for name, cfg in config.heads.items()})
         self.tokenizer = TextTokenizer(tokenizer, config.encoder.max_seq_length)
+        self.max_tokens: int | None = None  # padded tokens per inference batch (None: batch_size only)
         self.eval()
 
     # ---- construction -------------------------------------------------------------------
@@ -151,7 +152,10 @@ class MultiTaskModel(nn.Module):
         self.eval()
         try:
             with torch.inference_mode(), progress_bar(len(texts), "encoding", enabled=show_progress) as advance:
-                for indices in length_sorted_batches([len(item.input_ids) for item in items], batch_size):
+                lengths = [len(item.input_ids) for item in items]
+                batches = (token_budget_batches(lengths, self.max_tokens, batch_size) if self.max_tokens
+                           else length_sorted_batches(lengths, batch_size))
+                for indices in batches:
                     batch_items = [items[i] for i in indices]
                     batch = self.tokenizer.collate(batch_items)
                     values = fn(batch, batch_items, [texts[i] for i in indices])

@@ -1,0 +1,220 @@
+"""Predictors for exported directories (ONNX Runtime, OpenVINO) with MultiTaskModel's inference surface.
+
+``encode`` and ``predict`` return exactly what MultiTaskModel returns: the graph gives numpy arrays,
+decoding reuses each head's ``decode`` (heads are rebuilt from their config; their weights are never
+used here, only their labels). Batches are cut by token length with a token budget, results come back
+in input order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtst.config import CONFIG_FILE, ModelConfig
+from mtst.errors import MtstError
+from mtst.export import INPUT_NAMES, file_sha256, read_export_info
+from mtst.heads import Head, build_head
+from mtst.progress import progress_bar
+from mtst.tokenization import TextTokenizer, Tokenized, token_budget_batches
+
+DEFAULT_MAX_TOKENS = 8192  # padded tokens per batch: keeps long-text batches from growing without bound
+
+
+def default_threads() -> int:
+    """Cores this process may use (respects taskset / cgroup CPU affinity)."""
+    return len(os.sched_getaffinity(0))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class ExportedPredictor:
+    """Shared part: config, tokenizer, head decoders, batching. Subclasses load and run the graph."""
+
+    backend = "exported"
+
+    def __init__(self, directory: str | Path, threads: int | None = None):
+        from transformers import AutoTokenizer
+
+        from mtst.storage import read_config
+
+        self.directory = Path(directory)
+        info = read_export_info(self.directory)
+        if info is None:
+            raise MtstError(f"{self.directory} is not an exported model (no export.json); "
+                            f"export it first: mtst export --model {self.directory} --format onnx --out DIR")
+        self.info = info
+        self.config: ModelConfig = read_config(self.directory)
+        if file_sha256(self.directory / CONFIG_FILE) != info.get("config_sha256"):
+            raise MtstError(f"{self.directory / CONFIG_FILE} does not match the exported graph (config hash differs); "
+                            "export the model again")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(self.directory), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise MtstError(f"cannot load the tokenizer in {self.directory}: {_first_line(exc)}") from exc
+        if len(tokenizer) > int(info.get("vocab_size", 0)):
+            raise MtstError(f"tokenizer in {self.directory} has {len(tokenizer)} tokens but the graph's embedding has "
+                            f"{info.get('vocab_size')} rows; tokenizer and model do not match, export again")
+        self.tokenizer = TextTokenizer(tokenizer, self.config.encoder.max_seq_length)
+        self.heads: dict[str, Head] = {name: build_head(cfg) for name, cfg in self.config.heads.items()}
+        self.output_names: list[str] = list(info["outputs"])
+        self.threads = threads or default_threads()
+        if self.threads < 1:
+            raise MtstError(f"threads must be at least 1, got {self.threads}")
+        self.max_tokens = DEFAULT_MAX_TOKENS
+        graph = self.directory / info["graph"]
+        if not graph.exists():
+            raise MtstError(f"{graph} is missing; the exported directory is incomplete, export again")
+        self._load(graph)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.heads)
+
+    @property
+    def precision(self) -> str:
+        return str(self.info.get("precision", "fp32"))
+
+    def _load(self, graph: Path) -> None:
+        raise NotImplementedError
+
+    def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """input_ids / attention_mask (B, T) int64 -> every named output as a numpy array."""
+        raise NotImplementedError
+
+    # ---- MultiTaskModel's inference surface ------------------------------------------------
+    def encode(self, sentences: Sequence[str], batch_size: int = 64, normalize: bool | None = None,
+               show_progress: bool = False, convert_to: str = "numpy") -> np.ndarray | torch.Tensor:
+        """Sentences -> embeddings (N, H) in input order."""
+        from mtst.model import _as_list
+
+        if convert_to not in ("numpy", "torch"):
+            raise MtstError(f"unknown convert_to '{convert_to}'; use 'numpy' or 'torch'")
+        normalized = self.config.encoder.normalize
+        if normalize is False and normalized:
+            raise MtstError("this exported graph L2-normalises its embeddings; encode with normalize=None or True")
+
+        def embed(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], texts: list[str]) -> list:
+            vectors = self.run_graph(feeds)["sentence_embedding"].astype(np.float32)  # (B, H)
+            if normalize and not normalized:
+                vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+            return list(vectors)
+
+        rows = self._run_batched(_as_list(sentences), batch_size, show_progress, embed)
+        result = np.stack(rows) if rows else np.zeros((0, self.config.encoder.hidden_size), dtype=np.float32)
+        return torch.from_numpy(result) if convert_to == "torch" else result
+
+    def predict(self, sentences: Sequence[str], tasks: Sequence[str] | None = None, batch_size: int = 32,
+                include_embedding: bool = False, show_progress: bool = False) -> list[dict]:
+        """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}``, as MultiTaskModel.predict."""
+        from mtst.model import _as_list
+
+        tasks = list(tasks) if tasks is not None else self.tasks
+        unknown = [task for task in tasks if task not in self.heads]
+        if unknown:
+            known = ", ".join(self.heads) or "none (this model has no heads)"
+            raise MtstError(f"unknown task '{unknown[0]}'; this model's tasks are: {known}")
+
+        def run(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:
+            out = self.run_graph(feeds)
+            rows = [{"text": text} for text in batch_texts]
+            for task in tasks:
+                logits = torch.from_numpy(np.ascontiguousarray(out[f"logits_{task}"], dtype=np.float32))
+                for row, value in zip(rows, self.heads[task].decode(logits, items, batch_texts), strict=True):
+                    row[task] = value
+            if include_embedding:
+                for row, vector in zip(rows, out["sentence_embedding"].astype(np.float32).tolist(), strict=True):
+                    row["embedding"] = vector
+            return rows
+
+        return self._run_batched(_as_list(sentences), batch_size, show_progress, run)
+
+    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool,
+                     fn: Callable[[dict, Sequence[Tokenized], list[str]], list]) -> list:
+        if batch_size < 1:
+            raise MtstError(f"batch_size must be at least 1, got {batch_size}")
+        items = self.tokenizer(texts)
+        results: list = [None] * len(texts)
+        lengths = [len(item.input_ids) for item in items]
+        with progress_bar(len(texts), "encoding", enabled=show_progress) as advance:
+            for indices in token_budget_batches(lengths, self.max_tokens, batch_size):
+                batch_items = [items[i] for i in indices]
+                batch = self.tokenizer.collate(batch_items)
+                feeds = {name: batch[name].numpy() for name in INPUT_NAMES}
+                for index, value in zip(indices, fn(feeds, batch_items, [texts[i] for i in indices]), strict=True):
+                    results[index] = value
+                advance(len(indices))
+        return results
+
+
+class OnnxPredictor(ExportedPredictor):
+    """ONNX Runtime on CPU; intra-op threads = ``threads``, one inter-op thread (one request at a time)."""
+
+    backend = "onnx"
+
+    def _load(self, graph: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise MtstError(f"cannot load {graph}: {_first_line(exc)}; the file looks corrupt, export again") from exc
+        _check_outputs(graph, [o.name for o in self.session.get_outputs()], self.output_names)
+
+    def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, values, strict=True))
+
+
+class OpenVINOPredictor(ExportedPredictor):
+    """OpenVINO CPU with the LATENCY hint (THROUGHPUT splits 2 cores into 2 slower single-thread streams).
+
+    ``inference_precision`` None lets OpenVINO choose (bf16 on CPUs with AVX512_BF16); "f32" forces fp32.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, directory: str | Path, threads: int | None = None, inference_precision: str | None = None):
+        self.inference_precision = inference_precision
+        super().__init__(directory, threads)
+
+    def _load(self, graph: Path) -> None:
+        import openvino as ov
+
+        config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
+        if self.inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = self.inference_precision
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(graph)), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
+            raise MtstError(f"cannot load {graph}: {_first_line(exc)}; the file looks corrupt, export again") from exc
+        names = [port.get_any_name() for port in self.compiled.outputs]
+        _check_outputs(graph, names, self.output_names)
+        self._ports = {port.get_any_name(): port for port in self.compiled.outputs}
+        self.request = self.compiled.create_infer_request()
+        self.runtime_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+    def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self.request.infer(feeds)
+        return {name: np.array(result[self._ports[name]]) for name in self.output_names}
+
+
+def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:
+    missing = [name for name in expected if name not in found]
+    if missing:
+        raise MtstError(f"{graph} has no output '{missing[0]}' that export.json promises; export the model again")
+
+
+PREDICTORS: dict[str, type[ExportedPredictor]] = {"onnx": OnnxPredictor, "openvino": OpenVINOPredictor}
