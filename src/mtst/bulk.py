@@ -1,0 +1,133 @@
+"""Streaming, resumable encoding of a text file (one sentence per line) into one ``.npy`` array.
+
+Memory stays bounded: lines are read and encoded ``chunk_size`` at a time, and each chunk is written
+straight into ``OUT.partial`` (an .npy memory map sized after counting lines). After every chunk a
+small ``OUT.progress.json`` records how many rows are done, so rerunning the same command after a
+kill continues where it stopped. Only a complete array is renamed to ``OUT``. Row i is line i of the
+input (an empty line gives the embedding of the empty string), so the two stay aligned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from mtst.errors import MtstError
+from mtst.progress import progress_bar
+
+logger = logging.getLogger("mtst")
+
+
+def partial_path(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
+def manifest_path(output: Path) -> Path:
+    return output.with_name(output.name + ".progress.json")
+
+
+def _lines(path: Path, skip: int = 0) -> Iterator[str]:
+    with path.open("r", encoding="utf-8") as handle:
+        for line in islice(handle, skip, None):
+            yield line.rstrip("\r\n")
+
+
+def count_lines(path: Path) -> int:
+    try:
+        return sum(1 for _ in _lines(path))
+    except UnicodeDecodeError as exc:
+        raise MtstError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it first") from exc
+    except OSError as exc:
+        raise MtstError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _model_id(predictor) -> str:
+    """Identifies the model + backend, so a resume never mixes rows from two models."""
+    config = json.dumps(predictor.config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(f"{type(predictor).__name__}:{config}".encode()).hexdigest()
+
+
+def _write_manifest(path: Path, data: dict) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
+def _resumable_rows(manifest: Path, partial: Path, expected: dict) -> int:
+    """Rows already done by an earlier run of the same job, else 0 (start over)."""
+    if not (manifest.exists() and partial.exists()):
+        return 0
+    try:
+        state = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    if any(state.get(key) != value for key, value in expected.items()):
+        logger.warning("%s belongs to a different input or model; starting over", manifest)
+        return 0
+    return int(state.get("done", 0))
+
+
+def encode_file(predictor, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
+                chunk_size: int = 4096, show_progress: bool = False,
+                on_chunk: Callable[[int], None] | None = None) -> Path:
+    """Encode every line of ``input_path`` into ``output_path`` (.npy, float32 (N, H)), resumably.
+
+    Args:
+        predictor: anything with ``encode`` and ``config`` (MultiTaskModel or an exported predictor).
+        chunk_size: lines read, encoded and written per step (memory bound and resume granularity).
+        on_chunk: called with the number of rows done after each chunk is safely on disk (a hook for
+            progress reporting, and for tests that simulate a kill by raising from it).
+    Returns:
+        The path of the finished array.
+    """
+    source, output = Path(input_path), Path(output_path)
+    if output.suffix != ".npy":
+        raise MtstError(f"output {output} must end in .npy (bulk encoding writes a NumPy array)")
+    if not source.is_file():
+        raise MtstError(f"input file not found: {source}; pass a text file with one sentence per line")
+    if chunk_size < 1:
+        raise MtstError(f"chunk_size must be at least 1, got {chunk_size}")
+    rows = count_lines(source)
+    dim = int(predictor.config.encoder.hidden_size)
+    stat = source.stat()
+    job = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+           "rows": rows, "dim": dim, "model": _model_id(predictor)}
+    partial, manifest = partial_path(output), manifest_path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if rows == 0:  # a memory map cannot be empty
+        with partial.open("wb") as handle:  # a handle: np.save would append .npy to the name
+            np.save(handle, np.zeros((0, dim), dtype=np.float32))
+        os.replace(partial, output)
+        return output
+    done = _resumable_rows(manifest, partial, job)
+    if done:
+        array = open_memmap(partial, mode="r+")
+        logger.info("resuming %s at row %d of %d", output, done, rows)
+    else:
+        array = open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, dim))
+        _write_manifest(manifest, {**job, "done": 0})
+    with progress_bar(rows, "encoding", enabled=show_progress) as advance:
+        advance(done)
+        lines = _lines(source, skip=done)
+        while done < rows:
+            chunk = list(islice(lines, chunk_size))
+            vectors = predictor.encode(chunk, batch_size=batch_size)  # (n, H)
+            array[done : done + len(chunk)] = vectors
+            array.flush()  # rows on disk before the manifest says they are
+            done += len(chunk)
+            _write_manifest(manifest, {**job, "done": done})
+            advance(len(chunk))
+            if on_chunk is not None:
+                on_chunk(done)
+    del array
+    os.replace(partial, output)
+    manifest.unlink()
+    return output
