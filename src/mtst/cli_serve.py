@@ -1,0 +1,74 @@
+"""``mtst serve [--model DIR] [--backend auto|torch|onnx|openvino] [--host 127.0.0.1] [--port 8000]``.
+
+Which model is served is decided by ``mtst.cli.load_task_model`` (the same choice as ``mtst predict``):
+--model DIR, else the shipped default model, else the seeded demo model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+API_KEY_ENV = "MTST_API_KEY"
+
+
+def serve_model(model: Path | None, backend: str, host: str, port: int, settings) -> None:
+    """Load the model, build the app and run uvicorn until SIGINT/SIGTERM (then drain and exit)."""
+    import uvicorn
+
+    from mtst.cli import load_task_model
+    from mtst.serve import create_app
+
+    predictor = load_task_model(model, backend)
+    app = create_app(predictor, settings)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # the access log line is already JSON
+    access = logging.getLogger("mtst.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    auth = "bearer token required" if settings.api_key else f"no auth (set {API_KEY_ENV} to require a token)"
+    typer.echo(f"mtst serving {settings.model_name} on http://{host}:{port} ({auth}); playground at /, docs at /docs",
+               err=True)
+    # uvicorn's own access log is off: the JSON line from mtst.serve replaces it.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
+                timeout_graceful_shutdown=int(settings.drain_timeout_s))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the mtst CLI."""
+
+    @app.command("serve")
+    def serve(
+        model: Annotated[Path | None, typer.Option("--model", "-m", help="mtst model directory (saved or exported); "
+                                                   "default: the shipped model, else the demo model.")] = None,
+        backend: Annotated[str, typer.Option(help="auto | torch | onnx | openvino.")] = "auto",
+        host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it local.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+        max_batch: Annotated[int, typer.Option(help="Most sentences per forward pass.")] = 64,
+        max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill, in ms.")] = 2.0,
+        max_queue: Annotated[int, typer.Option(help="Most sentences waiting; beyond it requests get 429.")] = 1024,
+        max_sentences: Annotated[int, typer.Option(help="Most sentences per request (413 beyond).")] = 256,
+        max_chars: Annotated[int, typer.Option(help="Most characters per sentence (413 beyond).")] = 10_000,
+        timeout: Annotated[float, typer.Option(help="Seconds a request may wait for the model (504 beyond).")] = 30.0,
+        cors_origin: Annotated[list[str] | None, typer.Option(
+            "--cors-origin", help="Allow browser calls from this origin (repeatable); no CORS by default.")] = None,
+    ) -> None:
+        """Serve embeddings and predictions over HTTP (OpenAI-compatible /v1/embeddings, playground at /).
+
+        Set MTST_API_KEY to require 'Authorization: Bearer <key>' on every endpoint except /health and /.
+        """
+        from mtst.serve import ServeSettings
+
+        name = model.name if model is not None else "mtst-default"
+        settings = ServeSettings(
+            max_sentences=max_sentences, max_chars=max_chars, max_batch=max_batch, max_wait_ms=max_wait_ms,
+            max_queue=max_queue, timeout_s=timeout, api_key=os.environ.get(API_KEY_ENV) or None,
+            cors_origins=tuple(cors_origin or ()), model_name=name,
+        )
+        serve_model(model, backend, host, port, settings)
