@@ -299,3 +299,12 @@ def test_collate_sentence_and_token_batches(tiny_model):
     features, labels = collate(tiny_model.tokenizer, encoded, [0, 1])
     assert labels.shape == features["input_ids"].shape == (2, 6)
     assert labels.tolist() == [[-100, 3, -100, -100, -100, -100], [-100, 3, 0, 0, 1, -100]]
+
+
+def test_yaml_label_map_with_number_keys_reads_ag_news_style_labels(tmp_path):
+    import yaml
+
+    path = write(tmp_path, "ag.csv", '"1","t","Team won."\n"2","t","Stock fell."\n')
+    raw = yaml.safe_load(f"path: {path}\nformat: csv\nheader: false\ntext_column: 2\nlabel_column: 0\n"
+                         "label_map: {1: World, 2: Sports}\n")
+    assert read_examples(DataSource.model_validate(raw), token=False).labels == ["World", "Sports"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mtst.config import StrictModel
 from mtst.errors import MtstError
@@ -33,6 +33,14 @@ class DataSource(StrictModel):
     tag_column: int = -1  # conll: which whitespace column holds the BIO tag (-1 = last)
     label_map: dict[str, str] | None = None  # raw label -> label name (e.g. "1" -> "World")
     max_examples: int | None = Field(None, gt=0)  # keep the first N (after a split, of each split)
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _label_map_as_text(cls, value: object) -> object:
+        """YAML reads ``{1: World}`` with int keys; raw labels are compared as text, so accept them."""
+        if isinstance(value, dict):
+            return {str(key): name if name is None else str(name) for key, name in value.items()}
+        return value
 
 
 class SplitSpec(StrictModel):
