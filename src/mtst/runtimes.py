@@ -204,7 +204,7 @@ class OpenVINOPredictor(ExportedPredictor):
         _check_outputs(graph, names, self.output_names)
         self._ports = {port.get_any_name(): port for port in self.compiled.outputs}
         self.request = self.compiled.create_infer_request()
-        self.runtime_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.runtime_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16" | "f32"
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer(feeds)
