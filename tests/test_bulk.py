@@ -1,0 +1,109 @@
+"""Streaming bulk encoding: one-shot equals encode(), a killed run resumes to the identical array."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mtst import MtstError, MultiTaskModel
+from mtst.bulk import encode_file, manifest_path, partial_path
+
+WORDS = ["the", "cat", "sat", "on", "mat", "john", "visited", "paris", "stock", "fell", "today", "great", "film"]
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: raised from the on_chunk hook after some chunks are on disk."""
+
+
+@pytest.fixture
+def model(tiny_st_dir):
+    return MultiTaskModel.from_backbone(tiny_st_dir)
+
+
+@pytest.fixture
+def big_file(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 20)))) for _ in range(103)]
+    lines[7] = ""  # an empty line still gets a row, so rows and lines stay aligned
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, lines
+
+
+def test_one_shot_equals_encode(model, big_file, tmp_path):
+    path, lines = big_file
+    out = encode_file(model, path, tmp_path / "emb.npy", batch_size=8, chunk_size=10)
+    array = np.load(out)
+    assert array.shape == (103, 32) and array.dtype == np.float32
+    assert np.abs(array - model.encode(lines)).max() <= 1e-5
+    assert not partial_path(out).exists() and not manifest_path(out).exists()
+
+
+def test_killed_run_resumes_to_the_identical_array(model, big_file, tmp_path):
+    path, _ = big_file
+    one_shot = np.load(encode_file(model, path, tmp_path / "once.npy", chunk_size=10))
+    out = tmp_path / "resumed.npy"
+    calls: list[int] = []
+
+    def kill_after_three(done: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        encode_file(model, path, out, chunk_size=10, on_chunk=kill_after_three)
+    assert not out.exists(), "an unfinished array must never appear under the final name"
+    assert json.loads(manifest_path(out).read_text())["done"] == 30
+
+    resumed_from: list[int] = []
+    encode_file(model, path, out, chunk_size=10, on_chunk=resumed_from.append)
+    assert resumed_from[0] == 40, "the second run continues after the 3 finished chunks"
+    assert np.array_equal(np.load(out), one_shot)
+
+
+def test_changed_input_starts_over(model, big_file, tmp_path):
+    path, _ = big_file
+    out = tmp_path / "emb.npy"
+
+    def kill(done: int) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        encode_file(model, path, out, chunk_size=10, on_chunk=kill)
+    new_lines = ["a new file", "with other lines"]
+    path.write_text("\n".join(new_lines) + "\n", encoding="utf-8")
+    done: list[int] = []
+    encode_file(model, path, out, chunk_size=10, on_chunk=done.append)
+    assert done == [2]
+    assert np.abs(np.load(out) - model.encode(new_lines)).max() <= 1e-5
+
+
+def test_exported_predictor_streams_too(model, big_file, tmp_path):
+    from mtst.backends import load_predictor
+    from mtst.export import export_model
+
+    model_dir = model.save(tmp_path / "model")
+    predictor = load_predictor(export_model(model_dir, tmp_path / "onnx"))
+    path, lines = big_file
+    array = np.load(encode_file(predictor, path, tmp_path / "emb.npy", chunk_size=25))
+    assert np.abs(array - model.encode(lines)).max() <= 1e-4
+
+
+def test_empty_input_gives_an_empty_array(model, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert np.load(encode_file(model, empty, tmp_path / "emb.npy")).shape == (0, 32)
+
+
+def test_bad_arguments(model, big_file, tmp_path):
+    path, _ = big_file
+    with pytest.raises(MtstError, match="must end in .npy"):
+        encode_file(model, path, tmp_path / "emb.csv")
+    with pytest.raises(MtstError, match="input file not found"):
+        encode_file(model, tmp_path / "missing.txt", tmp_path / "emb.npy")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"ok\n\xff\xfe bad\n")
+    with pytest.raises(MtstError, match="not UTF-8"):
+        encode_file(model, binary, tmp_path / "emb.npy")
