@@ -140,6 +140,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":
+            reason = str((errors[0].get("ctx") or {}).get("error", "syntax error"))[:100]
+            return _error(400, f"the request body is not valid JSON ({reason}); send a JSON object")
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"][1:]) or "body"
@@ -210,6 +214,8 @@ class EdgeMiddleware:
         self.metrics.in_flight.inc()
         try:
             refusal = self._refusal(scope, path, headers)
+            if refusal is None and scope.get("method") == "POST":
+                receive, refusal = await self._buffer_body(receive)
             if refusal is None:
                 await self.app(scope, receive, send_with_id)
             else:
@@ -244,6 +250,31 @@ class EdgeMiddleware:
             return _error(415, f"content type '{kind.decode('latin-1')[:50]}' is not supported; "
                                "send 'Content-Type: application/json'")
         return None
+
+    async def _buffer_body(self, receive):
+        """Read the whole body (bounded by max_body_bytes, chunked uploads too), then replay it to the app."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive, _error(400, "the client disconnected before sending the whole body")
+            chunks.append(message.get("body", b""))
+            total += len(chunks[-1])
+            if total > self.max_body_bytes:
+                return receive, _error(413, f"request body exceeds max_body_bytes={self.max_body_bytes}")
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        return replay, None
 
     def _authorized(self, path: str, headers: dict[bytes, bytes]) -> bool:
         if self.api_key is None or path in OPEN_PATHS or path.startswith("/static/"):
@@ -304,7 +335,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
         # uvicorn has stopped accepting and finished open requests; now let queued work drain.
         await asyncio.to_thread(batcher.close, settings.drain_timeout_s)
 
-    app = FastAPI(title="mtst", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
+    app = FastAPI(title="mtst", version="0.1.0", lifespan=lifespan,
                   description="Multi-task sentence transformer: embeddings and task predictions from one forward pass.")
     app.state.batcher, app.state.metrics, app.state.settings = batcher, metrics, settings
     _install_error_handlers(app)
