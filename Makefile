@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch first, pinned: an unpinned install resolves to multi-GB CUDA wheels.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean bench-quality
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,11 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# Real-data quality benchmark (needs ../shared/data): hours on 2 CPU cores; resumable, see docs/training-guide.md.
+bench-quality: setup
+	bash benchmarks/quality/queue.sh
+	$(PY) benchmarks/quality/report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,201 @@
+"""The trained experiments: each variant is a TrainConfig (built from the shared task specs + overrides)
+run with ``mtst.train.train``, then evaluated on every task's test split and on STS-B test.
+
+Budget (2 shared CPU cores): subsampled training sets (common.TRAIN_SIZES), max_seq_length 128,
+batch 16, fixed step budgets (STEPS). Every number in the results comes from this small budget, not
+from converged training; docs/training-guide.md says what a full budget would cost.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import (
+    CACHE,
+    MAX_SEQ_LENGTH,
+    Timer,
+    clean_spec,
+    evaluate_model,
+    result_path,
+    task_specs,
+)
+
+from mtst.model import MultiTaskModel
+from mtst.train_config import TrainConfig
+
+RUNS = CACHE / "runs"
+STEPS = 150  # optimizer steps per task (joint runs get STEPS x number of tasks)
+QUICK_STEPS = 4
+CONLL_TRAIN_SENTENCES = 14041  # scarce-task percentages are of the full CoNLL-2003 train set
+
+BASE_OPTIMIZER = {"lr": 5e-5, "head_lr": 1e-3, "batch_size": 16, "warmup_ratio": 0.1, "schedule": "linear"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    tasks: tuple[str, ...]
+    overrides: dict = field(default_factory=dict)  # deep-merged into the TrainConfig dict
+    steps: int | None = None  # None: STEPS x len(tasks)
+    train_sizes: dict = field(default_factory=dict)
+    init_from: tuple[str, str] | None = None  # (experiment, variant) whose saved model (seed k) we start from
+    max_seeds: int = 1
+    keep_model: bool = False  # keep the trained directory (another variant starts from it)
+    note: str = ""
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+ALL = ("topic", "sentiment", "ner")
+PAIR = ("sentiment", "ner")
+RR = {"sampling": {"strategy": "round_robin"}}  # equal updates per task: joint vs separate at equal compute
+PRESERVE = {"optimizer": {"lr": 2e-5, "layer_decay": 0.8}}
+
+EXPERIMENTS: dict[str, list[Variant]] = {
+    # 2. joint vs separate (+ embedding preservation): each task alone vs all three in one model.
+    "joint": [
+        Variant("single-topic", ("topic",)),
+        Variant("single-sentiment", ("sentiment",), keep_model=True),
+        Variant("single-ner", ("ner",)),
+        Variant("joint-full", ALL, RR),
+        Variant("joint-frozen-encoder", ALL, _merge(RR, {"freezing": {"mode": "encoder"}})),
+        Variant("joint-preserve-lr2e-5-decay0.8", ALL, _merge(RR, PRESERVE)),
+        Variant("joint-preserve-bottom3", ALL, _merge(RR, {"freezing": {"mode": "bottom_k", "bottom_k": 3}})),
+    ],
+    # 1. freezing, on sentiment + NER jointly (round robin, equal steps).
+    "freezing": [
+        Variant("frozen-encoder", PAIR, _merge(RR, {"freezing": {"mode": "encoder"}})),
+        Variant("frozen-embeddings", PAIR, _merge(RR, {"freezing": {"mode": "embeddings"}})),
+        Variant("frozen-bottom3", PAIR, _merge(RR, {"freezing": {"mode": "bottom_k", "bottom_k": 3}})),
+        Variant("full", PAIR, RR),
+        Variant("gradual-unfreeze", PAIR, _merge(RR, {"freezing": {"gradual_unfreeze_every": 60}})),
+        # Start from the sentiment model of "joint", add NER and train it: what does sentiment keep?
+        Variant("sentiment-kept-then-ner", ("ner",), {"freezing": {"heads": ["sentiment"]}}, steps=STEPS,
+                init_from=("joint", "single-sentiment"), note="sentiment head frozen, encoder trains on NER only"),
+        Variant("sentiment-kept-then-ner-frozen-encoder", ("ner",),
+                {"freezing": {"mode": "encoder", "heads": ["sentiment"]}}, steps=STEPS,
+                init_from=("joint", "single-sentiment"), note="sentiment head and encoder frozen, NER head trains"),
+        Variant("sentiment-head-frozen-replay", PAIR, _merge(RR, {"freezing": {"heads": ["sentiment"]}}),
+                steps=STEPS, init_from=("joint", "single-sentiment"),
+                note="sentiment head frozen but its loss still reaches the encoder (replay), NER trains"),
+    ],
+    # 4. layer-wise LR decay at the 1e-4 base (and the 5e-5 flat default), sentiment + NER.
+    "llrd": [
+        Variant("lr1e-4-flat", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4}}), max_seeds=3),
+        Variant("lr1e-4-decay0.95", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.95}}), max_seeds=3),
+        Variant("lr1e-4-decay0.8", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.8}}), max_seeds=3),
+        # the 5e-5 flat reference is freezing/full (same config)
+    ],
+}
+
+
+def _scarce_variants(percent: int) -> list[Variant]:
+    """Abundant A = sentiment (8,000 phrases), scarce B = NER cut to ``percent`` % of CoNLL train."""
+    sizes = {"ner": max(1, CONLL_TRAIN_SENTENCES * percent // 100)}
+    p = f"ner{percent}pct"
+    return [
+        Variant(f"{p}-alone", ("ner",), train_sizes=sizes),
+        Variant(f"{p}-proportional", PAIR, {"sampling": {"strategy": "proportional"}}, train_sizes=sizes),
+        Variant(f"{p}-temperature2", PAIR, {"sampling": {"strategy": "temperature", "temperature": 2.0}},
+                train_sizes=sizes),
+        Variant(f"{p}-round-robin", PAIR, RR, train_sizes=sizes),
+        Variant(f"{p}-proportional-uncertainty", PAIR,
+                {"sampling": {"strategy": "proportional"}, "loss_weighting": {"mode": "uncertainty"}},
+                train_sizes=sizes),
+        Variant(f"{p}-sequential", PAIR, {"sampling": {"strategy": "round_robin"}}, steps=STEPS,
+                train_sizes=sizes, init_from=("joint", "single-sentiment"),
+                note="sentiment first (joint/single-sentiment), then NER added and trained with sentiment replayed"),
+        Variant(f"{p}-sequential-ner-only", ("ner",), steps=STEPS, train_sizes=sizes,
+                init_from=("joint", "single-sentiment"),
+                note="sentiment first, then NER alone: sentiment head untouched, encoder drifts"),
+    ]
+
+
+EXPERIMENTS["scarce"] = _scarce_variants(5) + _scarce_variants(1) + _scarce_variants(25)
+
+
+# ---- running one variant --------------------------------------------------------------------
+def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
+    """The TrainConfig dict of one run (validated by TrainConfig before training)."""
+    specs = task_specs(variant.train_sizes)
+    steps = QUICK_STEPS if quick else (variant.steps or STEPS * len(variant.tasks))
+    config = {
+        "model": {"max_seq_length": MAX_SEQ_LENGTH},
+        "tasks": [clean_spec(specs[task]) for task in variant.tasks],
+        "optimizer": {**BASE_OPTIMIZER, "max_steps": steps},
+        "sampling": {"strategy": "proportional"},
+        "evaluation": {"batch_size": 64},
+        "run": {"output_dir": str(RUNS / experiment / f"{variant.name}-seed{seed}"), "seed": seed,
+                "log_every_steps": 50},
+    }
+    for task in config["tasks"]:  # no dev evaluation inside the trainer: the harness evaluates test afterwards
+        task["data"].pop("dev", None)
+        if "split" in task["data"]:  # same train rows (the first 80 % of the seeded order), dev folded into test
+            task["data"]["split"] = {**task["data"]["split"], "dev": 0.0, "test": 0.2}
+    if variant.init_from is not None:
+        start = RUNS / variant.init_from[0] / f"{variant.init_from[1]}-seed{seed}" / "final"
+        config["model"]["init_from"] = str(start)
+    return _merge(config, variant.overrides)
+
+
+def _trained_model(result: object, output_dir: str) -> MultiTaskModel:
+    """The trained model from train()'s result, whatever form the trainer gives it in."""
+    model = getattr(result, "model", None)
+    if isinstance(model, MultiTaskModel):
+        return model
+    model_dir = Path(getattr(result, "output_dir", None) or output_dir)
+    return MultiTaskModel.load(model_dir / "final" if (model_dir / "final").exists() else model_dir)
+
+
+def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
+    """Train one variant, evaluate every head the model has (frozen-head variants included) + STS-B."""
+    from mtst.train import train
+
+    raw = build_config(experiment, variant, seed, quick)
+    if variant.init_from is not None and not Path(raw["model"]["init_from"]).exists():
+        raise RuntimeError(f"{variant.name} starts from {variant.init_from} (same seed): run that first")
+    config = TrainConfig.model_validate(raw)
+    output_dir = raw["run"]["output_dir"]
+    shutil.rmtree(output_dir, ignore_errors=True)  # a half-finished earlier attempt
+    with Timer() as train_timer:
+        result = train(config)
+    model = _trained_model(result, output_dir)
+    with Timer() as eval_timer:
+        metrics = evaluate_model(model, model.tasks, limit=100 if quick else None)
+    payload = {
+        "experiment": experiment, "variant": variant.name, "seed": seed, "quick": quick, "note": variant.note,
+        "tasks": list(variant.tasks), "metrics": metrics,
+        "train_sizes": {t: n for t, n in _train_sizes(config).items()},
+        "steps": raw["optimizer"]["max_steps"], "wall_s": round(train_timer.seconds, 1),
+        "dev_metrics": dict(getattr(result, "best_metrics", {}) or {}),
+        "eval_wall_s": round(eval_timer.seconds, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "head_parameters": {t: sum(p.numel() for p in model.heads[t].parameters()) for t in model.tasks},
+        "config": raw,
+    }
+    if not variant.keep_model:
+        shutil.rmtree(output_dir, ignore_errors=True)
+    del model
+    return payload
+
+
+def _train_sizes(config: TrainConfig) -> dict[str, int]:
+    from common import task_splits
+
+    out = {}
+    for task in config.tasks:
+        limit = task.data.train.max_examples if task.data.train is not None else None
+        out[task.name] = limit or len(task_splits(task.name)["train"])
+    return out
+
+
+def result_exists(experiment: str, variant: Variant, seed: int) -> bool:
+    return result_path(experiment, variant.name, seed).exists()
