@@ -142,6 +142,10 @@ def _emit_jsonl(rows: list[dict], output: Path | None) -> None:
         write_atomic(output, lambda handle: handle.write(data))
 
 
+def _wants_progress(texts: list[str]) -> bool:
+    return len(texts) > PROGRESS_THRESHOLD and sys.stderr.isatty()  # a bar in a log file is noise
+
+
 def _stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
@@ -217,7 +221,7 @@ def encode(
     texts = read_sentences(sentences, input_path)
     predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend)
     embeddings = predictor.encode(texts, batch_size=batch_size, normalize=normalize,
-                                  show_progress=len(texts) > PROGRESS_THRESHOLD, convert_to="numpy")  # (N, H)
+                                  show_progress=_wants_progress(texts), convert_to="numpy")  # (N, H)
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if fmt == "npy":
         write_atomic(output, lambda handle: np.save(handle, embeddings, allow_pickle=False))
@@ -309,7 +313,7 @@ def predict(
             known = ", ".join(predictor.tasks) or "none (this model has no heads)"
             raise MtstError(f"unknown task '{task}'; this model's tasks are: {known}")
     rows = predictor.predict(texts, tasks=wanted, batch_size=batch_size, include_embedding=embedding,
-                             show_progress=len(texts) > PROGRESS_THRESHOLD)
+                             show_progress=_wants_progress(texts))
     _emit_jsonl(rows, output)
 
 
@@ -340,7 +344,10 @@ def describe(directory: Path | None) -> dict:
             directory, note = default_backbone_path(), "no trained default model installed; showing its backbone"
     if directory.is_dir() and not (directory / CONFIG_FILE).exists() and (directory / "config.json").exists():
         return {**_describe_backbone(directory), "note": note}
+    from mtst.export import read_export_info
+
     config = read_config(directory)  # one-line errors for missing, foreign and corrupt directories
+    export = read_export_info(directory)
     encoder_dir = directory / ENCODER_DIR
     if not encoder_dir.is_dir() and config.encoder.backbone == "default":
         encoder_dir = default_backbone_path()
@@ -350,10 +357,11 @@ def describe(directory: Path | None) -> dict:
         widths = [head.input_dim, *([head.hidden_dim] if head.hidden_dim else []), len(head.labels)]
         tasks[name] = {
             "type": head.type, "sizes": " -> ".join(map(str, widths)), "labels": head.labels,
-            "parameters": sum(n for key, n in sizes.items() if key.startswith(f"{name}.")),
+            "parameters": sum(n for key, n in sizes.items() if key.startswith(f"{name}.")) or None,
         }
     enc = config.encoder
-    return {"path": str(directory), "kind": "mtst model", "backbone": enc.backbone, **_encoder_facts(encoder_dir),
+    kind = "mtst model" if export is None else f"mtst {export['format']} export ({export.get('precision', 'fp32')})"
+    return {"path": str(directory), "kind": kind, "backbone": enc.backbone, **_encoder_facts(encoder_dir),
             "hidden_size": enc.hidden_size, "pooling": enc.pooling, "normalize": enc.normalize,
             "max_seq_length": enc.max_seq_length, "trained": config.trained, "tasks": tasks}
 
@@ -374,6 +382,8 @@ def _describe_backbone(directory: Path) -> dict:
 
 
 def _encoder_facts(directory: Path) -> dict:
+    if not (directory / "config.json").exists():  # an export keeps only the graph
+        return {}
     try:
         hf = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -410,10 +420,12 @@ def _print_info(facts: dict) -> None:
         console.print("tasks: none")
         return
     table = Table(title="tasks")
-    for column in ("task", "type", "sizes", "parameters", "labels"):
-        table.add_column(column)
+    for column in ("task", "type", "sizes", "parameters"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("labels", overflow="fold")
     for name, task in facts["tasks"].items():
-        table.add_row(Text(name), task["type"], task["sizes"], str(task["parameters"]), Text(", ".join(task["labels"])))
+        table.add_row(Text(name), task["type"], task["sizes"], str(task["parameters"] or "-"),
+                      Text(", ".join(task["labels"])))
     console.print(table)
 
 
