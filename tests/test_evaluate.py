@@ -178,6 +178,10 @@ def test_evaluate_all_errors(tiny_model, tmp_path):
     raw["tasks"][0]["name"] = "entities"
     with pytest.raises(MtstError, match="task 'entities' in the config is not in the model"):
         evaluate_all(tiny_model, TrainConfig.model_validate(raw))
+    raw["tasks"][0].update(name="ner", type="sentence_classification")
+    with pytest.raises(MtstError, match="task 'ner' is a sentence_classification task in the config but a "
+                                        "token_classification head in the model"):
+        evaluate_all(tiny_model, TrainConfig.model_validate(raw))
 
 
 def test_markdown_table_rows_per_task_columns_per_metric():

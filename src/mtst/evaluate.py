@@ -122,6 +122,9 @@ def evaluate_all(model: MultiTaskModel, config: TrainConfig, split: str = "dev",
         if task.name not in model.heads:
             raise MtstError(f"task '{task.name}' in the config is not in the model; its tasks are: "
                             f"{', '.join(model.tasks) or 'none'}")
+        if model.config.heads[task.name].type != task.type:
+            raise MtstError(f"task '{task.name}' is a {task.type} task in the config but a "
+                            f"{model.config.heads[task.name].type} head in the model; fix the config's type")
         data = splits[task.name] if splits and task.name in splits else read_task_splits(task)
         if split not in data:
             continue
