@@ -308,3 +308,22 @@ def test_yaml_label_map_with_number_keys_reads_ag_news_style_labels(tmp_path):
     raw = yaml.safe_load(f"path: {path}\nformat: csv\nheader: false\ntext_column: 2\nlabel_column: 0\n"
                          "label_map: {1: World, 2: Sports}\n")
     assert read_examples(DataSource.model_validate(raw), token=False).labels == ["World", "Sports"]
+
+
+def test_hf_disk_sentence_labels_and_errors(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    datasets.Dataset.from_dict({"sentence": ["good film", "bad film"], "label": [1, 0]},
+                               features=features).save_to_disk(str(tmp_path / "sst"))
+    spec = source(tmp_path / "sst", "hf_disk", text_column="sentence")
+    assert read_examples(spec, token=False).labels == ["positive", "negative"]  # ClassLabel names
+    mapped = source(tmp_path / "sst", "hf_disk", text_column="sentence", label_map={"0": "neg", "1": "pos"})
+    assert read_examples(mapped, token=False).labels == ["pos", "neg"]  # label_map wins over names
+    with pytest.raises(MtstError, match=r"sst: no column 'text'; the dataset's columns are \['sentence', 'label'\]"):
+        read_examples(source(tmp_path / "sst", "hf_disk"), token=False)
+    with pytest.raises(MtstError, match="nowhere: directory not found"):
+        read_examples(source(tmp_path / "nowhere", "hf_disk"), token=False)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(MtstError, match="plain: not a datasets save_to_disk directory"):
+        read_examples(source(tmp_path / "plain", "hf_disk"), token=False)
