@@ -127,6 +127,12 @@ def test_similarity_json_is_symmetric_with_unit_diagonal(model_dir):
     np.testing.assert_allclose(np.diag(sims), 1.0, atol=1e-5)
 
 
+def test_similarity_of_no_sentences_is_an_empty_matrix(model_dir):
+    result = invoke("similarity", "--model", model_dir, "--format", "json", stdin="")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"sentences": [], "similarity": []}
+
+
 def test_similarity_table_labels_rows(model_dir):
     result = invoke("similarity", "the cat sat", "a dog sat", "--model", model_dir)
     assert result.exit_code == 0, result.output
@@ -241,6 +247,9 @@ def test_write_atomic_leaves_nothing_when_writing_fails(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_atomic(target, lambda handle: handle.write(b"ok"))
     assert target.read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == ["x.npy"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's private 0600
 
 
 def test_core_commands_are_registered():

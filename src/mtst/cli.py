@@ -31,7 +31,7 @@ from mtst.errors import MtstError
 PROGRESS_THRESHOLD = 256  # inputs above this show a progress bar on stderr
 TABLE_ROWS = 50  # rows shown by the readable table; files and JSON lines carry everything
 ENCODE_FORMATS = ("table", "jsonl", "npy")
-SUFFIX_FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+SUFFIX_FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 class MtstGroup(typer.core.TyperGroup):
@@ -116,13 +116,15 @@ def read_sentences(sentences: list[str] | None, input_path: str | None) -> list[
 # ---- output -------------------------------------------------------------------------------------
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write via a temp file in the same folder, then rename: the target is never half-written."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise MtstError(f"output folder not found: {folder}; create it first")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    if not path.parent.is_dir():
+        raise MtstError(f"output folder not found: {path.parent}; create it first")
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes it private (0600); give it a normal file's mode
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
