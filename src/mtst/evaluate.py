@@ -53,15 +53,14 @@ def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_
             for indices in length_sorted_batches([len(item.input_ids) for item in items], batch_size):
                 batch_items = [items[i] for i in indices]
                 features = model.tokenizer.collate(batch_items)
-                best = model(features, tasks=[task])["logits"][task].argmax(dim=-1)  # (B,) or (B, T)
+                best = model(features, tasks=[task])["logits"][task].argmax(dim=-1).tolist()  # (B,) or (B, T)
                 for row, index in enumerate(indices):
                     if not token:
-                        predictions[index] = names[int(best[row])]
+                        predictions[index] = names[best[row]]
                         continue
-                    first = first_subtokens(batch_items[row].word_ids)
                     tags = ["O"] * len(examples.texts[index])
-                    for word, position in first.items():
-                        tags[word] = names[int(best[row, position])]
+                    for word, position in first_subtokens(batch_items[row].word_ids).items():
+                        tags[word] = names[best[row][position]]
                     predictions[index] = tags
     finally:
         model.train(was_training)
