@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch first, pinned: an unpinned install resolves to multi-GB CUDA wheels.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test lint clean bench-quality
+.PHONY: setup demo test lint clean bench-quality bench-load
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: setup
 bench-quality: setup
 	bash benchmarks/quality/queue.sh
 	$(PY) benchmarks/quality/report.py
+
+# Serving under load (needs ../shared/data/stsb): ~1.5 min; JSON in benchmarks/load/results/, see docs/serving.md.
+bench-load: setup
+	$(PY) benchmarks/load/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
