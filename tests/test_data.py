@@ -87,6 +87,12 @@ def test_jsonl_sentence_and_token_rows(tmp_path):
     assert examples.labels == [["B-PER", "O"]]
 
 
+def test_jsonl_float_labels_match_integer_label_map_keys(tmp_path):
+    path = write(tmp_path, "f.jsonl", '{"text": "good", "label": 1.0}\n{"text": "bad", "label": 0}\n')
+    examples = read_examples(source(path, "jsonl", label_map={"0": "neg", "1": "pos"}), token=False)
+    assert examples.labels == ["pos", "neg"]
+
+
 def test_conll_skips_docstart_and_reads_tag_column(tmp_path):
     path = write(tmp_path, "c.txt", CONLL)
     examples = read_examples(source(path, "conll"), token=True)
@@ -126,6 +132,17 @@ def test_read_pairs_sts_layout(tmp_path):
     first, second, scores, origins = read_pairs(spec)
     assert (first, second, scores) == (["A cat sat.", "A man."], ["A dog sat.", "The man."], [2.5, 4.0])
     assert origins[1] == f"{path}:2"
+
+
+def test_read_pairs_errors(tmp_path):
+    path = write(tmp_path, "sts.csv", "g\tx\t2012\t1\t2.5\ta\tb\ng\tx\t2012\t2\tn/a\tc\td\n")
+    with pytest.raises(MtstError, match="sts.csv:2: score 'n/a' is not a number"):
+        read_pairs(source(path, "tsv", header=False, text_column=5, text_pair_column=6, label_column=4))
+    with pytest.raises(MtstError, match="sentence pairs need format csv or tsv with text_column, text_pair_column"):
+        read_pairs(source(path, "tsv", header=False, text_column=5, label_column=4))
+    spec = source(path, "tsv", header=False, text_column=5, text_pair_column=6, label_column=4)
+    with pytest.raises(MtstError, match="text_pair_column is only read by evaluation.sts"):
+        read_examples(spec, token=False)
 
 
 # ---- malformed files ------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def _label_name(raw: object, origin: str, source: DataSource, names: list[str] |
     """A raw label (str, int, ...) -> its name: through label_map if given, else ClassLabel names."""
     if raw is None or isinstance(raw, list | dict):
         raise MtstError(f"{origin}: label must be one value, got {raw!r}")
-    key = str(raw).strip()
+    key = str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw).strip()  # 1.0 -> "1"
     if source.label_map is not None:
         if key not in source.label_map:
             raise MtstError(f"{origin}: label '{key}' has no entry in label_map (keys: {sorted(source.label_map)})")
