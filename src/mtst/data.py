@@ -131,7 +131,7 @@ def read_delimited(source: DataSource, columns: Sequence[str | int]) -> tuple[li
     return rows, origins
 
 
-def _read_jsonl(source: DataSource, token: bool) -> list[tuple[object, object, str]]:
+def _read_jsonl(source: DataSource) -> list[tuple[object, object, str]]:
     path = source.path
     for column in (source.text_column, source.label_column):
         if not isinstance(column, str):
@@ -267,7 +267,7 @@ def _read_all(source: DataSource, token: bool) -> Examples:
             raise MtstError(f"{source.path}: conll data holds word tags; use it for a token task")
         return _to_examples(_read_conll(source), source, token)
     if source.format == "jsonl":
-        return _to_examples(_read_jsonl(source, token), source, token)
+        return _to_examples(_read_jsonl(source), source, token)
     records, names = _read_hf_disk(source)
     return _to_examples(records, source, token, names)
 
