@@ -122,7 +122,8 @@ def _prediction_lines(model: MultiTaskModel, row: dict) -> list[Text]:
     lines = []
     width = max((len(task) for task in model.tasks), default=0)
     for task in model.tasks:
-        label = Text(f"   {task:<{width}}  ", style="dim")
+        label = Text("   ")
+        label.append(f"{task:<{width}}  ", style="dim")  # only the name is dim, not the prediction
         value = row[task]
         if isinstance(value, list):  # token task: entities with char spans
             label.append_text(highlight_entities(row["text"], value))
