@@ -288,6 +288,27 @@ def test_demo_on_a_tiny_backbone_renders_every_section(tiny_st_dir):
     assert invoke("demo", "--backbone", tiny_st_dir).stdout == result.stdout
 
 
+def test_trained_flag_decides_default_model_and_warning(model_dir, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from mtst.demo import render_demo, trained_default_available
+
+    trained_dir = tmp_path / "trained"
+    shutil.copytree(model_dir, trained_dir)
+    config = json.loads((trained_dir / "mtst_config.json").read_text(encoding="utf-8"))
+    (trained_dir / "mtst_config.json").write_text(json.dumps({**config, "trained": True}), encoding="utf-8")
+    assert not trained_default_available(tmp_path / "absent")
+    assert not trained_default_available(model_dir)
+    assert trained_default_available(trained_dir)
+    for directory, warned in ((model_dir, True), (trained_dir, False)):
+        out = io.StringIO()
+        render_demo(Console(file=out, width=100), MultiTaskModel.load(directory))
+        assert ("UNTRAINED" in out.getvalue()) is warned
+        assert "dimension 32" in out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def demo_runs() -> tuple[str, str]:
     """The real demo twice: once in this process, once as a fresh ``mtst demo`` process."""
