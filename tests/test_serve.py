@@ -333,6 +333,29 @@ def test_shutdown_drains_in_flight_requests(tiny_model):
     assert drained is True
 
 
+def test_live_server_shutdown_finishes_in_flight_requests(tiny_model):
+    held = Held(tiny_model)
+    app = create_app(held, ServeSettings(max_batch=1, max_wait_ms=0))
+    statuses: list[int] = []
+
+    with live_server(app) as url:
+        def call(i: int) -> None:
+            statuses.append(httpx.post(f"{url}/v1/embed", json={"sentences": [f"s {i}"]}, timeout=30).status_code)
+
+        callers = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+        for caller in callers:
+            caller.start()
+        assert held.entered.wait(10)
+        threading.Timer(0.5, held.release.set).start()  # the model is still busy when shutdown begins
+    # leaving the block asked uvicorn to exit: it stopped accepting, waited for the open requests, then the
+    # lifespan closed the batcher
+    for caller in callers:
+        caller.join(30)
+    assert statuses == [200, 200, 200]
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(f"{url}/v1/embed", json={"sentences": ["late"]}, timeout=5)
+
+
 def test_lifespan_shutdown_closes_the_batcher(tiny_model):
     app = create_app(tiny_model)
     with TestClient(app) as http:
