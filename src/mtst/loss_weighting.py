@@ -39,4 +39,4 @@ class LossWeighting(nn.Module):
         """The effective multiplier of each task's loss right now (for logs)."""
         if not self.learned:
             return dict(self.weights)
-        return {task: self.weights[task] * float(torch.exp(-self.log_vars[task])) for task in self.weights}
+        return {task: self.weights[task] * float(torch.exp(-self.log_vars[task].detach())) for task in self.weights}

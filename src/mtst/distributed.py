@@ -1,0 +1,86 @@
+"""Data parallelism: gradient averaging across ranks and a local multi-process CPU launcher.
+
+Every rank draws the same task sequence (same sampler seed) and keeps its own slice of each batch,
+so after ``backward`` the same parameters hold gradients on every rank; one flat all-reduce
+averages them (and the loss, so a NaN on any rank stops all of them at the same step). This avoids
+DDP's "unused parameters" problem with single-task batches and keeps gradual unfreezing working.
+The process group itself comes from Hugging Face Accelerate (``accelerate launch`` on GPUs, or
+``launch_local`` below, which spawns gloo CPU workers the way ``accelerate launch --cpu`` would).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from mtst.errors import MtstError
+
+
+def average_gradients(params: list[torch.nn.Parameter], loss: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Average grads (in place) and the loss over ranks; returns the averaged loss (a 0-d tensor)."""
+    if world_size == 1:
+        return loss
+    with_grad = [p for p in params if p.grad is not None]
+    flat = torch.cat([p.grad.reshape(-1) for p in with_grad] + [loss.detach().reshape(1)])  # (N + 1,)
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for param in with_grad:
+        count = param.grad.numel()
+        param.grad.copy_(flat[offset : offset + count].view_as(param.grad))
+        offset += count
+    return flat[-1]
+
+
+def broadcast_floats(values: list[float], world_size: int, device: torch.device) -> list[float]:
+    """Rank 0's values on every rank (e.g. the evaluation score and the stop flag)."""
+    if world_size == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return tensor.tolist()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, raw_config: dict, resume: str | None) -> None:
+    os.environ.update({
+        "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+        "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+        "ACCELERATE_USE_CPU": "true",
+    })
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # hostname-based interface lookup is flaky offline
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    from mtst.train import train
+    from mtst.train_config import TrainConfig
+
+    train(TrainConfig.model_validate(raw_config), Path(resume) if resume else None)
+
+
+def launch_local(raw_config: dict, resume: Path | None, num_processes: int) -> dict:
+    """Run ``train`` in ``num_processes`` spawned CPU processes (gloo); returns rank 0's summary.json.
+
+    The config travels as its JSON form (validated again in each worker), never pickled.
+    """
+    if num_processes < 1:
+        raise MtstError(f"--num-processes must be at least 1, got {num_processes}")
+    from torch.multiprocessing import start_processes
+    from torch.multiprocessing.spawn import ProcessRaisedException
+
+    try:
+        start_processes(_worker, args=(num_processes, _free_port(), raw_config, str(resume) if resume else None),
+                        nprocs=num_processes, start_method="spawn")
+    except ProcessRaisedException as exc:
+        last = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
+        raise MtstError(f"a training process failed: {last.strip()}") from exc
+    run_dir = Path(resume) if resume else Path(raw_config.get("run", {}).get("output_dir", "runs/default"))
+    return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
