@@ -53,7 +53,7 @@ class MultiTaskModel(nn.Module):
         config = ModelConfig(encoder=EncoderConfig(
             pooling=pooling,
             normalize=settings.normalize if normalize is None else normalize,
-            max_seq_length=max_seq_length or settings.max_seq_length,
+            max_seq_length=settings.max_seq_length if max_seq_length is None else max_seq_length,
             hidden_size=encoder.hidden_size,
             backbone="default" if backbone in (None, "") else str(backbone),
         ))
