@@ -105,5 +105,49 @@ def test_bad_arguments(model, big_file, tmp_path):
         encode_file(model, tmp_path / "missing.txt", tmp_path / "emb.npy")
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"ok\n\xff\xfe bad\n")
-    with pytest.raises(MtstError, match="not UTF-8"):
+    with pytest.raises(MtstError, match="not UTF-8 text .invalid byte on line 2"):
         encode_file(model, binary, tmp_path / "emb.npy")
+
+
+def test_lines_are_split_like_the_cli_reads_them(model, tmp_path):
+    """BOM dropped, \\r\\n and \\n end lines, a lone \\r stays inside its line, blank lines stay."""
+    from mtst.cli import _decode
+
+    data = "\ufeffthe cat\r\n\nsat\ron the mat\nlast line without newline".encode()
+    path = tmp_path / "odd.txt"
+    path.write_bytes(data)
+    expected = _decode(data, "odd.txt")
+    assert len(expected) == 4
+    array = np.load(encode_file(model, path, tmp_path / "emb.npy", chunk_size=3))
+    assert np.abs(array - model.encode(expected)).max() <= 1e-5
+
+
+def test_cli_encode_file_to_npy_streams_and_resumes(tiny_st_dir, big_file, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mtst import bulk
+    from mtst.cli import app
+
+    path, lines = big_file
+    out = tmp_path / "emb.npy"
+    args = ["encode", "--backbone", str(tiny_st_dir), "--input", str(path), "--output", str(out)]
+    original = bulk.encode_file
+
+    def kill_at(done: int) -> None:
+        if done == 20:
+            raise Killed
+
+    def killed_after_two_chunks(*args, **kwargs):
+        return original(*args, **{**kwargs, "chunk_size": 10, "on_chunk": kill_at})
+
+    monkeypatch.setattr(bulk, "encode_file", killed_after_two_chunks)
+    first = CliRunner().invoke(app, args)
+    assert isinstance(first.exception, Killed) and not out.exists()
+    monkeypatch.setattr(bulk, "encode_file", original)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    expected = MultiTaskModel.from_backbone(tiny_st_dir).encode(lines)
+    assert np.abs(np.load(out) - expected).max() <= 1e-5
+    missing = CliRunner().invoke(app, ["encode", "--backbone", str(tiny_st_dir), "--input", str(path),
+                                       "--output", str(tmp_path / "nowhere" / "emb.npy")])
+    assert missing.exit_code == 1 and "output folder not found" in missing.output

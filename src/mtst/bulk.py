@@ -35,24 +35,30 @@ def manifest_path(output: Path) -> Path:
 
 
 def _lines(path: Path, skip: int = 0) -> Iterator[str]:
-    with path.open("r", encoding="utf-8") as handle:
-        for line in islice(handle, skip, None):
-            yield line.rstrip("\r\n")
+    """Lines split on \\n only (as ``mtst encode`` reads files): \\r\\n endings and a UTF-8 BOM are dropped."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle):
+            if number < skip:
+                continue
+            try:
+                line = raw.decode("utf-8-sig" if number == 0 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise MtstError(f"{path} is not UTF-8 text (invalid byte on line {number + 1}); "
+                                "convert it, e.g. iconv -t utf-8") from exc
+            yield line.removesuffix("\n").removesuffix("\r")
 
 
 def count_lines(path: Path) -> int:
     try:
         return sum(1 for _ in _lines(path))
-    except UnicodeDecodeError as exc:
-        raise MtstError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it first") from exc
     except OSError as exc:
         raise MtstError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _model_id(predictor) -> str:
-    """Identifies the model + backend, so a resume never mixes rows from two models."""
+def _model_id(predictor, normalize: bool | None) -> str:
+    """Identifies the model + backend + settings, so a resume never mixes rows from two models."""
     config = json.dumps(predictor.config.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(f"{type(predictor).__name__}:{config}".encode()).hexdigest()
+    return hashlib.sha256(f"{type(predictor).__name__}:{normalize}:{config}".encode()).hexdigest()
 
 
 def _write_manifest(path: Path, data: dict) -> None:
@@ -76,13 +82,14 @@ def _resumable_rows(manifest: Path, partial: Path, expected: dict) -> int:
 
 
 def encode_file(predictor, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
-                chunk_size: int = 4096, show_progress: bool = False,
+                chunk_size: int = 4096, normalize: bool | None = None, show_progress: bool = False,
                 on_chunk: Callable[[int], None] | None = None) -> Path:
     """Encode every line of ``input_path`` into ``output_path`` (.npy, float32 (N, H)), resumably.
 
     Args:
         predictor: anything with ``encode`` and ``config`` (MultiTaskModel or an exported predictor).
         chunk_size: lines read, encoded and written per step (memory bound and resume granularity).
+        normalize: passed to ``predictor.encode`` (None: what the model's config says).
         on_chunk: called with the number of rows done after each chunk is safely on disk (a hook for
             progress reporting, and for tests that simulate a kill by raising from it).
     Returns:
@@ -99,9 +106,10 @@ def encode_file(predictor, input_path: str | Path, output_path: str | Path, batc
     dim = int(predictor.config.encoder.hidden_size)
     stat = source.stat()
     job = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-           "rows": rows, "dim": dim, "model": _model_id(predictor)}
+           "rows": rows, "dim": dim, "model": _model_id(predictor, normalize)}
     partial, manifest = partial_path(output), manifest_path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if not output.parent.is_dir():
+        raise MtstError(f"output folder not found: {output.parent}; create it first")
     if rows == 0:  # a memory map cannot be empty
         with partial.open("wb") as handle:  # a handle: np.save would append .npy to the name
             np.save(handle, np.zeros((0, dim), dtype=np.float32))
@@ -119,7 +127,7 @@ def encode_file(predictor, input_path: str | Path, output_path: str | Path, batc
         lines = _lines(source, skip=done)
         while done < rows:
             chunk = list(islice(lines, chunk_size))
-            vectors = predictor.encode(chunk, batch_size=batch_size)  # (n, H)
+            vectors = predictor.encode(chunk, batch_size=batch_size, normalize=normalize)  # (n, H)
             array[done : done + len(chunk)] = vectors
             array.flush()  # rows on disk before the manifest says they are
             done += len(chunk)

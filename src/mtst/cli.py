@@ -220,6 +220,13 @@ def encode(
 ) -> None:
     """Sentences -> fixed-length embeddings (a table, JSON lines or a .npy matrix)."""
     fmt = _encode_format(output_format, output)
+    if fmt == "npy" and not sentences and input_path not in (None, "-"):  # a file into .npy: stream it
+        from mtst.bulk import encode_file  # bounded memory, resumable: rerun the same command after a kill
+
+        predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend)
+        encode_file(predictor, input_path, output, batch_size=batch_size, normalize=normalize,
+                    show_progress=sys.stderr.isatty())
+        return
     texts = read_sentences(sentences, input_path)
     predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend)
     embeddings = predictor.encode(texts, batch_size=batch_size, normalize=normalize,
