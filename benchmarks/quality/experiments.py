@@ -27,7 +27,7 @@ from mtst.model import MultiTaskModel
 from mtst.train_config import TrainConfig
 
 RUNS = CACHE / "runs"
-STEPS = 150  # optimizer steps per task (joint runs get STEPS x number of tasks)
+STEPS = 100  # optimizer steps per task (joint runs get STEPS x number of tasks)
 QUICK_STEPS = 4
 CONLL_TRAIN_SENTENCES = 14041  # scarce-task percentages are of the full CoNLL-2003 train set
 
@@ -76,7 +76,7 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("frozen-embeddings", PAIR, _merge(RR, {"freezing": {"mode": "embeddings"}})),
         Variant("frozen-bottom3", PAIR, _merge(RR, {"freezing": {"mode": "bottom_k", "bottom_k": 3}})),
         Variant("full", PAIR, RR),
-        Variant("gradual-unfreeze", PAIR, _merge(RR, {"freezing": {"gradual_unfreeze_every": 60}})),
+        Variant("gradual-unfreeze", PAIR, _merge(RR, {"freezing": {"gradual_unfreeze_every": 25}})),
         # Start from the sentiment model of "joint", add NER and train it: what does sentiment keep?
         Variant("sentiment-kept-then-ner", ("ner",), {"freezing": {"heads": ["sentiment"]}}, steps=STEPS,
                 init_from=("joint", "single-sentiment"), note="sentiment head frozen, encoder trains on NER only"),

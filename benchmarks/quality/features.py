@@ -97,8 +97,8 @@ def _ner_task(model: MultiTaskModel, seed: int) -> dict[str, float]:
     centroid = NearestCentroid().fit(x["train"], y["train"])
     test = splits["test"]
     return {
-        "ner/f1": round(100 * f1_score(test.labels, _unflatten(clf.predict(x["test"]), test)), 3),
-        "ner/f1_centroid": round(100 * f1_score(test.labels, _unflatten(centroid.predict(x["test"]), test)), 3),
+        "ner/f1": round(100 * float(f1_score(test.labels, _unflatten(clf.predict(x["test"]), test))), 3),
+        "ner/f1_centroid": round(100 * float(f1_score(test.labels, _unflatten(centroid.predict(x["test"]), test))), 3),
         "ner/logreg_C": clf.C,
     }
 
