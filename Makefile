@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch first, pinned: an unpinned install resolves to multi-GB CUDA wheels.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test lint clean bench-quality bench-load
+.PHONY: setup demo test lint clean bench-quality bench-load bench-speed
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,3 +36,8 @@ bench-load: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+
+# Offline inference speed (needs ../shared/data): ~10 min on 2 idle cores; JSON in benchmarks/speed/results/,
+# table in docs/performance.md.
+bench-speed: setup
+	$(PY) benchmarks/speed/run.py

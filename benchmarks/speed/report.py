@@ -1,0 +1,125 @@
+"""Renders a speed run as markdown between markers in docs/performance.md (the rest of the file is kept)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BEGIN, END = "<!-- speed-table:begin -->", "<!-- speed-table:end -->"
+HEADING = "## Offline inference speed"
+
+
+def _speed(result: dict, name: str) -> str:
+    row = result.get("sets", {}).get(name)
+    return f"{row['sentences_per_s']:,.0f} ({row['ratio_to_reference']:.2f}x)" if row else "-"
+
+
+def _agreement(result: dict) -> str:
+    agreement = result.get("task_agreement_with_torch")
+    return ", ".join(f"{task} {100 * value:.1f}%" for task, value in agreement.items()) if agreement else "-"
+
+
+def table(report: dict) -> list[str]:
+    lines = [
+        "| variant | STS-B sent/s (x ref) | short sent/s (x ref) | long sent/s (x ref) | batch-1 p50 / p95 ms "
+        "| peak RSS MB | STS-B Spearman | cos to ref mean / min | batch make-up max abs(1-cos) "
+        "| tasks = torch | % fp32 peak (STS-B) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, result in report["results"].items():
+        if "error" in result:
+            lines.append(f"| {name} | failed: {result['error'].replace('|', '/')} |" + " |" * 10)
+            continue
+        cos = result.get("cosine_to_reference")
+        makeup = result.get("batch_makeup_max_1_minus_cos")
+        runtime = result.get("openvino_runtime_precision")
+        label = f"{name} ({runtime})" if runtime else name
+        lines.append(" | ".join([
+            f"| {label}", _speed(result, "stsb"), _speed(result, "short"), _speed(result, "long"),
+            f"{result['latency_ms']['p50']:.1f} / {result['latency_ms']['p95']:.1f}",
+            f"{result['peak_rss_mb']:,.0f}",
+            f"{result['stsb_spearman']:.2f}" if "stsb_spearman" in result else "-",
+            f"{cos['mean']:.5f} / {cos['min']:.5f}" if cos else "-",
+            f"{makeup:.1e}" if makeup is not None else "-",
+            _agreement(result),
+            f"{100 * result['sets']['stsb']['fraction_of_fp32_peak']:.0f}%",
+        ]) + " |")
+    return lines
+
+
+def targets(report: dict) -> list[str]:
+    results = {name: r for name, r in report["results"].items() if "error" not in r}
+    ref_spearman = results.get("st-fp32", {}).get("stsb_spearman")
+
+    def ratio(name: str) -> float:
+        return results[name]["sets"]["stsb"]["ratio_to_reference"] if name in results else 0.0
+
+    lines = []
+    if "torch-fp32" in results:
+        cos_min = results["torch-fp32"]["cosine_to_reference"]["min"]
+        ok = ratio("torch-fp32") >= 1.4 and cos_min >= 0.9999
+        lines.append(f"- mtst torch fp32 >= 1.4x, cos >= 0.9999: {ratio('torch-fp32'):.2f}x, min cos {cos_min:.6f}"
+                     f" -> {'met' if ok else 'MISSED'}")
+    lossless = [n for n in ("onnx-fp32", "openvino-fp32") if n in results
+                and ref_spearman is not None and abs(results[n]["stsb_spearman"] - ref_spearman) <= 0.05]
+    if lossless:
+        best = max(lossless, key=ratio)
+        lines.append(f"- best lossless export >= 5x with STS-B unchanged (within 0.05): {best} {ratio(best):.2f}x, "
+                     f"Spearman {results[best]['stsb_spearman']:.2f} -> {'met' if ratio(best) >= 5 else 'MISSED'}")
+    int8 = [n for n in ("onnx-int8", "openvino-int8") if n in results]
+    if int8:
+        best = max(int8, key=ratio)
+        ok = ratio(best) >= 7 and results[best]["stsb_spearman"] >= 82.0
+        lines.append(f"- best int8 >= 7x with STS-B >= 82.0: {best} {ratio(best):.2f}x, Spearman "
+                     f"{results[best]['stsb_spearman']:.2f} -> {'met' if ok else 'MISSED'}")
+    for name in ("torch-predict", "onnx-predict"):
+        cost = results.get(name, {}).get("cost_vs_embeddings_only")
+        if cost is not None:
+            lines.append(f"- all heads <= 1.15x embeddings alone ({name}): {cost:.2f}x -> "
+                         f"{'met' if cost <= 1.15 else 'MISSED'}")
+    separate = results.get("separate-models", {}).get("cost_vs_mtst_predict")
+    if separate is not None:
+        lines.append(f"- separate models (embedding model + one per task) cost {separate:.2f}x mtst predict")
+    return lines
+
+
+def section(report: dict, results_file: Path) -> str:
+    hw = report["hardware"]
+    versions = ", ".join(f"{name} {v}" for name, v in hw["versions"].items())
+    stsb = report["results"].get("st-fp32", {}).get("sets", {}).get("stsb", {}).get("sentences", "?")
+    body = [
+        BEGIN,
+        f"Run {report['started_utc']} UTC, {report['duration_s']:.0f} s, command: "
+        f"`.venv/bin/python {report['command'].strip()}` (raw numbers: `{results_file}`).",
+        "",
+        f"Hardware: {hw['cpu']}, {hw['cores_available']} cores available, {hw['threads']} threads for every "
+        f"variant; Python {hw['python']}; {versions}.",
+        f"Load average before / after: {report['load_average_before']} / {report['load_average_after']}"
+        " (other jobs shared the machine whenever it is above the thread count).",
+        f"Model: {report['model_kind']}. Sentences: {stsb} unique STS-B test sentences; short = those with "
+        "<= 10 tokens; long = the first 200 AG News test texts (title. description). "
+        "x ref = speed / sentence-transformers (mean of its two runs).",
+        "",
+        *table(report),
+        "",
+        "Targets:",
+        *targets(report),
+        END,
+    ]
+    return "\n".join(body)
+
+
+def write_docs(report: dict, path: Path, results_file: Path) -> None:
+    """Replace the generated block (or create the file / section) and keep everything else as it is."""
+    block = section(report, results_file)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    elif HEADING in text:
+        text = text.replace(HEADING, f"{HEADING}\n\n{block}", 1)
+    else:
+        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)

@@ -1,0 +1,166 @@
+"""One benchmark variant, measured in its own process so peak RSS is its own.
+
+    .venv/bin/python benchmarks/speed/variants.py --variant onnx-int8 --work /tmp/mtst-bench-speed --threads 2
+
+Writes <work>/results/<variant>.json (speeds, latency, RSS) and <work>/results/<variant>.stsb.npy
+(embeddings of the STS-B sentences; the parent computes Spearman and agreement from them), plus
+<variant>.labels.json with task predictions on a sample when the variant can predict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+LATENCY_SAMPLE = 100  # sentences timed one at a time
+AGREEMENT_SAMPLE = 300  # sentences whose task predictions are compared with torch
+
+
+# ---- runners: texts -> embeddings (N, H) -------------------------------------------------------
+def _sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def hand_openvino(xml: Path, threads: int, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
+    """The encoder alone in OpenVINO; tokenisation, length sorting and mean pooling done here in numpy."""
+    import openvino as ov
+    from transformers import AutoTokenizer
+
+    from mtst.encoder import default_backbone_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(default_backbone_path()))
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU",
+                                  {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+
+    def encode(texts: list[str]) -> np.ndarray:
+        ids = tokenizer(texts, truncation=True, max_length=256)["input_ids"]
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        for batch in _sorted_batches([len(x) for x in ids], batch_size):
+            longest = max(len(ids[i]) for i in batch)
+            input_ids = np.zeros((len(batch), longest), dtype=np.int64)
+            mask = np.zeros_like(input_ids)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            tokens = np.asarray(request.infer({"input_ids": input_ids, "attention_mask": mask})[0])  # (B, T, H)
+            pooled = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)  # (B, H)
+            out[batch] = pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+        return out
+
+    return encode
+
+
+def build(variant: str, work: Path, threads: int) -> tuple[Callable[[list[str]], object], object | None]:
+    """(timed function, predictor used for the task-agreement sample or None)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model_dir = Path((work / "model_dir.txt").read_text().strip())
+    if variant.startswith("st-fp32"):
+        from sentence_transformers import SentenceTransformer
+
+        from mtst.encoder import default_backbone_path
+
+        st = SentenceTransformer(str(default_backbone_path()), device="cpu")
+        return (lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True)), None
+    if variant.startswith("hand-ov"):
+        xml = work / "hand-ov" / ("encoder-int8.xml" if variant.endswith("int8") else "encoder.xml")
+        return hand_openvino(xml, threads), None
+    from mtst.backends import load_predictor
+
+    if variant in ("torch-fp32", "torch-predict"):
+        model = load_predictor(model_dir, "torch", threads=threads)
+        if variant == "torch-fp32":
+            return (lambda texts: model.encode(texts, batch_size=64)), model
+        return (lambda texts: model.predict(texts, batch_size=64)), model
+    if variant == "separate-models":
+        return separate_models(model_dir, threads), None
+    backend, precision = variant.split("-", 1)[0], variant.rsplit("-", 1)[-1]
+    batch_size = 128 if backend == "onnx" else 64  # the faster batch size for each runtime here (FACTS.md)
+    if precision == "predict":  # all heads from the fp32 export
+        predictor = load_predictor(work / f"{backend}-fp32", backend, threads=threads)
+        return (lambda texts: predictor.predict(texts, batch_size=batch_size)), predictor
+    predictor = load_predictor(work / f"{backend}-{precision}", backend, threads=threads)
+    return (lambda texts: predictor.encode(texts, batch_size=batch_size)), predictor
+
+
+def separate_models(model_dir: Path, threads: int) -> Callable[[list[str]], object]:
+    """Embedding model + one separate full model per task: what mtst replaces (N+1 encoder passes)."""
+    from mtst.backends import load_predictor
+
+    embedder = load_predictor(model_dir, "torch", threads=threads)
+    per_task = {task: load_predictor(model_dir, "torch", threads=threads) for task in embedder.tasks}
+
+    def run(texts: list[str]) -> object:
+        vectors = embedder.encode(texts, batch_size=64)
+        return vectors, [model.predict(texts, tasks=[task], batch_size=64) for task, model in per_task.items()]
+
+    return run
+
+
+def _labels(rows: list[dict], tasks: list[str]) -> list[dict]:
+    out = []
+    for row in rows:
+        item = {}
+        for task in tasks:
+            value = row[task]
+            item[task] = value["label"] if isinstance(value, dict) else [[e["label"], e["start"], e["end"]]
+                                                                         for e in value]
+        out.append(item)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args()
+    sets = json.loads((args.work / "sentences.json").read_text())
+    started = time.perf_counter()
+    fn, predictor = build(args.variant, args.work, args.threads)
+    load_s = time.perf_counter() - started
+    fn(sets["stsb"][:64])  # warm-up: first-call allocations, graph compilation
+    result: dict = {"variant": args.variant, "threads": args.threads, "load_s": round(load_s, 2), "sets": {}}
+    for name in ("stsb", "short", "long"):
+        if name != "stsb" and args.variant in ("torch-predict", "separate-models", "onnx-predict"):
+            continue  # the task comparisons are made on STS-B only, to keep the run short
+        texts = sets[name]
+        start = time.perf_counter()
+        out = fn(texts)
+        seconds = time.perf_counter() - start
+        result["sets"][name] = {"sentences": len(texts), "seconds": round(seconds, 3),
+                                "sentences_per_s": round(len(texts) / seconds, 1)}
+        if name == "stsb" and isinstance(out, np.ndarray):
+            np.save(args.work / "results" / f"{args.variant}.stsb.npy", out.astype(np.float32))
+    latencies, alone = [], []
+    for text in sets["stsb"][:LATENCY_SAMPLE]:
+        start = time.perf_counter()
+        out = fn([text])
+        latencies.append(time.perf_counter() - start)
+        if isinstance(out, np.ndarray):
+            alone.append(out[0])
+    result["latency_ms"] = {"p50": round(float(np.percentile(latencies, 50)) * 1e3, 2),
+                            "p95": round(float(np.percentile(latencies, 95)) * 1e3, 2)}
+    if alone:
+        np.save(args.work / "results" / f"{args.variant}.alone.npy", np.stack(alone).astype(np.float32))
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if predictor is not None and predictor.tasks:
+        rows = predictor.predict(sets["stsb"][:AGREEMENT_SAMPLE], batch_size=64)
+        result["labels"] = _labels(rows, predictor.tasks)
+    if getattr(predictor, "runtime_precision", None):
+        result["openvino_runtime_precision"] = predictor.runtime_precision
+    (args.work / "results" / f"{args.variant}.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
