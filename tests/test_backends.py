@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -111,3 +112,16 @@ def test_openvino_reports_the_precision_that_ran(model_dir, tmp_path):
     from mtst.runtimes import OpenVINOPredictor
 
     assert OpenVINOPredictor(exported, inference_precision="f32").runtime_precision == "f32"
+
+
+def test_cli_threads_option(onnx_dir, tiny_st_dir):
+    from typer.testing import CliRunner
+
+    from mtst.cli import app
+
+    ok = CliRunner().invoke(app, ["encode", "--model", str(onnx_dir), "--threads", "1", "--format", "jsonl",
+                                  "John lives in Paris."])
+    assert ok.exit_code == 0, ok.output
+    assert len(json.loads(ok.output.splitlines()[-1])["embedding"]) == 32
+    bad = CliRunner().invoke(app, ["encode", "--backbone", str(tiny_st_dir), "--threads", "0", "x"])
+    assert bad.exit_code == 1 and "--threads must be at least 1" in bad.output

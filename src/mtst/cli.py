@@ -76,6 +76,8 @@ NormalizeOpt = Annotated[bool | None, typer.Option("--normalize/--no-normalize",
 MaxLenOpt = Annotated[int | None, typer.Option(help="Truncate inputs to this many tokens.")]
 BatchOpt = Annotated[int, typer.Option(help="Sentences per forward pass.")]
 BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx | openvino (all but torch need --model).")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference (default: all available cores).",
+                                                show_default=False)]
 
 
 # ---- input --------------------------------------------------------------------------------------
@@ -165,7 +167,7 @@ def _check_choice(value: str | None, choices: Iterable[str], option: str) -> Non
 
 
 def load_encoder(model_dir: Path | None, backbone: str | None, pooling: str | None,
-                 normalize: bool | None, max_seq_length: int | None, backend: str):
+                 normalize: bool | None, max_seq_length: int | None, backend: str, threads: int | None = None):
     """--model DIR -> its predictor (any backend); otherwise a head-less model on a backbone."""
     from mtst.backends import BACKENDS, load_predictor
     from mtst.pooling import POOLINGS
@@ -179,24 +181,35 @@ def load_encoder(model_dir: Path | None, backbone: str | None, pooling: str | No
                                           ("--max-seq-length", max_seq_length)) if value is not None]
         if fixed:
             raise MtstError(f"{fixed[0]} cannot be combined with --model: a model directory fixes its encoder settings")
-        return load_predictor(model_dir, backend)
+        return load_predictor(model_dir, backend, threads)
     if backend not in ("auto", "torch"):
         raise MtstError(f"--backend {backend} needs --model DIR (an exported mtst model); a backbone runs on torch")
+    _torch_threads(threads)
     from mtst.model import MultiTaskModel
 
     return MultiTaskModel.from_backbone(backbone, pooling, normalize, max_seq_length)
 
 
-def load_task_model(model_dir: Path | None, backend: str):
+def _torch_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise MtstError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def load_task_model(model_dir: Path | None, backend: str, threads: int | None = None):
     """--model DIR, else the shipped default model, else the seeded untrained demo model (with a warning)."""
     from mtst.backends import BACKENDS, load_predictor
     from mtst.demo import DEMO_SEED, demo_model, trained_default_available
 
     _check_choice(backend, BACKENDS, "backend")
     if model_dir is not None or trained_default_available():
-        return load_predictor(model_dir, backend)
+        return load_predictor(model_dir, backend, threads)
     if backend not in ("auto", "torch"):
         raise MtstError(f"--backend {backend} needs --model DIR: no trained default model is installed")
+    _torch_threads(threads)
     typer.echo("warning: no trained default model is installed; using the demo model, whose heads are UNTRAINED "
                f"(random weights, seed {DEMO_SEED}); pass --model DIR for real predictions", err=True)
     return demo_model()
@@ -217,18 +230,19 @@ def encode(
     max_seq_length: MaxLenOpt = None,
     batch_size: BatchOpt = 64,
     backend: BackendOpt = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Sentences -> fixed-length embeddings (a table, JSON lines or a .npy matrix)."""
     fmt = _encode_format(output_format, output)
     if fmt == "npy" and not sentences and input_path not in (None, "-"):  # a file into .npy: stream it
         from mtst.bulk import encode_file  # bounded memory, resumable: rerun the same command after a kill
 
-        predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend)
+        predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads)
         encode_file(predictor, input_path, output, batch_size=batch_size, normalize=normalize,
                     show_progress=sys.stderr.isatty())
         return
     texts = read_sentences(sentences, input_path)
-    predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend)
+    predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads)
     embeddings = predictor.encode(texts, batch_size=batch_size, normalize=normalize,
                                   show_progress=_wants_progress(texts), convert_to="numpy")  # (N, H)
     embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -281,13 +295,14 @@ def similarity(
     max_seq_length: MaxLenOpt = None,
     batch_size: BatchOpt = 64,
     backend: BackendOpt = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Cosine similarity matrix between sentences."""
     from mtst.demo import cosine_matrix
 
     _check_choice(output_format, ("table", "json"), "format")
     texts = read_sentences(sentences, input_path)
-    predictor = load_encoder(model, backbone, pooling, None, max_seq_length, backend)
+    predictor = load_encoder(model, backbone, pooling, None, max_seq_length, backend, threads)
     embeddings = np.asarray(predictor.encode(texts, batch_size=batch_size, convert_to="numpy"), dtype=np.float64)
     sims = cosine_matrix(embeddings)  # (N, N)
     if output_format == "json":
@@ -312,10 +327,11 @@ def predict(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSON lines to this file.")] = None,
     batch_size: BatchOpt = 32,
     backend: BackendOpt = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Every task head's predictions as JSON lines, one per sentence (one forward pass each)."""
     texts = read_sentences(sentences, input_path)
-    predictor = load_task_model(model, backend)
+    predictor = load_task_model(model, backend, threads)
     wanted = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
     for task in wanted or []:
         if task not in predictor.tasks:
