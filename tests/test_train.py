@@ -30,6 +30,7 @@ NER_SENTENCES = [
     [("acme", "B-ORG"), ("corp", "I-ORG"), ("stock", "O"), ("fell", "O")],
     [("john", "B-PER"), ("works", "O"), ("at", "O"), ("google", "B-ORG")],
     [("the", "O"), ("cat", "O"), ("sat", "O"), ("in", "O"), ("new", "B-LOC"), ("york", "I-LOC")],
+    [("mary", "B-PER"), ("smith", "I-PER"), ("won", "O")],
 ]
 
 

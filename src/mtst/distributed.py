@@ -59,7 +59,9 @@ def _worker(rank: int, world_size: int, port: int, raw_config: dict, resume: str
         "ACCELERATE_USE_CPU": "true",
     })
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # hostname-based interface lookup is flaky offline
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    threads = max(1, (os.cpu_count() or 1) // world_size)  # share the cores instead of oversubscribing
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    torch.set_num_threads(threads)
     from mtst.train import train
     from mtst.train_config import TrainConfig
 

@@ -122,6 +122,7 @@ class Recipe:
         if self.main and not self.resume:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _write_yaml(self.run_dir / "config.yaml", self._resolved_config())
+        self.accelerator.wait_for_everyone()  # the run directory exists before any rank writes to it
         if nothing_to_train(self.model, self.weighting):
             return
         self.cache = None
