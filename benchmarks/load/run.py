@@ -29,6 +29,10 @@ from pathlib import Path
 
 import httpx
 
+# Same OpenMP setting as `mtst serve` uses (it restarts itself with it), for the server and for the offline
+# baseline in this process alike; set before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ROOT = Path(__file__).resolve().parents[2]
 STSB_TEST = ROOT.parent / "shared" / "data" / "stsb" / "sts-test.csv"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,6 +53,12 @@ def stsb_sentences(path: Path) -> list[str]:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to compare costs on a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -89,7 +99,7 @@ def start_server(model_dir: Path | None, port: int, max_batch: int, max_wait_ms:
     sys.exit("error: the server did not answer /health within 180 s")
 
 
-async def drive(url: str, sentences: list[str], clients: int, seconds: float) -> dict:
+async def drive(url: str, sentences: list[str], clients: int, seconds: float, server_pid: int) -> dict:
     """``clients`` loops, each sending one sentence at a time until ``seconds`` have passed."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -115,10 +125,12 @@ async def drive(url: str, sentences: list[str], clients: int, seconds: float) ->
                 errors[key] = errors.get(key, 0) + 1
 
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    server_before = cpu_seconds(server_pid)
     began = time.perf_counter()
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
         await asyncio.gather(*(client_loop(http) for _ in range(clients)))
     elapsed = time.perf_counter() - began
+    server_cpu = cpu_seconds(server_pid) - server_before
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     return {
@@ -129,6 +141,8 @@ async def drive(url: str, sentences: list[str], clients: int, seconds: float) ->
         "p95_ms": round(percentile(latencies, 95) * 1000, 2) if latencies else None,
         "p99_ms": round(percentile(latencies, 99) * 1000, 2) if latencies else None,
         "client_cpu_share": round(client_cpu / elapsed, 2),  # cores the load generator itself used
+        "server_cpu_share": round(server_cpu / elapsed, 2),  # cores the server used
+        "server_cpu_ms_per_request": round(server_cpu / max(len(latencies), 1) * 1000, 3),
     }
 
 
@@ -149,11 +163,14 @@ def offline_encode(model_dir: Path | None, sentences: list[str], batch_size: int
 
     predictor = load_task_model(model_dir, "auto")
     predictor.encode(sentences[:64], batch_size=batch_size)  # warm-up
+    cpu = cpu_seconds(os.getpid())
     start = time.perf_counter()
     predictor.encode(sentences, batch_size=batch_size)
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(os.getpid()) - cpu
     return {"sentences": len(sentences), "batch_size": batch_size, "seconds": round(elapsed, 2),
-            "throughput_per_s": round(len(sentences) / elapsed, 1)}
+            "throughput_per_s": round(len(sentences) / elapsed, 1),
+            "cpu_ms_per_sentence": round(cpu / len(sentences) * 1000, 3)}
 
 
 def environment(backend: str) -> dict:
@@ -167,7 +184,7 @@ def environment(backend: str) -> dict:
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "mtst": mtst.__version__, "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
-            "httpx": httpx.__version__, "backend": backend}
+            "httpx": httpx.__version__, "backend": backend, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def main() -> None:
@@ -191,9 +208,9 @@ def main() -> None:
         server = start_server(model_dir, port, args.max_batch, args.max_wait_ms)
         url = f"http://127.0.0.1:{port}"
         try:
-            asyncio.run(drive(url, sentences, 8, 2.0))  # warm-up: threads, allocator, connections
+            asyncio.run(drive(url, sentences, 8, 2.0, server.pid))  # warm-up: threads, allocator, connections
             single = single_client_latency(url, sentences, args.single)
-            levels = [asyncio.run(drive(url, sentences, clients, args.seconds)) for clients in args.clients]
+            levels = [asyncio.run(drive(url, sentences, clients, args.seconds, server.pid)) for clients in args.clients]
             metrics = httpx.get(f"{url}/metrics").text
         finally:
             server.terminate()
@@ -218,6 +235,9 @@ def main() -> None:
     }
     for level in levels:
         level["ratio_to_offline"] = round(level["throughput_per_s"] / offline["throughput_per_s"], 2)
+        # CPU-time ratio: how much compute one served sentence costs next to one offline sentence. Unlike the
+        # throughput ratio it does not depend on what else runs on the machine.
+        level["cpu_efficiency"] = round(offline["cpu_ms_per_sentence"] / level["server_cpu_ms_per_request"], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out or RESULTS / f"{backend}.json"
     tmp = out.with_suffix(".tmp")
@@ -227,11 +247,13 @@ def main() -> None:
     print(f"\nbackend {backend}; offline encode {offline['throughput_per_s']}/s; single-client p50 "
           f"{single['p50_ms']} ms; mean batch {result['mean_batch_size']}; "
           f"load avg {result['load_average_before_after']}")
-    print("| clients | requests/s | vs offline | p50 ms | p95 ms | p99 ms | errors | client CPU (cores) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| clients | requests/s | vs offline | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request "
+          "(offline ms/sentence) | client CPU (cores) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for level in levels:
         print(f"| {level['clients']} | {level['throughput_per_s']} | {level['ratio_to_offline']:.0%} | "
               f"{level['p50_ms']} | {level['p95_ms']} | {level['p99_ms']} | {level['errors']} | "
+              f"{level['server_cpu_ms_per_request']} ({offline['cpu_ms_per_sentence']}) | "
               f"{level['client_cpu_share']} |")
     print(f"wrote {out}")
 

@@ -15,6 +15,21 @@ from typing import Annotated
 import typer
 
 API_KEY_ENV = "MTST_API_KEY"
+# Idle OpenMP threads spin by default. In a server they spin between batches and starve the event loop and
+# the batcher thread; on a busy 2-core machine that took single-request p50 from ~16 ms to ~980 ms
+# (docs/performance.md, "Serving under load"). libgomp reads this once, when torch is imported.
+OMP_POLICY_ENV = "OMP_WAIT_POLICY"
+
+
+def _restart_with_passive_openmp() -> None:
+    """Re-execute ``mtst serve ...`` once with OMP_WAIT_POLICY=PASSIVE unless the user chose a policy.
+
+    Only when this process *is* that command line (not when the CLI is called in-process, e.g. by tests).
+    """
+    if os.environ.get(OMP_POLICY_ENV) or sys.argv[1:2] != ["serve"]:
+        return
+    env = {**os.environ, OMP_POLICY_ENV: "PASSIVE"}
+    os.execve(sys.executable, [sys.executable, "-m", "mtst.cli", *sys.argv[1:]], env)
 
 
 def serve_model(model: Path | None, backend: str, host: str, port: int, settings) -> None:
@@ -63,6 +78,7 @@ def register(app: typer.Typer) -> None:
 
         Set MTST_API_KEY to require 'Authorization: Bearer <key>' on every endpoint except /health and /.
         """
+        _restart_with_passive_openmp()
         from mtst.serve import ServeSettings
 
         name = model.name if model is not None else "mtst-default"
