@@ -143,7 +143,8 @@ def test_close_drains_queued_jobs_and_refuses_new_ones():
         futures = [asyncio.ensure_future(batcher.submit("k", [f"q{i}"])) for i in range(6)]
         await asyncio.to_thread(run.started.wait, 5)
         closer = asyncio.ensure_future(asyncio.to_thread(batcher.close, 5))
-        await asyncio.sleep(0.05)
+        while not batcher.closing:
+            await asyncio.sleep(0.01)
         with pytest.raises(ShuttingDownError):
             await batcher.submit("k", ["too late"])
         hold.set()

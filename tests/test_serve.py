@@ -229,7 +229,8 @@ def test_queue_full_is_429_with_retry_after(tiny_model):
             first = asyncio.ensure_future(http.post("/v1/embed", json={"sentences": ["a"]}))
             await asyncio.to_thread(held.entered.wait, 5)  # the worker is busy with "a"
             second = asyncio.ensure_future(http.post("/v1/embed", json={"sentences": ["b"]}))
-            await asyncio.sleep(0.1)  # "b" now fills the queue
+            while app.state.batcher.queue_depth < 1:  # wait until "b" fills the queue
+                await asyncio.sleep(0.01)
             third = await http.post("/v1/embed", json={"sentences": ["c"]})
             held.release.set()
             return await first, await second, third
@@ -322,7 +323,8 @@ def test_shutdown_drains_in_flight_requests(tiny_model):
             pending = [asyncio.ensure_future(http.post("/v1/embed", json={"sentences": [f"s {i}"]})) for i in range(6)]
             await asyncio.to_thread(held.entered.wait, 5)
             closing = asyncio.ensure_future(asyncio.to_thread(app.state.batcher.close, 10))
-            await asyncio.sleep(0.05)
+            while not app.state.batcher.closing:
+                await asyncio.sleep(0.01)
             refused = await http.post("/v1/embed", json={"sentences": ["new"]})
             held.release.set()
             return await asyncio.gather(*pending), refused, await closing

@@ -87,6 +87,11 @@ class MicroBatcher:
         """Sentences waiting for the worker (not counting the batch being computed)."""
         return self._pending
 
+    @property
+    def closing(self) -> bool:
+        """True once ``close`` was called: new work is refused, queued work still runs."""
+        return self._closing
+
     async def submit(self, key: Hashable, sentences: Sequence[str], timeout: float | None = None) -> list[Any]:
         """Queue ``sentences`` under ``key`` and wait for their results (one per sentence, in order).
 

@@ -373,7 +373,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
             raise ApiError(422, "input: must not be empty")
-        rows = await run(("embed", None), texts)
+        rows = await run(("embed", info["normalize"]), texts)
         as_base64 = body.encoding_format == "base64"
         data = [{"object": "embedding", "index": i,
                  "embedding": base64.b64encode(vec.astype("<f4").tobytes()).decode() if as_base64 else vec.tolist()}
@@ -384,7 +384,8 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.post("/v1/embed", summary="Sentence embeddings")
     async def embed(body: EmbedRequest) -> Response:
-        rows = await run(("embed", body.normalize), body.sentences)
+        normalize = info["normalize"] if body.normalize is None else body.normalize  # one key per real setting
+        rows = await run(("embed", normalize), body.sentences)
         return _json({"model": settings.model_name, "dimension": info["dimension"],
                       "embeddings": [vec.tolist() for vec, _ in rows]})
 
