@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+MAIN_SUFFIXES = ("/accuracy", "/f1", "/spearman", "mean/main")
+
 
 def read_metrics(path: Path) -> list[dict]:
     if not path.exists():
@@ -27,7 +29,8 @@ def write_training_plot(metrics_file: Path, out_file: Path) -> Path:
         for key, value in record.get("loss", {}).items():
             losses.setdefault(key, []).append((record["step"], value))
         for key, value in record.get("eval", {}).items():
-            evals.setdefault(key, []).append((record["step"], value))
+            if key.endswith(MAIN_SUFFIXES):  # precision/recall/macro-F1 would crowd the plot
+                evals.setdefault(key, []).append((record["step"], value))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, points in sorted(losses.items()):
         left.plot(*zip(*points, strict=True), label=name)
