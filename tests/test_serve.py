@@ -370,6 +370,28 @@ def test_bad_settings_are_user_errors():
         ServeSettings(max_batch=0)
 
 
+@pytest.mark.parametrize(("argv", "policy", "restarts"), [
+    (["mtst", "serve", "--port", "9"], None, True),
+    (["mtst", "serve"], "ACTIVE", False),  # the user's choice wins
+    (["pytest", "tests"], None, False),  # called in-process: never replace the caller's process
+])
+def test_serve_restarts_once_with_passive_openmp(monkeypatch, argv, policy, restarts):
+    import mtst.cli_serve
+
+    calls = []
+    monkeypatch.setattr(mtst.cli_serve.os, "execve", lambda *args: calls.append(args))
+    monkeypatch.setattr(mtst.cli_serve.sys, "argv", argv)
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    mtst.cli_serve._restart_with_passive_openmp()
+    assert bool(calls) == restarts
+    if restarts:
+        _, command, env = calls[0]
+        assert command[1:] == ["-m", "mtst.cli", *argv[1:]] and env["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
 def test_cli_serve_passes_settings_and_api_key(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
