@@ -65,17 +65,20 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("single-topic", ("topic",)),
         Variant("single-sentiment", ("sentiment",), keep_model=True),
         Variant("single-ner", ("ner",)),
+        # sentiment + NER: the pair every later experiment builds on (200 steps, round robin)
+        Variant("joint-sentiment-ner", PAIR, RR),
+        Variant("joint-sentiment-ner-preserve-lr2e-5-decay0.8", PAIR, _merge(RR, PRESERVE)),
         Variant("joint-full", ALL, RR),
         Variant("joint-frozen-encoder", ALL, _merge(RR, {"freezing": {"mode": "encoder"}})),
         Variant("joint-preserve-lr2e-5-decay0.8", ALL, _merge(RR, PRESERVE)),
         Variant("joint-preserve-bottom3", ALL, _merge(RR, {"freezing": {"mode": "bottom_k", "bottom_k": 3}})),
     ],
-    # 1. freezing, on sentiment + NER jointly (round robin, equal steps).
+    # 1. freezing, on sentiment + NER jointly (round robin, equal steps); full fine-tuning = joint/joint-sentiment-ner.
     "freezing": [
         Variant("frozen-encoder", PAIR, _merge(RR, {"freezing": {"mode": "encoder"}})),
         Variant("frozen-embeddings", PAIR, _merge(RR, {"freezing": {"mode": "embeddings"}})),
         Variant("frozen-bottom3", PAIR, _merge(RR, {"freezing": {"mode": "bottom_k", "bottom_k": 3}})),
-        Variant("full", PAIR, RR),
+        # full fine-tuning of the pair is joint/joint-sentiment-ner (same config)
         Variant("gradual-unfreeze", PAIR, _merge(RR, {"freezing": {"gradual_unfreeze_every": 25}})),
         # Start from the sentiment model of "joint", add NER and train it: what does sentiment keep?
         Variant("sentiment-kept-then-ner", ("ner",), {"freezing": {"heads": ["sentiment"]}}, steps=STEPS,
@@ -92,7 +95,7 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("lr1e-4-flat", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4}}), max_seeds=3),
         Variant("lr1e-4-decay0.95", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.95}}), max_seeds=3),
         Variant("lr1e-4-decay0.8", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.8}}), max_seeds=3),
-        # the 5e-5 flat reference is freezing/full (same config)
+        # the 5e-5 flat reference is joint/joint-sentiment-ner (same config)
     ],
 }
 

@@ -8,16 +8,17 @@ PY=.venv/bin/python
 R=benchmarks/quality/run.py
 run() { $PY $R "$@" || echo "run.py $* exited $?"; }
 run features
-for v in single-sentiment single-ner single-topic joint-full joint-preserve-lr2e-5-decay0.8; do
+for v in single-sentiment single-ner joint-sentiment-ner joint-sentiment-ner-preserve-lr2e-5-decay0.8; do
   run joint --only "$v"
 done
+for v in lr1e-4-flat lr1e-4-decay0.8; do run llrd --only "$v"; done
+for v in ner5pct-round-robin ner5pct-proportional ner5pct-alone ner5pct-temperature2; do run scarce --only "$v"; done
 $PY benchmarks/quality/footprint.py || echo "footprint failed"
-for v in lr1e-4-flat lr1e-4-decay0.95 lr1e-4-decay0.8; do run llrd --only "$v"; done
-for v in ner5pct-alone ner5pct-proportional ner5pct-temperature2 ner5pct-round-robin; do run scarce --only "$v"; done
-run joint --only joint-frozen-encoder
-for v in full frozen-encoder frozen-bottom3 gradual-unfreeze sentiment-kept-then-ner; do run freezing --only "$v"; done
+for v in single-topic joint-full joint-preserve-lr2e-5-decay0.8 joint-frozen-encoder; do run joint --only "$v"; done
+for v in frozen-encoder frozen-bottom3 gradual-unfreeze sentiment-kept-then-ner; do run freezing --only "$v"; done
+run llrd --only lr1e-4-decay0.95
 for v in ner5pct-proportional-uncertainty ner5pct-sequential ner5pct-sequential-ner-only; do run scarce --only "$v"; done
-run joint --only joint-preserve-bottom3
+run joint
 run freezing
 run llrd --seeds 0 1 2
 run scarce
