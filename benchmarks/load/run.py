@@ -1,7 +1,7 @@
 """Load benchmark for ``mtst serve``: throughput and latency under 16 and 64 concurrent clients.
 
-    .venv/bin/python benchmarks/load/run.py                      # torch, the default model
-    .venv/bin/python benchmarks/load/run.py --export onnx        # export first, serve the ONNX Runtime graph
+    .venv/bin/python benchmarks/load/run.py                      # OpenVINO export of the default model (fastest)
+    .venv/bin/python benchmarks/load/run.py --backend torch      # the saved model on PyTorch
 
 Starts the real server (``python -m mtst.cli serve``) on 127.0.0.1, sends single-sentence POST /v1/embed
 requests built from STS-B test sentences (../shared/data/stsb/sts-test.csv) with httpx async clients for a
@@ -67,16 +67,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_model(export: str | None, workdir: Path) -> Path | None:
-    """None = serve the default model on torch; else export it (fp32) and return the export directory."""
-    if export is None:
+def prepare_model(backend: str, workdir: Path) -> Path | None:
+    """torch: None (serve the default model); else export it (fp32 weights) and return the export directory."""
+    if backend == "torch":
         return None
     from mtst.cli import load_task_model
     from mtst.export import export_model
 
     source = workdir / "model"
     load_task_model(None, "torch").save(source)
-    return export_model(source, workdir / f"export-{export}", format=export)
+    return export_model(source, workdir / f"export-{backend}", format=backend)
 
 
 def start_server(model_dir: Path | None, port: int, max_batch: int, max_wait_ms: float) -> subprocess.Popen:
@@ -169,6 +169,7 @@ def offline_encode(model_dir: Path | None, sentences: list[str], batch_size: int
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds(os.getpid()) - cpu
     return {"sentences": len(sentences), "batch_size": batch_size, "seconds": round(elapsed, 2),
+            "runtime_precision": getattr(predictor, "runtime_precision", "fp32"),
             "throughput_per_s": round(len(sentences) / elapsed, 1),
             "cpu_ms_per_sentence": round(cpu / len(sentences) * 1000, 3)}
 
@@ -189,8 +190,8 @@ def environment(backend: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", choices=["onnx", "openvino"], default=None,
-                        help="serve an fp32 export of the default model instead of torch")
+    parser.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="openvino",
+                        help="torch serves the default model as saved; onnx / openvino serve an fp32 export of it")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration per concurrency level")
     parser.add_argument("--clients", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--single", type=int, default=300, help="sequential requests for single-client latency")
@@ -200,9 +201,9 @@ def main() -> None:
     args = parser.parse_args()
 
     sentences = stsb_sentences(STSB_TEST)
-    backend = args.export or "torch"
+    backend = args.backend
     with tempfile.TemporaryDirectory(prefix="mtst-load-") as workdir:
-        model_dir = prepare_model(args.export, Path(workdir))
+        model_dir = prepare_model(backend, Path(workdir))
         port = free_port()
         load_before = os.getloadavg()
         server = start_server(model_dir, port, args.max_batch, args.max_wait_ms)
