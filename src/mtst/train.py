@@ -191,6 +191,7 @@ class Recipe:
             return self._finish(result, start)
         trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
         losses: dict[str, list[float]] = {}
+        window_steps, window_seconds = 0, 0.0  # training time since the last log (evaluation excluded)
         with _Progress(self.total_steps, self.step, enabled=self.main and sys.stderr.isatty()) as bar:
             while self.step < self.total_steps:
                 tick = time.perf_counter()
@@ -216,14 +217,15 @@ class Recipe:
                 self.step += 1
                 if self.unfreezer and self.unfreezer.step(self.step, self._epoch()):
                     self._set_modes()
-                examples_per_s = self.examples_per_step / (time.perf_counter() - tick)
+                window_steps, window_seconds = window_steps + 1, window_seconds + time.perf_counter() - tick
+                examples_per_s = window_steps * self.examples_per_step / window_seconds  # batch_size: all ranks
                 bar.update(self.step, {t: sum(v[-20:]) / len(v[-20:]) for t, v in losses.items()}, examples_per_s)
                 if self.step % self.config.run.log_every_steps == 0 or self.step == self.total_steps:
                     self._log({"step": self.step, "epoch": round(self._epoch(), 4),
                                "lr": self.optimizer.param_groups[0]["lr"], "examples_per_s": round(examples_per_s, 1),
                                "loss": {t: sum(v) / len(v) for t, v in losses.items()},
                                "loss_weights": self.weighting.current_weights()})
-                    losses = {}
+                    losses, window_steps, window_seconds = {}, 0, 0.0
                 stop = False
                 if self.step % self.eval_every == 0 or self.step == self.total_steps:
                     stop = self._evaluate()
