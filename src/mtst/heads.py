@@ -81,19 +81,19 @@ class TokenClassificationHead(Head):
         return self.classifier(self.dropout(features))
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[list[dict]]:
-        probs = logits.float().softmax(dim=-1)
+        # One max over the whole batch, then plain lists: a tiny torch op per word made decoding cost
+        # as much as the encoder's forward pass in `predict`.
+        scores, best = logits.float().softmax(dim=-1).max(dim=-1)  # (B, T) each
+        scores, best = scores.tolist(), best.tolist()
         return [
-            self._entities(probs[row, : len(item.input_ids)], item, text)
+            self._entities(scores[row], best[row], item, text)
             for row, (item, text) in enumerate(zip(items, texts, strict=True))
         ]
 
-    def _entities(self, probs: torch.Tensor, item: Tokenized, text: str) -> list[dict]:
+    def _entities(self, scores: list[float], best: list[int], item: Tokenized, text: str) -> list[dict]:
         words = word_spans(item)
         first = first_subtokens(item.word_ids)
-        labelled = []
-        for word, token in sorted(first.items()):
-            score, best = probs[token].max(dim=-1)
-            labelled.append((words[word], self.labels[int(best)], float(score)))
+        labelled = [(words[word], self.labels[best[token]], scores[token]) for word, token in sorted(first.items())]
         return bio_to_entities(labelled, text)
 
 
