@@ -107,6 +107,15 @@ def separate_models(model_dir: Path, threads: int) -> Callable[[list[str]], obje
     return run
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory. Not getrusage's ru_maxrss: Linux carries that over
+    exec from the parent, so every child would report at least the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)  # kB -> MB
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _labels(rows: list[dict], tasks: list[str]) -> list[dict]:
     out = []
     for row in rows:
@@ -153,7 +162,7 @@ def main() -> None:
                             "p95": round(float(np.percentile(latencies, 95)) * 1e3, 2)}
     if alone:
         np.save(args.work / "results" / f"{args.variant}.alone.npy", np.stack(alone).astype(np.float32))
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["peak_rss_mb"] = peak_rss_mb()
     if predictor is not None and predictor.tasks:
         rows = predictor.predict(sets["stsb"][:AGREEMENT_SAMPLE], batch_size=64)
         result["labels"] = _labels(rows, predictor.tasks)
