@@ -80,8 +80,8 @@ def plot(experiment: str, data: dict[str, dict[str, list[float]]]) -> Path | Non
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names), fontsize=8)
         ax.invert_yaxis()
         ax.set_title(COLUMNS[metric], fontsize=10)
-        low = min(means) - 5
-        ax.set_xlim(max(0, low), min(100, max(means) + 2))
+        span = means + ([UNTOUCHED_STS] if metric == "sts/spearman" else [])
+        ax.set_xlim(max(0, min(span) - 5), min(100, max(span) + 3))
         for i, m in enumerate(means):
             ax.text(m, i, f" {m:.1f}", va="center", fontsize=7)
         if metric == "sts/spearman":
