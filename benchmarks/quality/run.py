@@ -58,6 +58,22 @@ def _run_trained(experiment: str, seeds: list[int], quick: bool, only: str | Non
             print(f"wrote {path.relative_to(RESULTS)}: {result['metrics']} ({result['wall_s']} s)", flush=True)
 
 
+def _print_config(experiment: str, only: str | None, seed: int) -> None:
+    """The YAML that ``mtst train`` takes, with the data directory written as ${MTST_DATA_DIR}."""
+    import yaml
+    from common import DATA
+    from experiments import EXPERIMENTS, build_config
+
+    variant = next((v for v in EXPERIMENTS.get(experiment, []) if v.name == only), None)
+    if variant is None:
+        raise SystemExit(f"--print-config needs --only VARIANT of a trained experiment, got {experiment}/{only}")
+    raw = build_config(experiment, variant, seed, quick=False)
+    raw["run"]["output_dir"] = f"runs/{experiment}/{variant.name}-seed{seed}"
+    text = yaml.safe_dump(raw, sort_keys=False).replace(str(DATA), "${MTST_DATA_DIR}")
+    print(f"# .venv/bin/mtst train THIS.yaml   (written by: run.py {experiment} --only {only} --print-config)")
+    print(text, end="")
+
+
 def main() -> None:
     from experiments import EXPERIMENTS
 
@@ -67,7 +83,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--quick", action="store_true", help="tiny step budget; results marked quick-")
     parser.add_argument("--only", default=None, help="run one variant of the experiment")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the variant's config as YAML for `mtst train` (needs --only) and exit")
     args = parser.parse_args()
+    if args.print_config:
+        _print_config(args.experiment, args.only, args.seeds[0])
+        return
     setup_threads()
     for name in names if args.experiment == "all" else [args.experiment]:
         if name == "features":
