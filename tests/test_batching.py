@@ -162,3 +162,15 @@ def test_empty_submit_and_bad_settings():
     assert batcher.close() is True  # never started a worker
     with pytest.raises(ValueError):
         MicroBatcher(Recorder(), max_batch=0)
+
+
+def test_a_lone_sequential_caller_does_not_wait_for_company():
+    run = Recorder()
+    batcher = MicroBatcher(run, max_batch=64, max_wait_ms=60_000)  # waiting would hit the 10 s timeout
+
+    async def main():
+        return [await batcher.submit("k", [f"s{i}"], timeout=10) for i in range(3)]
+
+    assert asyncio.run(main()) == [["k:S0"], ["k:S1"], ["k:S2"]]
+    batcher.close()
+    assert [len(sentences) for _, sentences in run.calls] == [1, 1, 1]

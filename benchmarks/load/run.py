@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--single", type=int, default=300, help="sequential requests for single-client latency")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default results/<backend>.json)")
     args = parser.parse_args()
 

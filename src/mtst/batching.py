@@ -61,12 +61,13 @@ class MicroBatcher:
     Args:
         run_batch: ``(key, sentences) -> results`` with one result per sentence, in order.
         max_batch: most sentences per ``run_batch`` call (a single larger job still runs, alone).
-        max_wait_ms: how long the worker waits for more jobs after the first one arrives.
+        max_wait_ms: how long the worker waits for more jobs after the first one arrives (only when the
+            previous batch or the queue shows concurrent callers).
         max_queue: most sentences waiting at once; beyond it ``submit`` raises QueueFullError.
         on_batch: optional callback ``(n_sentences, n_jobs, seconds)`` after every batch (metrics).
     """
 
-    def __init__(self, run_batch: RunBatch, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 1024,
+    def __init__(self, run_batch: RunBatch, max_batch: int = 64, max_wait_ms: float = 5.0, max_queue: int = 1024,
                  on_batch: Callable[[int, int, float], None] | None = None):
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
@@ -79,6 +80,7 @@ class MicroBatcher:
         self._pending = 0  # sentences queued, not yet taken by the worker
         self._cond = threading.Condition()
         self._closing = False
+        self._last_jobs = 0  # jobs in the previous batch: > 1 means callers are concurrent
         self._thread: threading.Thread | None = None
 
     # ---- caller side (event loop) ---------------------------------------------------------
@@ -145,14 +147,19 @@ class MicroBatcher:
             self._run(batch)
 
     def _gather(self) -> list[_Job] | None:
-        """Block for the oldest job, then collect same-key jobs until full or ``max_wait`` passes."""
+        """Block for the oldest job, then collect same-key jobs until full or ``max_wait`` passes.
+
+        The wait only happens when callers are concurrent (the last batch, or the queue now, holds more
+        than one job): a lone sequential client gains nothing from waiting and would pay it on every call.
+        """
         with self._cond:
             while not self._jobs:
                 if self._closing:
                     return None
                 self._cond.wait()
             key = self._jobs[0].key
-            deadline = time.perf_counter() + self.max_wait
+            concurrent = self._last_jobs > 1 or len(self._jobs) > 1
+            deadline = time.perf_counter() + (self.max_wait if concurrent else 0.0)
             while not self._closing and self._count_locked(key) < self.max_batch:
                 left = deadline - time.perf_counter()
                 if left <= 0:
@@ -182,6 +189,7 @@ class MicroBatcher:
         return taken
 
     def _run(self, jobs: list[_Job]) -> None:
+        self._last_jobs = len(jobs)
         live = [job for job in jobs if not job.abandoned]
         sentences = [text for job in live for text in job.sentences]
         start = time.perf_counter()

@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it local.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
         max_batch: Annotated[int, typer.Option(help="Most sentences per forward pass.")] = 64,
-        max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill, in ms.")] = 2.0,
+        max_wait_ms: Annotated[float, typer.Option(
+            help="How long a batch waits to fill, in ms (only when callers are concurrent).")] = 5.0,
         max_queue: Annotated[int, typer.Option(help="Most sentences waiting; beyond it requests get 429.")] = 1024,
         max_sentences: Annotated[int, typer.Option(help="Most sentences per request (413 beyond).")] = 256,
         max_chars: Annotated[int, typer.Option(help="Most characters per sentence (413 beyond).")] = 10_000,

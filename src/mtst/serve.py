@@ -51,7 +51,7 @@ class ServeSettings:
     max_chars: int = 10_000  # per sentence -> 413 beyond
     max_body_bytes: int = 8 * 1024 * 1024  # whole request body -> 413 beyond
     max_batch: int = 64  # sentences per forward pass
-    max_wait_ms: float = 2.0  # how long a batch waits to fill
+    max_wait_ms: float = 5.0  # how long a batch waits to fill (only when callers are concurrent)
     max_queue: int = 1024  # sentences waiting -> 429 beyond
     timeout_s: float = 30.0  # per request, queueing included -> 504 beyond
     retry_after_s: int = 1  # Retry-After header on 429 / 503
