@@ -50,6 +50,9 @@ def serve_model(model: Path | None, backend: str, host: str, port: int, settings
     auth = "bearer token required" if settings.api_key else f"no auth (set {API_KEY_ENV} to require a token)"
     typer.echo(f"mtst serving {settings.model_name} on http://{host}:{port} ({auth}); playground at /, docs at /docs",
                err=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        typer.echo(f"warning: listening on {host} without auth; anyone who can reach it can use it "
+                   f"(set {API_KEY_ENV})", err=True)
     # uvicorn's own access log is off: the JSON line from mtst.serve replaces it.
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
                 timeout_graceful_shutdown=int(settings.drain_timeout_s))
