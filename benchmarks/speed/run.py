@@ -51,9 +51,9 @@ ATTENTION_FLOP = 9.2e3
 PEAK_FLOPS = 507e9  # fp32 peak of this 2-core CPU (FACTS.md)
 
 
-def run_variant(name: str, work: Path, threads: int) -> dict:
+def run_variant(name: str, work: Path, threads: int, repeats: int) -> dict:
     command = [sys.executable, str(HERE / "variants.py"), "--variant", name, "--work", str(work),
-               "--threads", str(threads)]
+               "--threads", str(threads), "--repeats", str(repeats)]
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(name for name, _ in VARIANTS))
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--reuse", action="store_true", help="reuse the model and exports already in --work")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes over STS-B per variant; fastest counts")
     args = parser.parse_args()
     command = "benchmarks/speed/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     started = time.time()
@@ -147,7 +148,7 @@ def main() -> None:
     built = prepare(args.work, args.subsample, args.reuse)
     results = {}
     for name in args.variants.split(","):
-        results[name] = run_variant(name, args.work, args.threads)
+        results[name] = run_variant(name, args.work, args.threads, args.repeats)
     analyse(results, args.work)
     report = {
         "command": command,
@@ -157,6 +158,8 @@ def main() -> None:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "hardware": hardware(args.threads),
         "descriptions": dict(VARIANTS),
+        "stsb_pairs": len(json.loads((args.work / "sentences.json").read_text())["pairs"]),
+        "repeats": args.repeats,
         **built,
         "results": results,
     }
