@@ -108,7 +108,12 @@ def test_timeout_raises_and_the_abandoned_job_is_skipped():
 
 
 def test_an_error_reaches_every_caller_of_the_batch_and_the_worker_survives():
+    hold, started = threading.Event(), threading.Event()
+
     def run(key, sentences):
+        if sentences == ["first"]:  # holds the worker so "boom" and "fine" queue up and share one batch
+            started.set()
+            hold.wait(5)
         if "boom" in sentences:
             raise ValueError("model failed")
         return sentences
@@ -116,13 +121,17 @@ def test_an_error_reaches_every_caller_of_the_batch_and_the_worker_survives():
     batcher = MicroBatcher(run, max_batch=8, max_wait_ms=20)
 
     async def main():
-        outcome = await asyncio.gather(batcher.submit("k", ["boom"]), batcher.submit("k", ["fine"]),
-                                       return_exceptions=True)
-        after = await batcher.submit("k", ["again"])
-        return outcome, after
+        first = asyncio.ensure_future(batcher.submit("k", ["first"]))
+        await asyncio.to_thread(started.wait, 5)
+        pair = asyncio.gather(batcher.submit("k", ["boom"]), batcher.submit("k", ["fine"]), return_exceptions=True)
+        await asyncio.sleep(0)
+        hold.set()
+        outcome = await pair
+        return await first, outcome, await batcher.submit("k", ["again"])
 
-    outcome, after = asyncio.run(main())
+    first, outcome, after = asyncio.run(main())
     batcher.close()
+    assert first == ["first"]
     assert all(isinstance(item, ValueError) for item in outcome)  # both were in the failing batch
     assert after == ["again"]
 
