@@ -11,11 +11,12 @@ run features
 for v in single-sentiment single-ner joint-sentiment-ner joint-sentiment-ner-preserve-lr2e-5-decay0.8; do
   run joint --only "$v"
 done
+for v in frozen-encoder sentiment-kept-then-ner; do run freezing --only "$v"; done
 for v in lr1e-4-flat lr1e-4-decay0.8; do run llrd --only "$v"; done
 for v in ner5pct-round-robin ner5pct-proportional ner5pct-alone ner5pct-temperature2; do run scarce --only "$v"; done
 $PY benchmarks/quality/footprint.py || echo "footprint failed"
 for v in single-topic joint-full joint-preserve-lr2e-5-decay0.8 joint-frozen-encoder; do run joint --only "$v"; done
-for v in frozen-encoder frozen-bottom3 gradual-unfreeze sentiment-kept-then-ner; do run freezing --only "$v"; done
+for v in frozen-bottom3 gradual-unfreeze sentiment-kept-then-ner-frozen-encoder; do run freezing --only "$v"; done
 run llrd --only lr1e-4-decay0.95
 for v in ner5pct-proportional-uncertainty ner5pct-sequential ner5pct-sequential-ner-only; do run scarce --only "$v"; done
 run joint
