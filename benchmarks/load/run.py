@@ -184,12 +184,14 @@ def environment(backend: str) -> dict:
     import uvicorn
 
     import mtst
+    from mtst.demo import trained_default_available
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "mtst": mtst.__version__, "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
-            "httpx": httpx.__version__, "backend": backend, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+            "httpx": httpx.__version__, "backend": backend, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+            "model": "shipped default (trained)" if trained_default_available() else "demo (untrained heads)"}
 
 
 def main() -> None:
