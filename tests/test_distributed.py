@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from mtst import MultiTaskModel
 from mtst.distributed import average_gradients, launch_local
+from mtst.errors import MtstError
 from mtst.train import DEBUG_INDICES, TrainResult
 from test_train import make_config  # tests/ is on sys.path (rootdir conftest)
 
@@ -39,3 +41,12 @@ def test_two_processes_train_on_disjoint_data(tmp_path, tiny_st_dir, monkeypatch
     assert prediction["topic"]["label"] in ("business", "sports", "world")
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
             if "eval" in json.loads(line)] == [3, 4]
+
+
+def test_a_user_error_inside_the_workers_is_one_clean_line(tmp_path, tiny_st_dir):
+    config = make_config(tmp_path, tiny_st_dir)
+    (tmp_path / "data" / "ner.conll").unlink()
+    with pytest.raises(MtstError) as info:
+        launch_local(config.model_dump(mode="json"), None, num_processes=2)
+    message = str(info.value)
+    assert message.startswith("task 'ner'") and "ner.conll" in message and "\n" not in message

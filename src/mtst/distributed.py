@@ -82,7 +82,10 @@ def launch_local(raw_config: dict, resume: Path | None, num_processes: int) -> d
         start_processes(_worker, args=(num_processes, _free_port(), raw_config, str(resume) if resume else None),
                         nprocs=num_processes, start_method="spawn")
     except ProcessRaisedException as exc:
-        last = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
-        raise MtstError(f"a training process failed: {last.strip()}") from exc
+        last = [line for line in str(exc).strip().splitlines() if line.strip()][-1].strip()
+        prefix = f"{MtstError.__module__}.{MtstError.__name__}: "
+        if last.startswith(prefix):  # a user error inside a worker: pass its one line on unchanged
+            raise MtstError(last[len(prefix):]) from exc
+        raise MtstError(f"a training process failed: {last}") from exc
     run_dir = Path(resume) if resume else Path(raw_config.get("run", {}).get("output_dir", "runs/default"))
     return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
