@@ -74,7 +74,9 @@ def test_same_surface_as_the_torch_model(model_dir, onnx_dir):
     assert isinstance(as_tensor, torch.Tensor) and as_tensor.shape == (4, 32)
     assert onnx.encode([]).shape == (0, 32)
     assert onnx.predict([]) == []
+    threads = torch.get_num_threads()
     assert set(onnx.predict(SENTENCES[:1], tasks=["ner"])[0]) == {"text", "ner"}
+    assert torch.get_num_threads() == threads, "decoding may use one torch thread, but must restore the setting"
 
 
 def test_runtime_input_errors(onnx_dir):

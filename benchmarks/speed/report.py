@@ -1,11 +1,21 @@
-"""Renders a speed run as markdown between markers in docs/performance.md (the rest of the file is kept)."""
+"""Renders a speed run as markdown between markers in docs/performance.md (the rest of the file is kept).
+
+    .venv/bin/python benchmarks/speed/report.py benchmarks/speed/results/speed-STAMP.json [--block NAME]
+re-renders a saved run; each block NAME ("main" is what run.py writes) has its own pair of markers.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
-BEGIN, END = "<!-- speed-table:begin -->", "<!-- speed-table:end -->"
 HEADING = "## Offline inference speed"
+
+
+def markers(block: str) -> tuple[str, str]:
+    name = "speed-table" if block == "main" else f"speed-table-{block}"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
 def _speed(result: dict, name: str) -> str:
@@ -84,12 +94,13 @@ def targets(report: dict) -> list[str]:
     return lines
 
 
-def section(report: dict, results_file: Path) -> str:
+def section(report: dict, results_file: Path, block: str = "main") -> str:
     hw = report["hardware"]
     versions = ", ".join(f"{name} {v}" for name, v in hw["versions"].items())
     stsb = report["results"].get("st-fp32", {}).get("sets", {}).get("stsb", {}).get("sentences", "?")
+    begin, end = markers(block)
     body = [
-        BEGIN,
+        begin,
         f"Run {report['started_utc']} UTC, {report['duration_s']:.0f} s, command: "
         f"`.venv/bin/python {report['command'].strip()}` (raw numbers: `{results_file}`).",
         "",
@@ -107,23 +118,40 @@ def section(report: dict, results_file: Path) -> str:
         "",
         "Targets:",
         *targets(report),
-        END,
+        end,
     ]
     return "\n".join(body)
 
 
-def write_docs(report: dict, path: Path, results_file: Path) -> None:
-    """Replace the generated block (or create the file / section) and keep everything else as it is."""
-    block = section(report, results_file)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    elif HEADING in text:
-        text = text.replace(HEADING, f"{HEADING}\n\n{block}", 1)
+def write_docs(report: dict, path: Path, results_file: Path, block: str = "main") -> None:
+    """Replace the block's generated text (or add it at the end of the speed section, or create the file)."""
+    text = section(report, results_file, block)
+    begin, end = markers(block)
+    doc = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + text + rest.split(end, 1)[1]
+    elif HEADING in doc:
+        doc = doc.replace(HEADING, f"{HEADING}\n\n{text}", 1)
     else:
-        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}\n"
+        doc = doc.rstrip("\n") + f"\n\n{HEADING}\n\n{text}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8")
+    temp.write_text(doc, encoding="utf-8")
     temp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Re-render a saved speed run into docs/performance.md")
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--block", default="main")
+    parser.add_argument("--docs", type=Path, default=Path(__file__).resolve().parents[2] / "docs" / "performance.md")
+    args = parser.parse_args()
+    root = Path(__file__).resolve().parents[2]
+    results = args.results.resolve()
+    shown = results.relative_to(root) if results.is_relative_to(root) else results
+    write_docs(json.loads(results.read_text()), args.docs, shown, args.block)
+
+
+if __name__ == "__main__":
+    main()

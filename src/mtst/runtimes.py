@@ -9,7 +9,8 @@ in input order.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,18 @@ DEFAULT_MAX_TOKENS = 8192  # padded tokens per batch: keeps long-text batches fr
 def default_threads() -> int:
     """Cores this process may use (respects taskset / cgroup CPU affinity)."""
     return len(os.sched_getaffinity(0))
+
+
+@contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Decoding runs tiny torch ops (softmax over (B, T, C) logits); with several intra-op threads on a busy
+    machine each one waited for a descheduled thread (29 ms instead of 1.8 ms per softmax, measured here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -125,10 +138,11 @@ class ExportedPredictor:
         def run(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:
             out = self.run_graph(feeds)
             rows = [{"text": text} for text in batch_texts]
-            for task in tasks:
-                logits = torch.from_numpy(np.ascontiguousarray(out[f"logits_{task}"], dtype=np.float32))
-                for row, value in zip(rows, self.heads[task].decode(logits, items, batch_texts), strict=True):
-                    row[task] = value
+            with _single_torch_thread():
+                for task in tasks:
+                    logits = torch.from_numpy(np.ascontiguousarray(out[f"logits_{task}"], dtype=np.float32))
+                    for row, value in zip(rows, self.heads[task].decode(logits, items, batch_texts), strict=True):
+                        row[task] = value
             if include_embedding:
                 for row, vector in zip(rows, out["sentence_embedding"].astype(np.float32).tolist(), strict=True):
                     row["embedding"] = vector
