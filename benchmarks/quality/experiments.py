@@ -76,6 +76,9 @@ EXPERIMENTS: dict[str, list[Variant]] = {
     # 1. freezing, on sentiment + NER jointly (round robin, equal steps); full fine-tuning = joint/joint-sentiment-ner.
     "freezing": [
         Variant("frozen-encoder", PAIR, _merge(RR, {"freezing": {"mode": "encoder"}})),
+        # heads on unit-length embeddings learn slowly at head_lr 1e-3: the same with 10x the head LR
+        Variant("frozen-encoder-head-lr1e-2", PAIR,
+                _merge(RR, {"freezing": {"mode": "encoder"}, "optimizer": {"head_lr": 1e-2}})),
         Variant("frozen-embeddings", PAIR, _merge(RR, {"freezing": {"mode": "embeddings"}})),
         Variant("frozen-bottom3", PAIR, _merge(RR, {"freezing": {"mode": "bottom_k", "bottom_k": 3}})),
         # full fine-tuning of the pair is joint/joint-sentiment-ner (same config)

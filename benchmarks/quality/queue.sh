@@ -11,7 +11,7 @@ run features
 for v in single-sentiment single-ner joint-sentiment-ner joint-sentiment-ner-preserve-lr2e-5-decay0.8; do
   run joint --only "$v"
 done
-for v in frozen-encoder sentiment-kept-then-ner; do run freezing --only "$v"; done
+for v in frozen-encoder frozen-encoder-head-lr1e-2 sentiment-kept-then-ner; do run freezing --only "$v"; done
 for v in lr1e-4-flat lr1e-4-decay0.8; do run llrd --only "$v"; done
 for v in ner5pct-round-robin ner5pct-proportional ner5pct-alone ner5pct-temperature2; do run scarce --only "$v"; done
 $PY benchmarks/quality/footprint.py || echo "footprint failed"
