@@ -70,3 +70,59 @@ def test_bio_decoding_starts_a_new_entity_on_type_change_and_stray_inside():
     words = [((0, 1), "I-PER", 1.0), ((2, 3), "I-LOC", 0.5), ((4, 5), "O", 1.0), ((6, 7), "I-LOC", 0.8)]
     entities = bio_to_entities(words, "a b c d")
     assert [(e["label"], e["start"], e["end"]) for e in entities] == [("PER", 0, 1), ("LOC", 2, 3), ("LOC", 6, 7)]
+
+
+TOKEN_HEADS = sorted(name for name, cls in HEADS.items() if cls.reads == "token_embeddings")
+
+
+@pytest.mark.parametrize("head_type", TOKEN_HEADS)
+@pytest.mark.parametrize("hidden_dim", [None, 4])
+def test_token_heads_give_a_sentence_the_same_logits_alone_and_beside_zero_padding(head_type, hidden_dim):
+    # The model zeroes padding states before the heads (as the training feature cache does).
+    head = build_head(HeadConfig(type=head_type, labels=NER_LABELS, input_dim=8, hidden_dim=hidden_dim)).eval()
+    short, long = torch.randn(1, 3, 8), torch.randn(1, 7, 8)
+    batch = torch.cat([torch.cat([short, torch.zeros(1, 4, 8)], dim=1), long])  # (2, 7, 8)
+    alone, together = head(short), head(batch)
+    assert (alone - together[:1, :3]).abs().max() < 1e-5
+    assert (head(long) - together[1:]).abs().max() < 1e-5
+
+
+def test_token_head_hidden_dim_adds_a_hidden_layer_and_keeps_old_parameter_names_without_it():
+    plain = build_head(HeadConfig(type="token_classification", labels=NER_LABELS, input_dim=8))
+    assert set(plain.state_dict()) == {"classifier.weight", "classifier.bias"}  # models saved before hidden_dim load
+    deep = build_head(HeadConfig(type="token_classification", labels=NER_LABELS, input_dim=8, hidden_dim=4))
+    assert deep.classifier.in_features == 4
+    assert [type(m) for m in deep.hidden] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Dropout]
+    assert deep(torch.randn(2, 5, 8)).shape == (2, 5, len(NER_LABELS))
+
+
+def test_windowed_head_uses_hidden_dim_channels_and_sees_two_neighbours_each_side():
+    head = build_head(HeadConfig(type="windowed_token_classification", labels=NER_LABELS, input_dim=8,
+                                 hidden_dim=4)).eval()
+    assert head.conv.out_channels == 4
+    assert head.classifier.in_features == 8 + 4  # conv window + the token's own state
+    states = torch.randn(1, 9, 8)
+    changed = states.clone()
+    changed[0, 4] += 1.0  # token 4 changes: tokens 2..6 see it, 0, 1, 7, 8 do not
+    moved = (head(states) - head(changed)).abs().amax(dim=-1)[0]  # (T,)
+    assert (moved[2:7] > 1e-6).all()
+    assert moved[[0, 1, 7, 8]].max() == 0.0
+
+
+def test_windowed_head_default_channels_when_hidden_dim_is_unset():
+    head = build_head(HeadConfig(type="windowed_token_classification", labels=NER_LABELS, input_dim=8))
+    assert head.conv.out_channels == head.DEFAULT_CHANNELS
+
+
+def test_model_ner_logits_do_not_depend_on_batch_make_up(tiny_model):
+    tiny_model.add_head("window", "windowed_token_classification", NER_LABELS, hidden_dim=8)
+    tiny_model.eval()
+    short = "Angela Merkel met Macron."
+    long = "A much longer sentence about Paris, Berlin and Madrid that needs plenty of padding for the other one."
+    alone = tiny_model(tiny_model.tokenizer.collate(tiny_model.tokenizer([short])), tasks=["window", "ner"])
+    both = tiny_model(tiny_model.tokenizer.collate(tiny_model.tokenizer([short, long])), tasks=["window", "ner"])
+    length = alone["logits"]["window"].shape[1]
+    assert both["logits"]["window"].shape[1] > length
+    for task in ("window", "ner"):
+        assert (alone["logits"][task][0] - both["logits"][task][0, :length]).abs().max() < 1e-5
+    assert both["token_embeddings"][0, length:].abs().max() == 0.0  # padding states are zeroed

@@ -68,17 +68,26 @@ class SentenceClassificationHead(Head):
 
 
 class TokenClassificationHead(Head):
-    """Token states -> dropout -> BIO label logits (B, T, C); words labelled on their first sub-token."""
+    """Token states -> dropout -> [hidden layer + GELU + dropout] -> BIO label logits (B, T, C).
+
+    Words are labelled on their first sub-token. Without ``hidden_dim`` the head is one linear layer,
+    with the same parameter names as before, so models saved that way still load.
+    """
 
     reads = "token_embeddings"
 
     def __init__(self, config: HeadConfig):
         super().__init__(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.input_dim, len(config.labels))
+        width = config.input_dim
+        self.hidden: nn.Module = nn.Identity()
+        if config.hidden_dim:
+            self.hidden = nn.Sequential(nn.Linear(width, config.hidden_dim), nn.GELU(), nn.Dropout(config.dropout))
+            width = config.hidden_dim
+        self.classifier = nn.Linear(width, len(config.labels))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(features))
+        return self.classifier(self.hidden(self.dropout(features)))
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[list[dict]]:
         # One max over the whole batch, then plain lists: a tiny torch op per word made decoding cost
@@ -95,6 +104,34 @@ class TokenClassificationHead(Head):
         first = first_subtokens(item.word_ids)
         labelled = [(words[word], self.labels[best[token]], scores[token]) for word, token in sorted(first.items())]
         return bio_to_entities(labelled, text)
+
+
+class WindowedTokenClassificationHead(TokenClassificationHead):
+    """Each token sees its two neighbours on either side: one kernel-5 Conv1d + GELU over the token
+    states, concatenated with the token's own state, then a linear layer -> BIO logits (B, T, C).
+
+    A frozen encoder's single token state is a weak NER cue ("Merkel" alone vs. "Angela Merkel"); the
+    window lets the head see the phrase. Only one conv layer: the model zeroes padding states before
+    the heads, so the conv's zero padding and a batch's padding look the same and a sentence's logits
+    do not depend on what it is batched with. A second layer would read the first's outputs at padding
+    positions (bias + GELU, not zero) and break that.
+    """
+
+    KERNEL = 5
+    DEFAULT_CHANNELS = 256  # when the config leaves hidden_dim unset
+
+    def __init__(self, config: HeadConfig):
+        Head.__init__(self, config)
+        channels = config.hidden_dim or self.DEFAULT_CHANNELS
+        self.dropout = nn.Dropout(config.dropout)
+        self.conv = nn.Conv1d(config.input_dim, channels, self.KERNEL, padding=self.KERNEL // 2)
+        self.activation = nn.GELU()
+        self.classifier = nn.Linear(config.input_dim + channels, len(config.labels))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        states = self.dropout(features)  # (B, T, H)
+        window = self.activation(self.conv(states.transpose(1, 2))).transpose(1, 2)  # (B, T, channels)
+        return self.classifier(torch.cat([states, self.dropout(window)], dim=-1))  # (B, T, C)
 
 
 def first_subtokens(word_ids: Sequence[int]) -> dict[int, int]:
@@ -149,6 +186,7 @@ def bio_to_entities(labelled: Sequence[tuple[tuple[int, int], str, float]], text
 HEADS: dict[str, type[Head]] = {
     "sentence_classification": SentenceClassificationHead,
     "token_classification": TokenClassificationHead,
+    "windowed_token_classification": WindowedTokenClassificationHead,
 }
 
 

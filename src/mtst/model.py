@@ -81,6 +81,9 @@ class MultiTaskModel(nn.Module):
         tasks = self._check_tasks(tasks if tasks is not None else list(labels or self.heads))
         attention_mask = features["attention_mask"]
         token_embeddings = self.encoder(features["input_ids"], attention_mask)  # (B, T, H)
+        # Zero the padding states (as the training feature cache does), so heads that look at
+        # neighbouring tokens give the same logits whatever a sentence is batched with.
+        token_embeddings = token_embeddings * attention_mask[..., None].to(token_embeddings.dtype)
         sentence_embedding = self.pooling(token_embeddings, attention_mask)  # (B, H)
         if self.config.encoder.normalize:
             sentence_embedding = nn.functional.normalize(sentence_embedding, p=2, dim=-1)
