@@ -104,9 +104,9 @@ def section(report: dict, results_file: Path, block: str = "main") -> str:
         f"Run {report['started_utc']} UTC, {report['duration_s']:.0f} s, command: "
         f"`.venv/bin/python {report['command'].strip()}` (raw numbers: `{results_file}`).",
         "",
-        f"Hardware: {hw['cpu']}, {hw['cores_available']} cores available, {hw['threads']} threads for every "
+        f"Hardware: {hw['cpu']}, {hw['cores_available']} cores available, {hw['threads']} thread(s) for every "
         f"variant; Python {hw['python']}; {versions}. Throughput is the fastest of {report.get('repeats', 1)} "
-        "passes over STS-B (one pass over short / long / separate models).",
+        "pass(es) over STS-B (one pass over short / long / separate models).",
         f"Load average before / after: {report['load_average_before']} / {report['load_average_after']}"
         " (other jobs shared the machine whenever it is above the thread count).",
         f"Model: {report['model_kind']}. Sentences: {stsb} unique STS-B test sentences "
