@@ -147,7 +147,8 @@ def export_onnx_graph(model: MultiTaskModel, path: Path, opset: int = OPSET) -> 
 
 
 def quantize_onnx_int8(source: Path, target: Path) -> dict:
-    """Dynamic int8: per-channel weights (+ reduce_range) keep STS-B within ~0.05 of fp32 on MiniLM."""
+    """Dynamic int8 with per-channel weights + reduce_range: the best of the dynamic settings tried here on
+    MiniLM (STS-B 81.90 vs 82.03 fp32; per-channel alone 81.69, per-tensor 81.67; pre-processing changed nothing)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     settings = {"method": "onnxruntime.quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
