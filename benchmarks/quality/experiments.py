@@ -68,6 +68,8 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         # sentiment + NER: the pair every later experiment builds on (200 steps, round robin)
         Variant("joint-sentiment-ner", PAIR, RR),
         Variant("joint-sentiment-ner-preserve-lr2e-5-decay0.8", PAIR, _merge(RR, PRESERVE)),
+        Variant("joint-sentiment-ner-preserve-head-lr1e-2", PAIR,
+                _merge(RR, _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}}))),
         Variant("joint-full", ALL, RR),
         Variant("joint-frozen-encoder", ALL, _merge(RR, {"freezing": {"mode": "encoder"}})),
         Variant("joint-preserve-lr2e-5-decay0.8", ALL, _merge(RR, PRESERVE)),
