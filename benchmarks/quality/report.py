@@ -72,17 +72,18 @@ def plot(experiment: str, data: dict[str, dict[str, list[float]]]) -> Path | Non
     if not metrics:
         return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(data) + 2.2), squeeze=False)
+    names = list(data)  # one row per variant in every panel, so rows line up across panels
     for ax, metric in zip(axes[0], metrics, strict=True):
-        names = [v for v in data if data[v].get(metric)]
-        means = [_stat(data[v][metric])[0] for v in names]
-        stds = [_stat(data[v][metric])[1] for v in names]
-        ax.barh(range(len(names)), means, xerr=stds, color="tab:blue", alpha=0.8)
+        rows = [i for i, v in enumerate(names) if data[v].get(metric)]
+        means = [_stat(data[names[i]][metric])[0] for i in rows]
+        stds = [_stat(data[names[i]][metric])[1] for i in rows]
+        ax.barh(rows, means, xerr=stds, color="tab:blue", alpha=0.8)
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names), fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(names) - 0.5, -0.5)
         ax.set_title(COLUMNS[metric], fontsize=10)
         span = means + ([UNTOUCHED_STS] if metric == "sts/spearman" else [])
         ax.set_xlim(max(0, min(span) - 5), min(100, max(span) + 3))
-        for i, m in enumerate(means):
+        for i, m in zip(rows, means, strict=True):
             ax.text(m, i, f" {m:.1f}", va="center", fontsize=7)
         if metric == "sts/spearman":
             ax.axvline(UNTOUCHED_STS, color="tab:red", linestyle="--", linewidth=1, label="untouched 82.03")
