@@ -348,6 +348,12 @@ def test_live_server_shutdown_finishes_in_flight_requests(tiny_model):
         for caller in callers:
             caller.start()
         assert held.entered.wait(10)
+        # Shut down only once the other two requests are queued behind the busy model; before that they may
+        # not have connected yet and would (rightly) be refused.
+        deadline = time.monotonic() + 10
+        while app.state.batcher.queue_depth < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert app.state.batcher.queue_depth == 2
         threading.Timer(0.5, held.release.set).start()  # the model is still busy when shutdown begins
     # leaving the block asked uvicorn to exit: it stopped accepting, waited for the open requests, then the
     # lifespan closed the batcher
