@@ -70,6 +70,9 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("joint-sentiment-ner-preserve-lr2e-5-decay0.8", PAIR, _merge(RR, PRESERVE)),
         Variant("joint-sentiment-ner-preserve-head-lr1e-2", PAIR,
                 _merge(RR, _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}}))),
+        # the same recipe for each task alone: joint vs separate with identical optimizer settings
+        Variant("single-sentiment-recipe", ("sentiment",), _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}})),
+        Variant("single-ner-recipe", ("ner",), _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}})),
         Variant("joint-full", ALL, RR),
         Variant("joint-frozen-encoder", ALL, _merge(RR, {"freezing": {"mode": "encoder"}})),
         Variant("joint-preserve-lr2e-5-decay0.8", ALL, _merge(RR, PRESERVE)),

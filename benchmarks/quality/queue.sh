@@ -13,6 +13,7 @@ for v in single-sentiment single-ner joint-sentiment-ner joint-sentiment-ner-pre
 done
 for v in frozen-encoder frozen-encoder-head-lr1e-2 sentiment-kept-then-ner; do run freezing --only "$v"; done
 run joint --only joint-sentiment-ner-preserve-head-lr1e-2
+for v in single-sentiment-recipe single-ner-recipe; do run joint --only "$v"; done
 for v in lr1e-4-flat lr1e-4-decay0.8; do run llrd --only "$v"; done
 for v in ner5pct-round-robin ner5pct-proportional ner5pct-alone ner5pct-temperature2; do run scarce --only "$v"; done
 $PY benchmarks/quality/footprint.py || echo "footprint failed"
