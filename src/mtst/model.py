@@ -9,7 +9,7 @@ Every head reads one of the last two, so all tasks share one backbone forward pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,7 @@ from mtst.encoder import Encoder, load_backbone
 from mtst.errors import MtstError
 from mtst.heads import build_head
 from mtst.pooling import Pooling
-from mtst.progress import progress_bar
-from mtst.tokenization import TextTokenizer, Tokenized, length_sorted_batches, token_budget_batches
+from mtst.tokenization import BatchFn, TextTokenizer, Tokenized, map_batches
 
 
 class MultiTaskModel(nn.Module):
@@ -145,29 +144,14 @@ class MultiTaskModel(nn.Module):
 
         return self._run_batched(texts, batch_size, show_progress, run)
 
-    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool,
-                     fn: Callable[[dict, Sequence[Tokenized], list[str]], list]) -> list:
-        if batch_size < 1:
-            raise MtstError(f"batch_size must be at least 1, got {batch_size}")
-        items = self.tokenizer(texts)
-        results: list = [None] * len(texts)
+    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool, fn: BatchFn) -> list:
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode(), progress_bar(len(texts), "encoding", enabled=show_progress) as advance:
-                lengths = [len(item.input_ids) for item in items]
-                batches = (token_budget_batches(lengths, self.max_tokens, batch_size) if self.max_tokens
-                           else length_sorted_batches(lengths, batch_size))
-                for indices in batches:
-                    batch_items = [items[i] for i in indices]
-                    batch = self.tokenizer.collate(batch_items)
-                    values = fn(batch, batch_items, [texts[i] for i in indices])
-                    for index, value in zip(indices, values, strict=True):
-                        results[index] = value
-                    advance(len(indices))
+            with torch.inference_mode():
+                return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, fn)
         finally:
             self.train(was_training)
-        return results
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path, include_encoder: bool = True) -> Path:

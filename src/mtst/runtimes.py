@@ -20,8 +20,7 @@ from mtst.config import CONFIG_FILE, ModelConfig
 from mtst.errors import MtstError
 from mtst.export import INPUT_NAMES, file_sha256, read_export_info
 from mtst.heads import Head, build_head
-from mtst.progress import progress_bar
-from mtst.tokenization import TextTokenizer, Tokenized, token_budget_batches
+from mtst.tokenization import TextTokenizer, Tokenized, map_batches
 
 DEFAULT_MAX_TOKENS = 8192  # padded tokens per batch: keeps long-text batches from growing without bound
 
@@ -152,20 +151,10 @@ class ExportedPredictor:
 
     def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool,
                      fn: Callable[[dict, Sequence[Tokenized], list[str]], list]) -> list:
-        if batch_size < 1:
-            raise MtstError(f"batch_size must be at least 1, got {batch_size}")
-        items = self.tokenizer(texts)
-        results: list = [None] * len(texts)
-        lengths = [len(item.input_ids) for item in items]
-        with progress_bar(len(texts), "encoding", enabled=show_progress) as advance:
-            for indices in token_budget_batches(lengths, self.max_tokens, batch_size):
-                batch_items = [items[i] for i in indices]
-                batch = self.tokenizer.collate(batch_items)
-                feeds = {name: batch[name].numpy() for name in INPUT_NAMES}
-                for index, value in zip(indices, fn(feeds, batch_items, [texts[i] for i in indices]), strict=True):
-                    results[index] = value
-                advance(len(indices))
-        return results
+        def on_numpy(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list:
+            return fn({name: batch[name].numpy() for name in INPUT_NAMES}, items, batch_texts)
+
+        return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, on_numpy)
 
 
 class OnnxPredictor(ExportedPredictor):

@@ -7,11 +7,14 @@ only to the longest member of each batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from mtst.errors import MtstError
+from mtst.progress import progress_bar
 
 logger = logging.getLogger("mtst")
 
@@ -97,3 +100,27 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size
     if current:
         batches.append(current)
     return batches
+
+
+BatchFn = Callable[[dict[str, torch.Tensor], Sequence[Tokenized], list[str]], list]
+
+
+def map_batches(tokenizer: TextTokenizer, texts: list[str], batch_size: int, max_tokens: int | None,
+                show_progress: bool, fn: BatchFn) -> list:
+    """Tokenise once, call ``fn(batch, items, texts)`` on length-sorted batches (cut by a token budget when
+    ``max_tokens`` is set) and return its per-text results in input order. Every runtime shares this."""
+    if batch_size < 1:
+        raise MtstError(f"batch_size must be at least 1, got {batch_size}")
+    items = tokenizer(texts)
+    results: list = [None] * len(texts)
+    lengths = [len(item.input_ids) for item in items]
+    batches = (token_budget_batches(lengths, max_tokens, batch_size) if max_tokens
+               else length_sorted_batches(lengths, batch_size))
+    with progress_bar(len(texts), "encoding", enabled=show_progress) as advance:
+        for indices in batches:
+            batch_items = [items[i] for i in indices]
+            values = fn(tokenizer.collate(batch_items), batch_items, [texts[i] for i in indices])
+            for index, value in zip(indices, values, strict=True):
+                results[index] = value
+            advance(len(indices))
+    return results
