@@ -101,6 +101,10 @@ class ExportedPredictor:
         """input_ids / attention_mask (B, T) int64 -> every named output as a numpy array."""
         raise NotImplementedError
 
+    def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, H) sentence embeddings; runtimes that can skip the heads override this."""
+        return self.run_graph(feeds)["sentence_embedding"]
+
     # ---- MultiTaskModel's inference surface ------------------------------------------------
     def encode(self, sentences: Sequence[str], batch_size: int = 64, normalize: bool | None = None,
                show_progress: bool = False, convert_to: str = "numpy") -> np.ndarray | torch.Tensor:
@@ -114,7 +118,7 @@ class ExportedPredictor:
             raise MtstError("this exported graph L2-normalises its embeddings; encode with normalize=None or True")
 
         def embed(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], texts: list[str]) -> list:
-            vectors = self.run_graph(feeds)["sentence_embedding"].astype(np.float32)  # (B, H)
+            vectors = self.run_embeddings(feeds).astype(np.float32)  # (B, H)
             if normalize and not normalized:
                 vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
             return list(vectors)
@@ -200,7 +204,12 @@ class OpenVINOPredictor(ExportedPredictor):
             config["INFERENCE_PRECISION_HINT"] = self.inference_precision
         try:
             core = ov.Core()
-            self.compiled = core.compile_model(core.read_model(str(graph)), "CPU", config)
+            graph_model = core.read_model(str(graph))
+            self.compiled = core.compile_model(graph_model, "CPU", config)
+            # encode() needs no head: a second compiled graph with only the embedding output lets OpenVINO
+            # drop every head (the NER convolution runs over every token) from that path.
+            embedding_only = ov.Model([graph_model.output("sentence_embedding")], graph_model.get_parameters())
+            self.embed_request = core.compile_model(embedding_only, "CPU", config).create_infer_request()
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
             raise MtstError(f"cannot load {graph}: {_first_line(exc)}; the file looks corrupt, export again") from exc
         names = [port.get_any_name() for port in self.compiled.outputs]
@@ -212,6 +221,9 @@ class OpenVINOPredictor(ExportedPredictor):
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer(feeds)
         return {name: np.array(result[self._ports[name]]) for name in self.output_names}
+
+    def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.array(self.embed_request.infer(feeds)[0])
 
 
 def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:
