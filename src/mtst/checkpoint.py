@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mtst.errors import MtstError
+from mtst.errors import MtstError, first_line
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT_VERSION = 1
@@ -128,6 +128,5 @@ def load_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
         scheduler.load_state_dict(state["scheduler"])
         restore_rng(load_file(str(source / "rng.safetensors")), state["rng"])
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MtstError(f"cannot resume from {source}: {first_line}; does it match this config?") from exc
+        raise MtstError(f"cannot resume from {source}: {first_line(exc)}; does it match this config?") from exc
     return state["trainer"]

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from mtst.errors import MtstError
+from mtst.errors import MtstError, first_line
 
 # Loading local weights is routine here: keep transformers' sharding notes and bars off stderr.
 hf_logging.set_verbosity_error()
@@ -126,8 +126,7 @@ def load_backbone(path: str | Path | None) -> tuple[Encoder, PreTrainedTokenizer
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         transformer = AutoModel.from_pretrained(str(model_dir), config=config, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MtstError(f"cannot load the encoder in {model_dir}: {first_line}") from exc
+        raise MtstError(f"cannot load the encoder in {model_dir}: {first_line(exc)}") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise MtstError(f"{model_dir} has no fast tokenizer (tokenizer.json); mtst needs one for word offsets")
     transformer.eval()

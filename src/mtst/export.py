@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -31,6 +30,7 @@ from torch import nn
 
 from mtst.config import CONFIG_FILE
 from mtst.errors import MtstError
+from mtst.storage import swap_into_place, write_json
 
 if TYPE_CHECKING:
     from mtst.model import MultiTaskModel
@@ -101,10 +101,6 @@ def read_calibration(path: str | Path | None) -> list[str]:
     if not sentences:
         raise MtstError(f"calibration file {where} has no sentences; give one sentence per line")
     return sentences
-
-
-def _write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _feeds(model: MultiTaskModel, sentences: list[str]) -> dict[str, np.ndarray]:
@@ -229,8 +225,8 @@ def export_model(model_dir: str | Path | None, out_dir: str | Path, format: str 
             "vocab_size": int(model.encoder.transformer.get_input_embeddings().num_embeddings),
             "torch_version": torch.__version__,
         }
-        _write_json(staging / EXPORT_FILE, info)
-        _swap_into_place(staging, out)
+        write_json(staging / EXPORT_FILE, info)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -252,15 +248,3 @@ def parity_report(model: MultiTaskModel, predictor, sentences: list[str] | None 
     cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
     report["sentence_embedding/min_cosine"] = float(cosine.min())
     return report
-
-
-def _swap_into_place(staging: Path, path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise MtstError(f"{path} exists and is not a directory; choose another --out")
-    if path.exists():
-        retired = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, retired)
-        os.replace(staging, path)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, path)

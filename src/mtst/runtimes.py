@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mtst.config import CONFIG_FILE, ModelConfig
-from mtst.errors import MtstError
+from mtst.errors import MtstError, first_line
 from mtst.export import INPUT_NAMES, file_sha256, read_export_info
 from mtst.heads import Head, build_head
 from mtst.tokenization import TextTokenizer, Tokenized, map_batches
@@ -40,11 +40,6 @@ def _single_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ExportedPredictor:
@@ -70,7 +65,7 @@ class ExportedPredictor:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.directory), local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise MtstError(f"cannot load the tokenizer in {self.directory}: {_first_line(exc)}") from exc
+            raise MtstError(f"cannot load the tokenizer in {self.directory}: {first_line(exc)}") from exc
         if len(tokenizer) > int(info.get("vocab_size", 0)):
             raise MtstError(f"tokenizer in {self.directory} has {len(tokenizer)} tokens but the graph's embedding has "
                             f"{info.get('vocab_size')} rows; tokenizer and model do not match, export again")
@@ -176,7 +171,7 @@ class OnnxPredictor(ExportedPredictor):
         try:
             self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise MtstError(f"cannot load {graph}: {_first_line(exc)}; the file looks corrupt, export again") from exc
+            raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
         _check_outputs(graph, [o.name for o in self.session.get_outputs()], self.output_names)
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -211,7 +206,7 @@ class OpenVINOPredictor(ExportedPredictor):
             embedding_only = ov.Model([graph_model.output("sentence_embedding")], graph_model.get_parameters())
             self.embed_request = core.compile_model(embedding_only, "CPU", config).create_infer_request()
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-            raise MtstError(f"cannot load {graph}: {_first_line(exc)}; the file looks corrupt, export again") from exc
+            raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
         names = [port.get_any_name() for port in self.compiled.outputs]
         _check_outputs(graph, names, self.output_names)
         self._ports = {port.get_any_name(): port for port in self.compiled.outputs}

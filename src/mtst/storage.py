@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from mtst.config import CONFIG_FILE, ModelConfig, migrate
 from mtst.encoder import load_backbone
-from mtst.errors import MtstError
+from mtst.errors import MtstError, first_line
 
 if TYPE_CHECKING:
     from mtst.model import MultiTaskModel
@@ -52,9 +52,9 @@ def write_encoder(model: MultiTaskModel, directory: Path) -> None:
         "pooling_mode_mean_sqrt_len_tokens": False,
     }
     (directory / "1_Pooling").mkdir()
-    _write_json(directory / "1_Pooling" / "config.json", pooling)
-    _write_json(directory / "modules.json", modules)
-    _write_json(directory / "sentence_bert_config.json", {"max_seq_length": cfg.max_seq_length, "do_lower_case": False})
+    write_json(directory / "1_Pooling" / "config.json", pooling)
+    write_json(directory / "modules.json", modules)
+    write_json(directory / "sentence_bert_config.json", {"max_seq_length": cfg.max_seq_length, "do_lower_case": False})
 
 
 def save_model(model: MultiTaskModel, path: Path, include_encoder: bool = True) -> Path:
@@ -65,20 +65,21 @@ def save_model(model: MultiTaskModel, path: Path, include_encoder: bool = True) 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        _write_json(staging / CONFIG_FILE, model.config.model_dump(mode="json"))
+        write_json(staging / CONFIG_FILE, model.config.model_dump(mode="json"))
         state = {key: value.detach().contiguous().cpu() for key, value in model.heads.state_dict().items()}
         save_file(state, str(staging / HEADS_FILE), metadata={"format": "pt"})
         if include_encoder:
             (staging / ENCODER_DIR).mkdir()
             write_encoder(model, staging / ENCODER_DIR)
-        _swap_into_place(staging, path)
+        swap_into_place(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
 
 
-def _swap_into_place(staging: Path, path: Path) -> None:
+def swap_into_place(staging: Path, path: Path) -> None:
+    """Replace ``path`` (a directory, or nothing) by the finished ``staging`` directory."""
     if not path.exists():
         os.replace(staging, path)
         return
@@ -131,10 +132,9 @@ def load_model(cls: type[MultiTaskModel], path: str | Path | None) -> MultiTaskM
         state = load_file(str(heads_file))
         model.heads.load_state_dict(state, strict=True)
     except (SafetensorError, OSError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise MtstError(f"corrupt or mismatched {heads_file}: {first_line}") from exc
+        raise MtstError(f"corrupt or mismatched {heads_file}: {first_line(exc)}") from exc
     return model.eval()
 
 
-def _write_json(path: Path, data: object) -> None:
+def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
