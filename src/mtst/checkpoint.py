@@ -12,7 +12,6 @@ saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mtst.errors import MtstError, first_line
+from mtst.storage import swap_into_place
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT_VERSION = 1
@@ -99,11 +99,7 @@ def save_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
         state = {"format_version": FORMAT_VERSION, "trainer": trainer_state, "optimizer": opt_meta,
                  "scheduler": scheduler.state_dict(), "rng": rng_meta}
         (staging / "state.json").write_text(json.dumps(state), encoding="utf-8")
-        retired = run_dir / f".{CHECKPOINT_DIR}.old-{os.getpid()}"
-        if target.exists():
-            os.replace(target, retired)
-        os.replace(staging, target)
-        shutil.rmtree(retired, ignore_errors=True)
+        swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
