@@ -42,7 +42,7 @@ class Variant:
     steps: int | None = None  # None: STEPS x len(tasks)
     train_sizes: dict = field(default_factory=dict)
     init_from: tuple[str, str] | None = None  # (experiment, variant) whose saved model (seed k) we start from
-    max_seeds: int = 1
+    max_seeds: int = 3  # --seeds beyond this many are ignored
     keep_model: bool = False  # keep the trained directory (another variant starts from it)
     note: str = ""
 
@@ -100,9 +100,9 @@ EXPERIMENTS: dict[str, list[Variant]] = {
     ],
     # 4. layer-wise LR decay at the 1e-4 base (and the 5e-5 flat default), sentiment + NER.
     "llrd": [
-        Variant("lr1e-4-flat", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4}}), max_seeds=3),
-        Variant("lr1e-4-decay0.95", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.95}}), max_seeds=3),
-        Variant("lr1e-4-decay0.8", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.8}}), max_seeds=3),
+        Variant("lr1e-4-flat", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4}})),
+        Variant("lr1e-4-decay0.95", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.95}})),
+        Variant("lr1e-4-decay0.8", PAIR, _merge(RR, {"optimizer": {"lr": 1e-4, "layer_decay": 0.8}})),
         # the 5e-5 flat reference is joint/joint-sentiment-ner (same config)
     ],
 }
