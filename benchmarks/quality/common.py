@@ -82,8 +82,8 @@ def clean_spec(spec: dict) -> dict:
     return {key: value for key, value in spec.items() if not key.startswith("_")}
 
 
-def sts_source() -> dict:
-    return {"path": f"{DATA}/stsb/sts-test.csv", "format": "tsv", "header": False,
+def sts_source(split: str = "test") -> dict:
+    return {"path": f"{DATA}/stsb/sts-{split}.csv", "format": "tsv", "header": False,
             "text_column": 5, "text_pair_column": 6, "label_column": 4}
 
 

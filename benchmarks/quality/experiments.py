@@ -20,6 +20,7 @@ from common import (
     clean_spec,
     evaluate_model,
     result_path,
+    sts_source,
     task_specs,
 )
 
@@ -45,6 +46,7 @@ class Variant:
     max_seeds: int = 3  # --seeds beyond this many are ignored
     keep_model: bool = False  # keep the trained directory (another variant starts from it)
     note: str = ""
+    eval_every: int | None = None  # evaluate on dev (+ STS-B dev) every N steps inside the trainer: a learning curve
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -132,6 +134,14 @@ def _scarce_variants(percent: int) -> list[Variant]:
 
 EXPERIMENTS["scarce"] = _scarce_variants(5) + _scarce_variants(1) + _scarce_variants(25)
 
+# Toward the targets: full SST-2 and CoNLL training sets, batch 32, 1,500 steps (~0.36 epoch of SST-2, ~1.7 of
+# CoNLL in round robin), with a dev learning curve (SST-2 dev, CoNLL valid, STS-B dev) every 250 steps.
+FULL_DATA = {"sentiment": None, "ner": None}
+LONG = {"optimizer": {"batch_size": 32, "lr": 4e-5, "layer_decay": 0.9, "head_lr": 1e-3}, **RR}
+EXPERIMENTS["long"] = [
+    Variant("joint-sentiment-ner-1500steps", PAIR, LONG, steps=1500, train_sizes=FULL_DATA, eval_every=250),
+]
+
 
 # ---- running one variant --------------------------------------------------------------------
 def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
@@ -147,7 +157,10 @@ def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> d
         "run": {"output_dir": str(RUNS / experiment / f"{variant.name}-seed{seed}"), "seed": seed,
                 "log_every_steps": 50},
     }
-    for task in config["tasks"]:  # no dev evaluation inside the trainer: the harness evaluates test afterwards
+    if variant.eval_every:  # a learning curve on dev; the harness still evaluates test afterwards
+        config["evaluation"].update(every_steps=variant.eval_every, sts=sts_source("dev"))
+        config["run"]["log_every_steps"] = variant.eval_every
+    for task in config["tasks"] if not variant.eval_every else []:  # no dev evaluation inside the trainer
         task["data"].pop("dev", None)
         if "split" in task["data"]:  # same train rows (the first 80 % of the seeded order), dev folded into test
             task["data"]["split"] = {**task["data"]["split"], "dev": 0.0, "test": 0.2}
@@ -184,9 +197,11 @@ def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> di
     payload = {
         "experiment": experiment, "variant": variant.name, "seed": seed, "quick": quick, "note": variant.note,
         "tasks": list(variant.tasks), "metrics": metrics,
-        "train_sizes": {t: n for t, n in _train_sizes(config).items()},
+        "train_sizes": _train_sizes(config, variant.train_sizes),
         "steps": raw["optimizer"]["max_steps"], "wall_s": round(train_timer.seconds, 1),
+        "batch_size": raw["optimizer"]["batch_size"],
         "dev_metrics": dict(getattr(result, "best_metrics", {}) or {}),
+        "dev_curve": _dev_curve(Path(output_dir)) if variant.eval_every else [],
         "eval_wall_s": round(eval_timer.seconds, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "head_parameters": {t: sum(p.numel() for p in model.heads[t].parameters()) for t in model.tasks},
@@ -198,13 +213,21 @@ def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> di
     return payload
 
 
-def _train_sizes(config: TrainConfig) -> dict[str, int]:
+def _dev_curve(run_dir: Path) -> list[dict]:
+    """The trainer's dev evaluations from metrics.jsonl: [{"step": k, "eval": {...}}, ...]."""
+    import json
+
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [record for record in map(json.loads, lines) if "eval" in record]
+
+
+def _train_sizes(config: TrainConfig, sizes: dict) -> dict[str, int]:
     from common import task_splits
 
     out = {}
     for task in config.tasks:
         limit = task.data.train.max_examples if task.data.train is not None else None
-        out[task.name] = limit or len(task_splits(task.name)["train"])
+        out[task.name] = limit or len(task_splits(task.name, sizes)["train"])
     return out
 
 
