@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, load_results  # noqa: E402
 
-EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "footprint")
+EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "footprint")
 COLUMNS = {"topic/accuracy": "topic acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL test F1",
            "sts/spearman": "STS-B Spearman"}
 UNTOUCHED_STS = 82.03  # FACTS.md; also measured by the "features" experiment
@@ -88,10 +88,59 @@ def plot(experiment: str, data: dict[str, dict[str, list[float]]]) -> Path | Non
         if metric == "sts/spearman":
             ax.axvline(UNTOUCHED_STS, color="tab:red", linestyle="--", linewidth=1, label="untouched 82.03")
             ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"quality benchmark: {experiment}", fontsize=11)
+    return _save(fig, f"quality benchmark: {experiment}", experiment)
+
+
+def plot_scarce(data: dict[str, dict[str, list[float]]]) -> Path | None:
+    """Scarce NER: one line per recipe, x = % of CoNLL train kept (1/5/25), one panel per metric."""
+    recipes: dict[str, dict[int, dict[str, list[float]]]] = {}
+    for variant, values in data.items():
+        percent, _, recipe = variant.partition("pct-")
+        recipes.setdefault(recipe, {})[int(percent.removeprefix("ner"))] = values
+    metrics = [m for m in ("ner/f1", "sentiment/accuracy", "sts/spearman") if any(
+        v.get(m) for by_pct in recipes.values() for v in by_pct.values())]
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for recipe, by_pct in sorted(recipes.items()):
+            points = sorted((pct, _stat(v[metric])) for pct, v in by_pct.items() if v.get(metric))
+            if points:
+                xs = [p for p, _ in points]
+                ax.errorbar(xs, [m for _, (m, _) in points], yerr=[s for _, (_, s) in points], marker="o",
+                            capsize=3, label=recipe)
+        ax.set_xscale("log")
+        ax.set_xticks([1, 5, 25], ["1 %", "5 %", "25 %"])
+        ax.set_xlabel("CoNLL-2003 train kept")
+        ax.set_title(COLUMNS[metric], fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, "scarce: abundant sentiment (8,000), scarce NER", "scarce")
+
+
+def plot_curve(experiment: str) -> Path | None:
+    """Dev learning curves (SST-2 dev acc, CoNLL valid F1, STS-B dev Spearman) of runs that logged them."""
+    runs = [r for r in load_results(experiment) if r.get("dev_curve") and not r.get("quick")]
+    if not runs:
+        return None
+    keys = {"sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL valid F1", "sts/spearman": "STS-B dev Spearman"}
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
+    for ax, (key, title) in zip(axes[0], keys.items(), strict=True):
+        for run in runs:
+            points = [(rec["step"], rec["eval"][key]) for rec in run["dev_curve"] if key in rec["eval"]]
+            ax.plot(*zip(*points, strict=True), marker="o", label=f"{run['variant']} seed {run['seed']}")
+        ax.set_xlabel(f"step (batch {runs[0].get('batch_size', '?')})")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, f"{experiment}: dev learning curves", f"{experiment}-curve")
+
+
+def _save(fig, title: str, name: str) -> Path:
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     PLOTS.mkdir(parents=True, exist_ok=True)
-    path = PLOTS / f"{experiment}.png"
+    path = PLOTS / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -104,10 +153,11 @@ def main() -> None:
         if not (RESULTS / experiment).exists():
             continue
         table, data = experiment_table(experiment)
-        png = plot(experiment, data)
         sections.append(f"## {experiment}\n\n{table}\n")
-        if png is not None:
-            sections.append(f"![{experiment}](plots/{png.name})\n")
+        extra = {"scarce": lambda: plot_scarce(data), "long": lambda: plot_curve("long")}.get(experiment)
+        for png in (plot(experiment, data), extra() if extra else None):
+            if png is not None:
+                sections.append(f"![{png.stem}](plots/{png.name})\n")
     out = RESULTS / "report.md"
     out.write_text("\n".join(sections), encoding="utf-8")
     print(f"wrote {out}")
