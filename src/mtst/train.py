@@ -4,7 +4,8 @@ One optimizer step = ``grad_accumulation`` single-task batches drawn by the Task
 combined loss comes from LossWeighting. The run directory holds:
 
     config.yaml     the resolved config (inferred labels written in)
-    metrics.jsonl   one JSON per log ({"step", "loss": {task: ...}}) and per evaluation ({"eval": {...}})
+    metrics.jsonl   one JSON per log ({"step", "loss": {task: ...}}, "anchor": {task: ...} with
+                    embedding_anchor) and per evaluation ({"eval": {...}})
     best/ final/    model directories (MultiTaskModel.save; encoder kept per run.keep_encoder_in_saved_model)
     checkpoint/     the latest resumable state (see mtst.checkpoint)
     training.png    loss and dev-metric curves;  summary.json  what TrainResult holds
@@ -28,6 +29,7 @@ import torch
 import yaml
 from accelerate import Accelerator
 
+from mtst.anchor import EmbeddingAnchor
 from mtst.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from mtst.data import check_labels, collate, encode_task, infer_labels, read_task_splits
 from mtst.distributed import average_gradients, broadcast_floats
@@ -129,6 +131,7 @@ class Recipe:
         if encoder_frozen(self.model) and self.unfreezer is None:
             self.cache = FeatureCache(self.model, self.encoded, cfg.evaluation.batch_size,
                                       show_progress=self.main and sys.stderr.isatty())
+        self.anchor = self._build_anchor()  # before _load_checkpoint: the teacher is the starting encoder
         groups = param_groups(self.model, cfg, self.weighting, include_frozen=self.unfreezer is not None)
         self.optimizer = build_optimizer(groups, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
@@ -157,6 +160,16 @@ class Recipe:
             labels = task.labels or infer_labels(self.splits[task.name]["train"], task.type)
             model.add_head(task.name, task.type, labels, task.hidden_dim, task.dropout)
         return model
+
+    def _build_anchor(self) -> EmbeddingAnchor | None:
+        section = self.config.embedding_anchor
+        if section is None or section.weight == 0:
+            return None
+        if self.cache is not None:
+            logger.info("embedding_anchor skipped: the encoder is frozen, so the embeddings cannot move")
+            return None
+        return EmbeddingAnchor(self.model, self.encoded, section.loss, self.config.evaluation.batch_size,
+                               show_progress=self.main and sys.stderr.isatty())
 
     def _encoder_may_change(self) -> bool:
         trainable = any(p.requires_grad for p in self.model.encoder.parameters())
@@ -191,6 +204,7 @@ class Recipe:
             return self._finish(result, start)
         trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
         losses: dict[str, list[float]] = {}
+        anchors: dict[str, list[float]] = {}  # unweighted anchor loss per task (embedding_anchor)
         window_steps, window_seconds = 0, 0.0  # training time since the last log (evaluation excluded)
         with _Progress(self.total_steps, self.step, enabled=self.main and sys.stderr.isatty()) as bar:
             while self.step < self.total_steps:
@@ -199,8 +213,12 @@ class Recipe:
                 total = torch.zeros((), device=self.accelerator.device)
                 for _ in range(self.config.optimizer.grad_accumulation):
                     task, indices = self.sampler.next_batch()
-                    task_losses = self._forward(task, indices)
-                    loss = self.weighting(task_losses) / self.config.optimizer.grad_accumulation
+                    task_losses, anchor = self._forward(task, indices)
+                    loss = self.weighting(task_losses)
+                    if anchor is not None:  # outside the task weighting: uncertainty weights cannot shrink it
+                        loss = loss + self.config.embedding_anchor.weight * anchor
+                        anchors.setdefault(task, []).append(anchor.item())
+                    loss = loss / self.config.optimizer.grad_accumulation
                     loss.backward()  # even when NaN: every rank must hold the same grads; we stop before step()
                     total = total + loss.detach()
                     losses.setdefault(task, []).append(task_losses[task].item())
@@ -221,11 +239,14 @@ class Recipe:
                 examples_per_s = window_steps * self.examples_per_step / window_seconds  # batch_size: all ranks
                 bar.update(self.step, {t: sum(v[-20:]) / len(v[-20:]) for t, v in losses.items()}, examples_per_s)
                 if self.step % self.config.run.log_every_steps == 0 or self.step == self.total_steps:
-                    self._log({"step": self.step, "epoch": round(self._epoch(), 4),
-                               "lr": self.optimizer.param_groups[0]["lr"], "examples_per_s": round(examples_per_s, 1),
-                               "loss": {t: sum(v) / len(v) for t, v in losses.items()},
-                               "loss_weights": self.weighting.current_weights()})
-                    losses, window_steps, window_seconds = {}, 0, 0.0
+                    record = {"step": self.step, "epoch": round(self._epoch(), 4),
+                              "lr": self.optimizer.param_groups[0]["lr"], "examples_per_s": round(examples_per_s, 1),
+                              "loss": {t: sum(v) / len(v) for t, v in losses.items()},
+                              "loss_weights": self.weighting.current_weights()}
+                    if anchors:
+                        record["anchor"] = {t: sum(v) / len(v) for t, v in anchors.items()}
+                    self._log(record)
+                    losses, anchors, window_steps, window_seconds = {}, {}, 0, 0.0
                 stop = False
                 if self.step % self.eval_every == 0 or self.step == self.total_steps:
                     stop = self._evaluate()
@@ -242,16 +263,19 @@ class Recipe:
                     break
         return self._finish(result, start)
 
-    def _forward(self, task: str, indices: list[int]) -> dict[str, torch.Tensor]:
-        """{task: loss} for one single-task batch; from cached encoder outputs when the encoder is frozen."""
+    def _forward(self, task: str, indices: list[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """({task: loss}, unweighted anchor loss or None) for one single-task batch; from cached encoder
+        outputs when the encoder is frozen."""
         device = self.accelerator.device
         features, labels = collate(self.model.tokenizer, self.encoded[task], indices)
         labels = labels.to(device)  # (B,) or (B, T)
         if self.cache is not None:
             head = self.model.heads[task]
-            return {task: head.loss(head(self.cache.batch(task, indices)), labels)}
+            return {task: head.loss(head(self.cache.batch(task, indices)), labels)}, None
         features = {k: features[k].to(device) for k in ("input_ids", "attention_mask")}
-        return self.model(features, tasks=[task], labels={task: labels})["losses"]
+        out = self.model(features, tasks=[task], labels={task: labels})
+        anchor = self.anchor.loss(task, indices, out["sentence_embedding"]) if self.anchor else None  # ()
+        return out["losses"], anchor
 
     def _set_modes(self) -> None:
         """Heads (and trainable encoder parts) in train mode; a fully frozen encoder runs in eval

@@ -1,6 +1,7 @@
 """The training config: one validated YAML file (``mtst train CONFIG.yaml``).
 
-Nested by concern (model, tasks, optimizer, freezing, sampling, loss weighting, evaluation, run).
+Nested by concern (model, tasks, optimizer, freezing, sampling, loss weighting, embedding anchor,
+evaluation, run).
 Every choice is a ``Literal``; unknown keys are errors that name the key.
 """
 
@@ -137,6 +138,13 @@ class LossWeightingSection(StrictModel):
     mode: Literal["static", "uncertainty"] = "static"
 
 
+class EmbeddingAnchorSection(StrictModel):
+    """Self-distillation toward the starting encoder's sentence embeddings (see mtst.anchor)."""
+
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # 0 = off; added to the combined loss as weight * anchor
+    loss: Literal["cosine", "mse"] = "cosine"  # cosine: mean(1 - cos); mse: mean over the (B, H) elements
+
+
 class EvaluationSection(StrictModel):
     every_steps: int | None = Field(None, ge=1)  # None: at the end of each epoch / of training
     metric: str | None = None  # e.g. "ner/f1"; None: mean of each task's main metric ("mean/main")
@@ -161,6 +169,7 @@ class TrainConfig(StrictModel):
     freezing: FreezingSection = Field(default_factory=FreezingSection)
     sampling: SamplingSection = Field(default_factory=SamplingSection)
     loss_weighting: LossWeightingSection = Field(default_factory=LossWeightingSection)
+    embedding_anchor: EmbeddingAnchorSection | None = None  # None (or weight 0): off
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     run: RunSection = Field(default_factory=RunSection)
 
