@@ -13,7 +13,7 @@ from mtst import MultiTaskModel
 from mtst.anchor import ANCHOR_LOSSES, EmbeddingAnchor
 from mtst.data import Examples, encode_task
 from mtst.errors import MtstError
-from mtst.train import train
+from mtst.train import Recipe, train
 from mtst.train_config import load_train_config
 from test_train import NER_SENTENCES, TOPIC_ROWS, make_config, read_jsonl  # tests/ is on sys.path
 
@@ -156,3 +156,17 @@ def test_anchor_section_defaults(tmp_path, tiny_st_dir):
 
 def _examples(texts: list, labels: list) -> Examples:
     return Examples(texts, labels, [f"test:{i}" for i in range(len(texts))])
+
+
+def test_teacher_is_the_init_from_models_encoder(tmp_path, tiny_st_dir):
+    """Continuing from a trained model anchors to that model's embeddings, not to the backbone's."""
+    first = train(make_config(tmp_path / "first", tiny_st_dir, optimizer={"lr": 3e-3, "max_steps": 4}, **QUIET))
+    start_dir = Path(first.output_dir) / "final"
+    config = make_config(tmp_path / "second", tiny_st_dir, model={"init_from": str(start_dir)}, **QUIET, **ANCHOR)
+    recipe = Recipe(config)
+    recipe.setup()
+    texts = [text for text, _ in TOPIC_ROWS]
+    expected = MultiTaskModel.load(start_dir).encode(texts, convert_to="torch")
+    torch.testing.assert_close(recipe.anchor.teacher["topic"], expected)
+    backbone = MultiTaskModel.from_backbone(tiny_st_dir).encode(texts, convert_to="torch")
+    assert not torch.allclose(recipe.anchor.teacher["topic"], backbone, atol=1e-3)
