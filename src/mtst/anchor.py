@@ -15,6 +15,8 @@ before it loads the checkpoint, so the teacher is recomputed from the same weigh
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 import torch
@@ -23,6 +25,8 @@ from torch import nn
 from mtst.data import EncodedTask
 from mtst.progress import progress_bar
 from mtst.tokenization import length_sorted_batches
+
+logger = logging.getLogger("mtst")
 
 
 def cosine_anchor(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -69,9 +73,12 @@ class EmbeddingAnchor:
                  batch_size: int = 64, show_progress: bool = False):
         self.loss_fn = ANCHOR_LOSSES[loss]
         total = sum(len(data) for data in encoded.values())
+        start = time.perf_counter()
         with progress_bar(total, "embedding anchor: encoding training data once", show_progress) as advance:
             self.teacher = {task: sentence_embeddings(model, data, batch_size, advance)
                             for task, data in encoded.items()}  # task -> (N_task, H)
+        logger.info("embedding_anchor: teacher embeddings of %d training examples in %.1f s",
+                    total, time.perf_counter() - start)
 
     def loss(self, task: str, indices: list[int], student: torch.Tensor) -> torch.Tensor:
         """Unweighted anchor loss of one batch; ``student`` (B, H) are the sentence embeddings of ``indices``."""
