@@ -2,43 +2,45 @@
 # The order the experiments ran in, as two queues that can run side by side (one thread each):
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh a > benchmarks/quality/.cache/queue-a.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh b > benchmarks/quality/.cache/queue-b.log 2>&1 &
+#   MTST_BENCH_THREADS=1 nohup nice -n 19 .venv/bin/python benchmarks/quality/run.py long > benchmarks/quality/.cache/long.log 2>&1 &
 # Each line skips runs whose result JSON exists, so re-running this script resumes.
-# With no argument both queues run one after the other.
+# With no argument everything runs one after the other (make bench-quality).
 set -u
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
 R=benchmarks/quality/run.py
 run() { $PY $R "$@" || echo "run.py $* exited $?"; }
+each() { local experiment=$1; shift; for v in "$@"; do run "$experiment" --only "$v" ${SEEDS:+--seeds $SEEDS}; done; }
 
-queue_a() {  # freezing, joint vs separate, layer-wise LR decay
+queue_a() {  # freezing, joint vs separate, keeping the embeddings, layer-wise LR decay
   run features
-  for v in single-sentiment single-ner joint-sentiment-ner joint-sentiment-ner-preserve-lr2e-5-decay0.8 \
-           joint-sentiment-ner-preserve-head-lr1e-2 single-sentiment-recipe single-ner-recipe; do
-    run joint --only "$v"
-  done
-  run freezing
-  run llrd --seeds 0 1 2
-  for v in joint-sentiment-ner single-sentiment; do run joint --only "$v" --seeds 0 1 2; done
-  for v in single-topic joint-full joint-frozen-encoder joint-preserve-lr2e-5-decay0.8 joint-preserve-bottom3; do
-    run joint --only "$v"
-  done
-  for v in joint-sentiment-ner-preserve-head-lr1e-2 single-sentiment-recipe single-ner-recipe; do
-    run joint --only "$v" --seeds 0 1 2
-  done
+  each joint single-sentiment single-ner joint-sentiment-ner joint-sentiment-ner-preserve-lr2e-5-decay0.8 \
+       joint-sentiment-ner-preserve-head-lr1e-2 single-sentiment-recipe single-ner-recipe
+  each freezing frozen-encoder frozen-encoder-head-lr1e-2 sentiment-kept-then-ner frozen-embeddings frozen-bottom3 \
+       gradual-unfreeze
+  each joint joint-sentiment-ner-anchor1 joint-sentiment-ner-anchor1-preserve
+  each freezing sentiment-kept-then-ner-frozen-encoder sentiment-head-frozen-replay
+  run llrd
+  each joint single-topic joint-full joint-preserve-lr2e-5-decay0.8 joint-frozen-encoder joint-preserve-bottom3
+  SEEDS="0 1 2" each llrd lr1e-4-flat lr1e-4-decay0.95 lr1e-4-decay0.8
+  SEEDS="0 1 2" each joint joint-sentiment-ner single-sentiment single-ner joint-sentiment-ner-anchor1-preserve \
+       joint-sentiment-ner-preserve-head-lr1e-2 single-sentiment-recipe single-ner-recipe
   $PY benchmarks/quality/footprint.py || echo "footprint failed"
 }
 
 queue_b() {  # abundant sentiment, scarce NER (the sequential variants start from joint/single-sentiment)
-  run joint --only single-sentiment
-  run scarce
-  for v in ner5pct-proportional ner5pct-temperature2 ner5pct-round-robin ner5pct-alone \
-           ner5pct-proportional-uncertainty; do
-    run scarce --only "$v" --seeds 0 1 2
+  each joint single-sentiment
+  for pct in 5 1 25; do
+    each scarce ner${pct}pct-alone ner${pct}pct-proportional ner${pct}pct-temperature2 ner${pct}pct-round-robin
   done
+  each scarce ner5pct-proportional-uncertainty ner5pct-sequential ner5pct-sequential-ner-only
+  run scarce
+  SEEDS="0 1 2" each scarce ner5pct-alone ner5pct-proportional ner5pct-temperature2 ner5pct-round-robin \
+       ner5pct-proportional-uncertainty
 }
 
 case "${1:-all}" in
   a) queue_a ;;
   b) queue_b ;;
-  *) queue_a; queue_b ;;
+  *) queue_a; queue_b; run long ;;
 esac
