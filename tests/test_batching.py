@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from mtst.batching import MicroBatcher, QueueFullError, ShuttingDownError
+from mtst.batching import MicroBatcher, QueueFullError, ShuttingDownError, _resolve, pass_size
 
 
 class Recorder:
@@ -183,3 +183,54 @@ def test_a_lone_sequential_caller_does_not_wait_for_company():
     assert asyncio.run(main()) == [["k:S0"], ["k:S1"], ["k:S2"]]
     batcher.close()
     assert [len(sentences) for _, sentences in run.calls] == [1, 1, 1]
+
+
+def test_results_go_back_in_one_event_loop_call_per_batch():
+    hold = threading.Event()
+    run = Recorder(hold)
+    batcher = MicroBatcher(run, max_batch=64, max_wait_ms=0)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        calls = []
+        original = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: calls.append(args) or original(*args)  # type: ignore[method-assign]
+        first = asyncio.ensure_future(batcher.submit("k", ["first"]))
+        await asyncio.to_thread(run.started.wait, 5)  # the worker holds "first"; the next 8 queue up together
+        rest = [asyncio.ensure_future(batcher.submit("k", [f"r{i}"])) for i in range(8)]
+        await asyncio.sleep(0)
+        hold.set()
+        return await first, await asyncio.gather(*rest), calls
+
+    first, rest, calls = asyncio.run(main())
+    batcher.close()
+    assert first == ["k:FIRST"] and rest == [[f"k:R{i}"] for i in range(8)]
+    assert [len(sentences) for _, sentences in run.calls] == [1, 8]
+    resolutions = [args for args in calls if args[0] is _resolve]
+    assert len(resolutions) == 2  # one wake-up of the event loop per batch, not one per caller
+
+
+# ---- pass_size: cutting one gathered batch into forward passes ------------------------------------
+@pytest.mark.parametrize(("lengths", "max_batch", "expected"), [
+    ([10] * 64, 64, 64),  # equal lengths: no padding to save, one pass is cheapest
+    ([12] * 48, 48, 48),  # max_batch need not be a power of two
+    ([40] * 8 + [8] * 56, 64, 8),  # 8 long + 56 short: passes of 8 keep the long ones together
+    ([8] * 56 + [40] * 8, 64, 8),  # arrival order does not matter: the predictor sorts by length
+    ([20, 9, 9, 9], 64, 4),  # too little padding to pay for a second pass
+    ([25], 64, 1),
+    ([10] * 100, 16, 16),  # never more than max_batch per pass
+])
+def test_pass_size_minimises_padding_plus_per_pass_cost(lengths, max_batch, expected):
+    assert pass_size(lengths, max_batch, overhead_tokens=32) == expected
+
+
+def test_pass_size_cost_arithmetic():
+    # 8 x 40 tokens + 56 x 8 tokens, overhead 32: one pass pads everyone to 40; passes of 16 put 8 short
+    # sentences with the long ones
+    def cost(size):
+        ordered = sorted([40] * 8 + [8] * 56, reverse=True)
+        return sum(32 + len(ordered[i:i + size]) * ordered[i] for i in range(0, 64, size))
+
+    assert (cost(64), cost(16), cost(8), cost(4)) == (2592, 1152, 1024, 1280)
+    with pytest.raises(ValueError):
+        pass_size([1], 0)

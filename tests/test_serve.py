@@ -18,7 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mtst.errors import MtstError
-from mtst.serve import ServeSettings, create_app
+from mtst.serve import ServeSettings, create_app, make_run_batch
+from mtst.serve_edge import Metrics
 
 SENTENCES = ["john smith lives in paris", "the cat sat on the mat", "google rose today"]
 
@@ -313,6 +314,25 @@ def test_concurrent_requests_get_their_own_results_and_are_batched(tiny_model):
     assert app.state.metrics.registry.get_sample_value("mtst_batch_size_sum") == 50
 
 
+def test_a_mixed_length_batch_runs_as_sorted_passes_and_keeps_request_order(tiny_model):
+    class Recording(Held):
+        def encode(self, sentences, **options):
+            self.batch_sizes.append(options["batch_size"])
+            return self.model.encode(sentences, **options)
+
+    recording = Recording(tiny_model)
+    recording.batch_sizes = []
+    metrics = Metrics()
+    run = make_run_batch(recording, max_batch=64, metrics=metrics)
+    long = " ".join(["paris market guitar"] * 12)  # ~38 tokens against ~3 for the short ones
+    sentences = [f"cat {i}" if i % 8 else f"{long} {i}" for i in range(64)]
+    rows = run(("embed", True), sentences)
+    assert recording.batch_sizes == [8]  # 8 long + 56 short: passes of 8, not one pass padded to the longest
+    assert metrics.registry.get_sample_value("mtst_forward_passes_total") == 8
+    np.testing.assert_allclose(np.stack([vec for vec, _ in rows]), tiny_model.encode(sentences), atol=1e-5)
+    assert [n for _, n in rows] == [len(item.input_ids) for item in tiny_model.tokenizer(sentences)]
+
+
 def test_shutdown_drains_in_flight_requests(tiny_model):
     held = Held(tiny_model)
     app = create_app(held, ServeSettings(max_batch=2, max_wait_ms=0))
@@ -374,6 +394,8 @@ def test_lifespan_shutdown_closes_the_batcher(tiny_model):
 def test_bad_settings_are_user_errors():
     with pytest.raises(MtstError, match="max_batch=0"):
         ServeSettings(max_batch=0)
+    with pytest.raises(MtstError, match="max_gather=0"):
+        ServeSettings(max_gather=0)
 
 
 @pytest.mark.parametrize(("argv", "policy", "restarts"), [
@@ -408,8 +430,9 @@ def test_cli_serve_passes_settings_and_api_key(monkeypatch, tmp_path):
     monkeypatch.setattr(mtst.cli_serve, "serve_model", lambda *args: seen.update(args=args))
     monkeypatch.setenv("MTST_API_KEY", "from-env")
     result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path), "--port", "9001", "--max-batch", "8",
-                                      "--cors-origin", "http://a.test"])
+                                      "--max-gather", "32", "--cors-origin", "http://a.test"])
     assert result.exit_code == 0, result.output
     model, backend, host, port, settings = seen["args"]
     assert (model, backend, host, port) == (tmp_path, "auto", "127.0.0.1", 9001)
-    assert settings.api_key == "from-env" and settings.max_batch == 8 and settings.cors_origins == ("http://a.test",)
+    assert settings.api_key == "from-env" and settings.max_batch == 8 and settings.max_gather == 32
+    assert settings.cors_origins == ("http://a.test",)

@@ -1,13 +1,23 @@
-"""Load benchmark for ``mtst serve``: throughput and latency under 16 and 64 concurrent clients.
+"""Load benchmark for ``mtst serve``: throughput and latency under concurrent clients, two request shapes.
 
     .venv/bin/python benchmarks/load/run.py                      # OpenVINO export of the default model (fastest)
     .venv/bin/python benchmarks/load/run.py --backend torch      # the saved model on PyTorch
 
-Starts the real server (``python -m mtst.cli serve``) on 127.0.0.1, sends single-sentence POST /v1/embed
-requests built from STS-B test sentences (../shared/data/stsb/sts-test.csv) with httpx async clients for a
-bounded time per concurrency level, then measures offline ``encode`` of the same sentences with the same
-model and backend in this process, while the server sits idle. Writes JSON to benchmarks/load/results/ and
-prints a markdown table. Client and server share the machine's cores: the client's CPU time is reported.
+Starts the real server (``python -m mtst.cli serve``) on 127.0.0.1 and drives POST /v1/embed with
+keep-alive clients for a bounded time per level, in two modes:
+
+- **single**: one sentence per request (16 and 64 clients): what a chat or search front end sends;
+- **multi**: N sentences per request (default 32, 16 clients): what embedding clients such as
+  LangChain's ``embed_documents`` send when indexing.
+
+Sentences are the 2,552 unique STS-B test sentences (../shared/data/stsb/sts-test.csv), cycled in file
+order. Then the same sentences are encoded offline (``encode``, batch 64) with the same model and backend
+in this process while the server sits idle: "vs offline" is served sentences/s over that.
+
+The default client is a minimal raw-asyncio HTTP/1.1 client (``rawhttp.py``) that parses every response
+with orjson; ``--client httpx`` uses one httpx AsyncClient per simulated client instead. Client and server
+share the machine's cores, so both processes' CPU time is reported, and the server's is split into the
+event-loop thread (HTTP, validation, JSON) and the other threads (batcher, tokenizer, model).
 """
 
 from __future__ import annotations
@@ -20,18 +30,21 @@ import os
 import platform
 import resource
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-import httpx
+import orjson
 
 # Same OpenMP setting as `mtst serve` uses (it restarts itself with it), for the server and for the offline
 # baseline in this process alike; set before anything imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rawhttp import Connection, RawHTTPError  # noqa: E402  (same folder)
 
 ROOT = Path(__file__).resolve().parents[2]
 STSB_TEST = ROOT.parent / "shared" / "data" / "stsb" / "sts-test.csv"
@@ -55,10 +68,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def _ticks(stat_path: Path) -> float:
+    fields = stat_path.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc), to compare costs on a busy machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _ticks(Path(f"/proc/{pid}/stat"))
+
+
+def event_loop_cpu_seconds(pid: int) -> float:
+    """CPU time of the process's main thread: uvicorn's event loop (HTTP, validation, JSON, metrics, log)."""
+    return _ticks(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
 def free_port() -> int:
@@ -68,20 +90,28 @@ def free_port() -> int:
 
 
 def prepare_model(backend: str, workdir: Path) -> Path | None:
-    """torch: None (serve the default model); else export it (fp32 weights) and return the export directory."""
+    """torch: None (serve the default model); else export it (fp32 weights) once and return the export directory."""
     if backend == "torch":
         return None
     from mtst.cli import load_task_model
     from mtst.export import export_model
 
+    target = workdir / f"export-{backend}"
+    if (target / "export.json").exists():
+        return target  # --work reuse
     source = workdir / "model"
-    load_task_model(None, "torch").save(source)
-    return export_model(source, workdir / f"export-{backend}", format=backend)
+    if not (source / "mtst_config.json").exists():
+        load_task_model(None, "torch").save(source)
+    return export_model(source, target, format=backend)
 
 
-def start_server(model_dir: Path | None, port: int, max_batch: int, max_wait_ms: float) -> subprocess.Popen:
-    command = [sys.executable, "-m", "mtst.cli", "serve", "--port", str(port), "--max-batch", str(max_batch),
-               "--max-wait-ms", str(max_wait_ms), "--max-queue", "100000"]
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()
+
+
+def start_server(model_dir: Path | None, port: int, server_args: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "mtst.cli", "serve", "--port", str(port), "--max-queue", "100000", *server_args]
     if model_dir is not None:
         command += ["--model", str(model_dir)]
     env = {key: value for key, value in os.environ.items() if key != "MTST_API_KEY"}
@@ -91,74 +121,126 @@ def start_server(model_dir: Path | None, port: int, max_batch: int, max_wait_ms:
         if server.poll() is not None:
             sys.exit(f"error: the server exited with code {server.returncode}; run the command by hand: {command}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
+            get(f"http://127.0.0.1:{port}/health")
+            return server
+        except OSError:
             time.sleep(0.2)
     server.kill()
     sys.exit("error: the server did not answer /health within 180 s")
 
 
-async def drive(url: str, sentences: list[str], clients: int, seconds: float, server_pid: int) -> dict:
-    """``clients`` loops, each sending one sentence at a time until ``seconds`` have passed."""
+class RawClient:
+    """One keep-alive connection; parses the whole response, as a real client would."""
+
+    def __init__(self, port: int):
+        self.connection = Connection("127.0.0.1", port)
+
+    async def embed(self, body: bytes, expected: int) -> str | None:
+        try:
+            status, data = await self.connection.post("/v1/embed", body)
+        except (RawHTTPError, OSError) as exc:
+            return type(exc).__name__
+        if status != 200:
+            return str(status)
+        return None if len(orjson.loads(data)["embeddings"]) == expected else "wrong-count"
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class HttpxClient:
+    """One httpx AsyncClient per simulated client (a shared 64-connection pool cost ~5x more CPU per request)."""
+
+    def __init__(self, port: int):
+        import httpx
+
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    async def embed(self, body: bytes, expected: int) -> str | None:
+        import httpx
+
+        try:
+            response = await self.http.post("/v1/embed", content=body, headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        if response.status_code != 200:
+            return str(response.status_code)
+        return None if len(response.json()["embeddings"]) == expected else "wrong-count"
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+CLIENTS = {"raw": RawClient, "httpx": HttpxClient}
+
+
+async def drive(port: int, sentences: list[str], clients: int, per_request: int, seconds: float, server_pid: int,
+                client_kind: str) -> dict:
+    """``clients`` loops, each sending ``per_request`` sentences per request until ``seconds`` have passed."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     cursor = 0
     stop = time.perf_counter() + seconds
 
     async def client_loop() -> None:
-        # One AsyncClient (one keep-alive connection) per simulated client: a single shared pool with 64
-        # connections cost the load generator ~5x more CPU per request than with 16 and starved the server.
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            await send_until_stop(http)
-
-    async def send_until_stop(http: httpx.AsyncClient) -> None:
         nonlocal cursor
-        while time.perf_counter() < stop:
-            text = sentences[cursor % len(sentences)]
-            cursor += 1
-            start = time.perf_counter()
-            try:
-                response = await http.post("/v1/embed", json={"sentences": [text]})
-                ok = response.status_code == 200 and len(response.json()["embeddings"][0]) > 0
-                key = None if ok else str(response.status_code)
-            except httpx.HTTPError as exc:
-                key = type(exc).__name__
-            if key is None:
-                latencies.append(time.perf_counter() - start)
-            else:
-                errors[key] = errors.get(key, 0) + 1
+        client = CLIENTS[client_kind](port)
+        try:
+            while time.perf_counter() < stop:
+                texts = [sentences[(cursor + i) % len(sentences)] for i in range(per_request)]
+                cursor += per_request
+                body = orjson.dumps({"sentences": texts})
+                start = time.perf_counter()
+                error = await client.embed(body, per_request)
+                if error is None:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[error] = errors.get(error, 0) + 1
+        finally:
+            await client.close()
 
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    server_before = cpu_seconds(server_pid)
+    server_before, loop_before = cpu_seconds(server_pid), event_loop_cpu_seconds(server_pid)
     began = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(clients)))
     elapsed = time.perf_counter() - began
     server_cpu = cpu_seconds(server_pid) - server_before
+    loop_cpu = event_loop_cpu_seconds(server_pid) - loop_before
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    requests = max(len(latencies), 1)
     return {
+        "mode": "single" if per_request == 1 else "multi", "sentences_per_request": per_request,
         "clients": clients, "seconds": round(elapsed, 2), "requests": len(latencies),
         "errors": sum(errors.values()), "error_kinds": errors,
-        "throughput_per_s": round(len(latencies) / elapsed, 1),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "sentences_per_s": round(len(latencies) * per_request / elapsed, 1),
         "p50_ms": round(percentile(latencies, 50) * 1000, 2) if latencies else None,
         "p95_ms": round(percentile(latencies, 95) * 1000, 2) if latencies else None,
         "p99_ms": round(percentile(latencies, 99) * 1000, 2) if latencies else None,
         "client_cpu_share": round(client_cpu / elapsed, 2),  # cores the load generator itself used
+        "client_cpu_ms_per_request": round(client_cpu / requests * 1000, 3),
         "server_cpu_share": round(server_cpu / elapsed, 2),  # cores the server used
-        "server_cpu_ms_per_request": round(server_cpu / max(len(latencies), 1) * 1000, 3),
+        "server_cpu_ms_per_request": round(server_cpu / requests * 1000, 3),
+        "server_cpu_ms_per_sentence": round(server_cpu / requests / per_request * 1000, 3),
+        "event_loop_cpu_ms_per_request": round(loop_cpu / requests * 1000, 3),
+        "model_side_cpu_ms_per_sentence": round((server_cpu - loop_cpu) / requests / per_request * 1000, 3),
     }
 
 
-def single_client_latency(url: str, sentences: list[str], count: int) -> dict:
+async def single_client_latency(port: int, sentences: list[str], count: int) -> dict:
     latencies = []
-    with httpx.Client(base_url=url, timeout=60) as http:
+    client = RawClient(port)
+    try:
         for text in sentences[:count]:
             start = time.perf_counter()
-            response = http.post("/v1/embed", json={"sentences": [text]})
-            response.raise_for_status()
+            error = await client.embed(orjson.dumps({"sentences": [text]}), 1)
+            if error is not None:
+                sys.exit(f"error: single-client request failed: {error}")
             latencies.append(time.perf_counter() - start)
-    return {"requests": len(latencies), "p50_ms": round(statistics.median(latencies) * 1000, 2),
+    finally:
+        await client.close()
+    return {"requests": len(latencies), "p50_ms": round(percentile(latencies, 50) * 1000, 2),
             "p95_ms": round(percentile(latencies, 95) * 1000, 2)}
 
 
@@ -178,7 +260,7 @@ def offline_encode(model_dir: Path | None, sentences: list[str], batch_size: int
             "cpu_ms_per_sentence": round(cpu / len(sentences) * 1000, 3)}
 
 
-def environment(backend: str) -> dict:
+def environment(backend: str, client: str) -> dict:
     import fastapi
     import torch
     import uvicorn
@@ -190,78 +272,97 @@ def environment(backend: str) -> dict:
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "mtst": mtst.__version__, "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
-            "httpx": httpx.__version__, "backend": backend, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+            "orjson": orjson.__version__, "client": client, "backend": backend,
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "model": "shipped default (trained)" if trained_default_available() else "demo (untrained heads)"}
+
+
+def print_table(result: dict) -> None:
+    offline = result["offline_encode"]
+    print(f"\nbackend {result['environment']['backend']}; offline encode {offline['throughput_per_s']} sentences/s "
+          f"({offline['cpu_ms_per_sentence']} CPU ms/sentence); single-client p50 {result['single_client']['p50_ms']} "
+          f"ms; load avg {result['load_average_before_after']}; client {result['environment']['client']}")
+    print("| mode | sentences/request | clients | requests/s | sentences/s | vs offline | p50 ms | p95 ms | p99 ms "
+          "| errors | server CPU ms/request (event loop) | server CPU ms/sentence | client CPU (cores) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for level in result["concurrent"]:
+        print(f"| {level['mode']} | {level['sentences_per_request']} | {level['clients']} | "
+              f"{level['requests_per_s']} | {level['sentences_per_s']} | {level['ratio_to_offline']:.0%} | "
+              f"{level['p50_ms']} | {level['p95_ms']} | {level['p99_ms']} | {level['errors']} | "
+              f"{level['server_cpu_ms_per_request']} ({level['event_loop_cpu_ms_per_request']}) | "
+              f"{level['server_cpu_ms_per_sentence']} | {level['client_cpu_share']} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="openvino",
                         help="torch serves the default model as saved; onnx / openvino serve an fp32 export of it")
-    parser.add_argument("--seconds", type=float, default=20.0, help="duration per concurrency level")
-    parser.add_argument("--clients", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--seconds", type=float, default=20.0, help="duration per level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[16, 64], help="single mode: concurrent clients")
+    parser.add_argument("--multi", type=int, default=32, help="multi mode: sentences per request (0: skip the mode)")
+    parser.add_argument("--multi-clients", type=int, nargs="+", default=[16], help="multi mode: concurrent clients")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="raw", help="load generator")
     parser.add_argument("--single", type=int, default=300, help="sequential requests for single-client latency")
-    parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra `mtst serve` option, repeatable, e.g. --server-arg=--max-wait-ms=2")
+    parser.add_argument("--work", type=Path, default=None, help="keep the saved model and export here (reused)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default results/<backend>.json)")
     args = parser.parse_args()
 
     sentences = stsb_sentences(STSB_TEST)
-    backend = args.backend
-    with tempfile.TemporaryDirectory(prefix="mtst-load-") as workdir:
-        model_dir = prepare_model(backend, Path(workdir))
+    levels_wanted = [(1, clients) for clients in args.clients]
+    levels_wanted += [(args.multi, clients) for clients in args.multi_clients] if args.multi > 0 else []
+    with tempfile.TemporaryDirectory(prefix="mtst-load-") as scratch:
+        workdir = args.work or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        model_dir = prepare_model(args.backend, workdir)
         port = free_port()
         load_before = os.getloadavg()
-        server = start_server(model_dir, port, args.max_batch, args.max_wait_ms)
-        url = f"http://127.0.0.1:{port}"
+        server = start_server(model_dir, port, args.server_arg)
         try:
-            asyncio.run(drive(url, sentences, 8, 2.0, server.pid))  # warm-up: threads, allocator, connections
-            single = single_client_latency(url, sentences, args.single)
-            levels = [asyncio.run(drive(url, sentences, clients, args.seconds, server.pid)) for clients in args.clients]
-            metrics = httpx.get(f"{url}/metrics").text
+            # warm-up: threads, allocator, connections, both request shapes
+            asyncio.run(drive(port, sentences, 8, 1, 2.0, server.pid, args.client))
+            if args.multi > 0:
+                asyncio.run(drive(port, sentences, 4, args.multi, 2.0, server.pid, args.client))
+            single = asyncio.run(single_client_latency(port, sentences, args.single))
+            levels = [asyncio.run(drive(port, sentences, clients, per_request, args.seconds, server.pid, args.client))
+                      for per_request, clients in levels_wanted]
+            metrics = get(f"http://127.0.0.1:{port}/metrics").decode()
         finally:
             server.terminate()
             server.wait(60)
-        offline = offline_encode(model_dir, sentences, args.max_batch)
+        offline = offline_encode(model_dir, sentences, 64)
         load_after = os.getloadavg()
 
-    batches = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-               if line.startswith(("mtst_batch_size_sum", "mtst_batch_size_count"))}
+    counters = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+                if line.startswith(("mtst_batch_size_sum", "mtst_batch_size_count", "mtst_forward_passes_total"))}
+    batches = max(counters.get("mtst_batch_size_count", 0), 1)
     result = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)
                                               if Path(sys.argv[0]).is_absolute() else sys.argv[0]), *sys.argv[1:]]),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "environment": environment(backend),
+        "environment": environment(args.backend, args.client),
         "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-        "settings": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "endpoint": "POST /v1/embed",
-                     "sentences_per_request": 1, "distinct_sentences": len(sentences)},
+        "settings": {"endpoint": "POST /v1/embed", "server_args": args.server_arg,
+                     "distinct_sentences": len(sentences)},
         "single_client": single,
         "concurrent": levels,
         "offline_encode": offline,
-        "mean_batch_size": round(batches["mtst_batch_size_sum"] / max(batches["mtst_batch_size_count"], 1), 1),
+        # over the whole run, warm-up included; passes are absent from servers before the pass planner
+        "mean_sentences_per_batch": round(counters.get("mtst_batch_size_sum", 0) / batches, 1),
+        "mean_passes_per_batch": round(counters.get("mtst_forward_passes_total", 0) / batches, 2),
     }
     for level in levels:
-        level["ratio_to_offline"] = round(level["throughput_per_s"] / offline["throughput_per_s"], 2)
-        # CPU-time ratio: how much compute one served sentence costs next to one offline sentence. Unlike the
-        # throughput ratio it does not depend on what else runs on the machine.
-        level["cpu_efficiency"] = round(offline["cpu_ms_per_sentence"] / level["server_cpu_ms_per_request"], 2)
+        level["ratio_to_offline"] = round(level["sentences_per_s"] / offline["throughput_per_s"], 2)
+        # CPU-time ratio: compute per served sentence next to one offline sentence. Unlike the throughput
+        # ratio it hardly depends on what else runs on the machine.
+        level["cpu_efficiency"] = round(offline["cpu_ms_per_sentence"] / level["server_cpu_ms_per_sentence"], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / f"{backend}.json"
+    out = args.out or RESULTS / f"{args.backend}.json"
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)
-
-    print(f"\nbackend {backend}; offline encode {offline['throughput_per_s']}/s; single-client p50 "
-          f"{single['p50_ms']} ms; mean batch {result['mean_batch_size']}; "
-          f"load avg {result['load_average_before_after']}")
-    print("| clients | requests/s | vs offline | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request "
-          "(offline ms/sentence) | client CPU (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for level in levels:
-        print(f"| {level['clients']} | {level['throughput_per_s']} | {level['ratio_to_offline']:.0%} | "
-              f"{level['p50_ms']} | {level['p95_ms']} | {level['p99_ms']} | {level['errors']} | "
-              f"{level['server_cpu_ms_per_request']} ({offline['cpu_ms_per_sentence']}) | "
-              f"{level['client_cpu_share']} |")
+    print_table(result)
     print(f"wrote {out}")
 
 

@@ -11,7 +11,11 @@ mean computing the union for everyone. Keys keep each forward pass exactly what 
 jobs with other keys stay queued and are served oldest first.
 
 Why a thread: the model call blocks for milliseconds; the event loop must keep accepting and parsing
-requests meanwhile. Results go back through ``loop.call_soon_threadsafe`` onto asyncio futures.
+requests meanwhile. Results go back through ``loop.call_soon_threadsafe`` onto asyncio futures, one
+call per batch and event loop (each call writes to the loop's wake-up pipe).
+
+``pass_size`` is the other half of batching: how to cut one gathered batch of mixed-length sentences
+into forward passes (see its docstring).
 """
 
 from __future__ import annotations
@@ -25,6 +29,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RunBatch = Callable[[Hashable, list[str]], Sequence[Any]]  # (key, sentences) -> one result per sentence
+
+# What one forward pass costs besides its padded tokens, in tokens. Fitted to OpenVINO bf16 CPU time for
+# MiniLM-L6 at batch 1-64 x 8-48 tokens on the 2-core benchmark machine: ~3.9 ms per pass + ~0.085 ms per
+# padded token (busy machine, so high); batch-1 latency against batch-64 throughput on the idle machine
+# gives ~36 tokens for OpenVINO and torch, ~16 for ONNX Runtime. 32 is between them.
+PASS_OVERHEAD_TOKENS = 32
+
+
+def pass_size(lengths: Sequence[int], max_batch: int, overhead_tokens: int = PASS_OVERHEAD_TOKENS) -> int:
+    """The forward-pass size for one gathered batch with these token ``lengths``.
+
+    The predictor sorts a call's sentences by length and cuts them into passes of ``batch_size``, each
+    padded to its longest member. One big pass pads short sentences to the longest (gathered requests
+    come in arrival order: on STS-B a pass of 64 carries 1.8x the real tokens, sorted 1.04x); many small
+    passes pay the per-pass cost more often. This returns the size in 1, 2, 4, ..., ``max_batch`` whose
+    sorted passes cost the fewest ``padded tokens + overhead_tokens x passes``.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    ordered = sorted(lengths, reverse=True)
+    sizes = sorted({min(1 << k, max_batch) for k in range(max_batch.bit_length() + 1)})
+    best_size, best_cost = max_batch, None
+    for size in sizes:
+        # ordered[i] is the longest sentence of the pass starting at i: (sentences in it) x that length
+        cost = sum(overhead_tokens + min(size, len(ordered) - i) * ordered[i] for i in range(0, len(ordered), size))
+        if best_cost is None or cost < best_cost:
+            best_size, best_cost = size, cost
+    return best_size
 
 
 class QueueFullError(Exception):
@@ -45,14 +77,15 @@ class _Job:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    # Runs on the event loop thread; the caller may have timed out and cancelled already.
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _resolve(outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    # Runs on the event loop thread; a caller may have timed out and cancelled already.
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class MicroBatcher:
@@ -202,13 +235,16 @@ class MicroBatcher:
                     raise RuntimeError(f"run_batch returned {len(results)} results for {len(sentences)} sentences")
             except Exception as exc:  # handed to every caller of this batch, the worker keeps going
                 error = exc
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         offset = 0
         for job in live:
             rows = None if error else list(results[offset : offset + len(job.sentences)])
             offset += len(job.sentences)
+            by_loop.setdefault(job.loop, []).append((job.future, rows, error))
+        for loop, outcomes in by_loop.items():
             try:
-                job.loop.call_soon_threadsafe(_resolve, job.future, rows, error)
-            except RuntimeError:  # that caller's event loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_resolve, outcomes)
+            except RuntimeError:  # that event loop is closed: nobody there is waiting any more
                 pass
         if sentences and self.on_batch is not None:
             self.on_batch(len(sentences), len(live), time.perf_counter() - start)

@@ -69,6 +69,8 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it local.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
         max_batch: Annotated[int, typer.Option(help="Most sentences per forward pass.")] = 64,
+        max_gather: Annotated[int, typer.Option(
+            help="Most sentences the batcher gathers per round; they run as length-sorted forward passes.")] = 256,
         max_wait_ms: Annotated[float, typer.Option(
             help="How long a batch waits to fill, in ms (only when callers are concurrent).")] = 5.0,
         max_queue: Annotated[int, typer.Option(help="Most sentences waiting; beyond it requests get 429.")] = 1024,
@@ -87,8 +89,8 @@ def register(app: typer.Typer) -> None:
 
         name = model.name if model is not None else "mtst-default"
         settings = ServeSettings(
-            max_sentences=max_sentences, max_chars=max_chars, max_batch=max_batch, max_wait_ms=max_wait_ms,
-            max_queue=max_queue, timeout_s=timeout, api_key=os.environ.get(API_KEY_ENV) or None,
-            cors_origins=tuple(cors_origin or ()), model_name=name,
+            max_sentences=max_sentences, max_chars=max_chars, max_batch=max_batch, max_gather=max_gather,
+            max_wait_ms=max_wait_ms, max_queue=max_queue, timeout_s=timeout,
+            api_key=os.environ.get(API_KEY_ENV) or None, cors_origins=tuple(cors_origin or ()), model_name=name,
         )
         serve_model(model, backend, host, port, settings)
