@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from mtst.export import label_agreement
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
@@ -101,11 +103,8 @@ def analyse(results: dict[str, dict], work: Path) -> None:
             alone = load(name, "alone")
             result["batch_makeup_max_1_minus_cos"] = float(np.abs(1 - _cosine_rows(alone, emb[: len(alone)])).max())
         if torch_labels and result.get("labels") and name != "torch-predict":
-            result["task_agreement_with_torch"] = {
-                task: round(float(np.mean([x[task] == y[task] for x, y in zip(result["labels"], torch_labels,
-                                                                                 strict=True)])), 4)
-                for task in torch_labels[0]
-            }
+            agreement = label_agreement(torch_labels, result["labels"])
+            result["task_agreement_with_torch"] = {task: round(value, 4) for task, value in agreement.items()}
         result.pop("labels", None)
     for predict, embed in (("torch-predict", "torch-fp32"), ("onnx-predict", "onnx-fp32")):
         if "sets" in results.get(predict, {}) and "sets" in results.get(embed, {}):

@@ -120,18 +120,6 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _labels(rows: list[dict], tasks: list[str]) -> list[dict]:
-    out = []
-    for row in rows:
-        item = {}
-        for task in tasks:
-            value = row[task]
-            item[task] = value["label"] if isinstance(value, dict) else [[e["label"], e["start"], e["end"]]
-                                                                         for e in value]
-        out.append(item)
-    return out
-
-
 def _best_of(fn: Callable[[list[str]], object], texts: list[str], repeats: int) -> tuple[float, object]:
     """Fastest of ``repeats`` timed calls (the machine may be shared: the minimum is the least disturbed)."""
     best, first = float("inf"), None
@@ -192,9 +180,10 @@ def main() -> None:
     if alone:
         np.save(args.work / "results" / f"{args.variant}.alone.npy", np.stack(alone).astype(np.float32))
     result["peak_rss_mb"] = peak_rss_mb()
-    if predictor is not None and predictor.tasks:
-        rows = predictor.predict(sets["stsb"][:AGREEMENT_SAMPLE], batch_size=64)
-        result["labels"] = _labels(rows, predictor.tasks)
+    if predictor is not None and predictor.tasks:  # arg-max labels; token tasks one tag per word
+        from mtst.export import predicted_labels
+
+        result["labels"] = predicted_labels(predictor, sets["stsb"][:AGREEMENT_SAMPLE], batch_size=64)
     if getattr(predictor, "runtime_precision", None):
         result["openvino_runtime_precision"] = predictor.runtime_precision
     (args.work / "results" / f"{args.variant}.json").write_text(json.dumps(result, indent=1))

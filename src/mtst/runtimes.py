@@ -173,10 +173,18 @@ class OnnxPredictor(ExportedPredictor):
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
         _check_outputs(graph, [o.name for o in self.session.get_outputs()], self.output_names)
+        # ONNX Runtime runs every node of a graph whatever outputs are fetched (checked with its profiler: the
+        # NER head's convolution ran for run(["sentence_embedding"])), so encode() gets a session over the
+        # sub-graph that ends at the embedding, cut out of the same file.
+        self.embed_session = ort.InferenceSession(_embedding_subgraph(graph), options,
+                                                  providers=["CPUExecutionProvider"])
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, values, strict=True))
+
+    def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.embed_session.run(["sentence_embedding"], feeds)[0]
 
 
 class OpenVINOPredictor(ExportedPredictor):
@@ -219,6 +227,15 @@ class OpenVINOPredictor(ExportedPredictor):
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return np.array(self.embed_request.infer(feeds)[0])
+
+
+def _embedding_subgraph(graph: Path) -> bytes:
+    """The serialized ONNX model from the inputs to ``sentence_embedding`` only (every head dropped)."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(graph))
+    return Extractor(model).extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString()
 
 
 def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:

@@ -1,0 +1,68 @@
+"""ONNX Runtime encode: the whole graph (fetching only the embedding) vs the embeddings-only sub-graph.
+
+    .venv/bin/python benchmarks/speed/onnx_encode_graph.py DIR [--threads 1] [--sentences 1000] [--rounds 5]
+
+DIR is an ONNX export (fp32 or int8). ONNX Runtime runs every node whatever outputs are fetched, so
+``OnnxPredictor.encode`` uses a second session over the sub-graph that ends at ``sentence_embedding``.
+The two are timed alternately in one process over the same batches (fastest of N rounds, wall and this
+process's CPU time: robust to a shared machine) and the resident memory the second session adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from prepare import stsb_test  # noqa: E402
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+    from mtst.runtimes import OnnxPredictor, _embedding_subgraph
+
+    texts = stsb_test()[0][: args.sentences]
+    predictor = OnnxPredictor(args.export_dir, threads=args.threads)
+    before = rss_mb()  # what one more sub-graph session costs: load a spare one and look at RSS
+    spare = type(predictor.embed_session)(_embedding_subgraph(predictor.directory / predictor.info["graph"]),
+                                          providers=["CPUExecutionProvider"])
+    session_mb = rss_mb() - before
+    del spare
+    runs = {"whole graph": lambda feeds: predictor.session.run(["sentence_embedding"], feeds)[0],
+            "embeddings-only": predictor.run_embeddings}
+    outputs, best = {}, {name: (float("inf"), float("inf")) for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            predictor.run_embeddings = run  # encode() batches, tokenises and orders exactly the same way
+            wall, cpu = time.perf_counter(), time.process_time()
+            outputs[name] = predictor.encode(texts, batch_size=args.batch_size)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    (whole_wall, whole_cpu), (sub_wall, sub_cpu) = best["whole graph"], best["embeddings-only"]
+    same = float(np.abs(outputs["whole graph"] - outputs["embeddings-only"]).max())
+    print(f"{args.export_dir}: {len(texts)} sentences, {args.threads} thread(s), batch {args.batch_size}, "
+          f"fastest of {args.rounds}: whole graph {whole_wall:.2f} s wall / {whole_cpu:.2f} s CPU, "
+          f"embeddings-only {sub_wall:.2f} s / {sub_cpu:.2f} s CPU -> CPU time x{sub_cpu / whole_cpu:.3f}; "
+          f"max |diff| {same:.1e}; the sub-graph session adds ~{session_mb:.0f} MB resident memory")
+
+
+if __name__ == "__main__":
+    main()
