@@ -26,7 +26,11 @@ def test_every_variant_is_a_valid_train_config(experiment: str, variant: Variant
     config = TrainConfig.model_validate(raw)
     assert [task.name for task in config.tasks] == list(variant.tasks)
     assert config.optimizer.max_steps == (variant.steps or STEPS * len(variant.tasks))
-    assert all(task.data.dev is None for task in config.tasks)  # the harness evaluates, not the trainer
+    if variant.eval_every:  # a dev learning curve inside the trainer, STS-B dev included
+        assert config.evaluation.every_steps == variant.eval_every and config.evaluation.sts is not None
+        assert all(task.data.dev is not None for task in config.tasks)
+    else:  # the harness evaluates test afterwards, not the trainer
+        assert all(task.data.dev is None for task in config.tasks)
 
 
 def test_variant_names_are_unique_per_experiment() -> None:
