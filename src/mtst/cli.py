@@ -231,15 +231,24 @@ def encode(
     batch_size: BatchOpt = 64,
     backend: BackendOpt = "auto",
     threads: ThreadsOpt = None,
+    num_processes: Annotated[int, typer.Option("--num-processes", help="Worker processes for a file into .npy "
+                                               "(threads are split between them).")] = 1,
 ) -> None:
     """Sentences -> fixed-length embeddings (a table, JSON lines or a .npy matrix)."""
     fmt = _encode_format(output_format, output)
-    if fmt == "npy" and not sentences and input_path not in (None, "-"):  # a file into .npy: stream it
-        from mtst.bulk import encode_file  # bounded memory, resumable: rerun the same command after a kill
+    streams = fmt == "npy" and not sentences and input_path not in (None, "-")
+    if num_processes < 1:
+        raise MtstError(f"--num-processes must be at least 1, got {num_processes}")
+    if num_processes > 1 and not streams:
+        raise MtstError("--num-processes is for bulk encoding: pass --input FILE and --output OUT.npy")
+    if streams:  # a file into .npy: stream it
+        from mtst.bulk import Workers, encode_file  # bounded memory, resumable: rerun the same command after a kill
 
         predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads)
+        workers = Workers(num_processes, threads, None if model is None else str(model), backend, backbone,
+                          pooling, normalize, max_seq_length) if num_processes > 1 else None
         encode_file(predictor, input_path, output, batch_size=batch_size, normalize=normalize,
-                    show_progress=sys.stderr.isatty())
+                    show_progress=sys.stderr.isatty(), workers=workers)
         return
     texts = read_sentences(sentences, input_path)
     predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads)
