@@ -30,10 +30,11 @@ queue_a() {  # freezing, joint vs separate, keeping the embeddings, layer-wise L
 
 queue_b() {  # abundant sentiment, scarce NER (the sequential variants start from joint/single-sentiment)
   each joint single-sentiment
-  for pct in 5 1 25; do
+  each scarce ner5pct-alone ner5pct-proportional ner5pct-temperature2 ner5pct-round-robin \
+       ner5pct-proportional-uncertainty ner5pct-sequential ner5pct-sequential-ner-only
+  for pct in 1 25; do
     each scarce ner${pct}pct-alone ner${pct}pct-proportional ner${pct}pct-temperature2 ner${pct}pct-round-robin
   done
-  each scarce ner5pct-proportional-uncertainty ner5pct-sequential ner5pct-sequential-ner-only
   run scarce
   SEEDS="0 1 2" each scarce ner5pct-alone ner5pct-proportional ner5pct-temperature2 ner5pct-round-robin \
        ner5pct-proportional-uncertainty
