@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+
 import pytest
 import torch
 
 from mtst import MtstError, MultiTaskModel
 from mtst.backends import load_predictor
-from mtst.export import export_model, label_agreement, predicted_labels
+from mtst.export import ENCODER_SCOPE, NNCF_FLOAT_SCOPE, export_model, label_agreement, predicted_labels
 
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("nncf") is None
+                                    or importlib.util.find_spec("openvino") is None, reason="openvino / nncf missing")
 SENTENCES = ["John Smith visited Paris.", "a", "Stock fell!",
              "Mary works at Acme Corp in London, and John lives in Paris with a cat and a dog."]
 
@@ -51,3 +56,37 @@ def test_label_agreement_counts_words_and_sentences():
 def test_label_agreement_needs_the_same_rows():
     with pytest.raises(MtstError, match="cannot compare 1 reference rows with 0"):
         label_agreement([{"topic": "a"}], [])
+
+
+# ---- int8 keeps the heads in fp32 -----------------------------------------------------------
+def test_onnx_int8_quantizes_only_the_encoder(model_dir, tmp_path):
+    import onnx
+
+    out = export_model(model_dir, tmp_path / "onnx8", format="onnx", quantize="int8")
+    nodes = onnx.load(str(out / "model.onnx")).graph.node
+    quantized = [n.name for n in nodes if n.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")]
+    assert quantized and all(name.startswith(ENCODER_SCOPE) for name in quantized)
+    heads = [n for n in nodes if n.name.startswith(("/model/topic/", "/model/ner/"))]
+    assert "MatMul" in {n.op_type for n in heads}  # float ops (the quantiser rewrites Gemm as MatMul + Add)
+    assert not any(n.op_type == "DequantizeLinear" for n in nodes)  # the embedding table is not int8 either
+
+
+@needs_openvino
+def test_openvino_int8_keeps_heads_fp32(model_dir, tmp_path):
+    import openvino as ov
+
+    out = export_model(model_dir, tmp_path / "ov8", format="openvino", quantize="int8")
+    ops = ov.Core().read_model(str(out / "openvino_model.xml")).get_ordered_ops()
+    weighted = [op for op in ops if op.get_type_name() in ("MatMul", "Convolution")
+                and op.input_value(1).get_node().get_type_name() != "Parameter"]
+
+    def weight_is_plain_fp32(op) -> bool:
+        source = op.input_value(1).get_node()
+        return source.get_type_name() == "Constant" and source.get_element_type() == ov.Type.f32
+
+    heads = [op for op in weighted if op.get_friendly_name().startswith(("/model/topic/", "/model/ner/"))]
+    encoder = [op for op in weighted if op.get_friendly_name().startswith(ENCODER_SCOPE)]
+    kept = [op for op in encoder if re.match(NNCF_FLOAT_SCOPE[1], op.get_friendly_name())]
+    assert heads and all(weight_is_plain_fp32(op) for op in heads)
+    assert len(kept) == 2 and all(weight_is_plain_fp32(op) for op in kept)  # FFN output of layers 0 and 1
+    assert len(encoder) > len(kept) and not any(weight_is_plain_fp32(op) for op in encoder if op not in kept)

@@ -1,16 +1,17 @@
-"""Exported-graph predictors: ONNX Runtime's embeddings-only session for encode."""
+"""ONNX Runtime predictor: the graph cut at the embedding (encode runs no head) gives the whole graph's outputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
 from mtst import MultiTaskModel
 from mtst.backends import load_predictor
 from mtst.export import export_model
-from mtst.runtimes import _embedding_subgraph
+from mtst.runtimes import split_graph
 
 SENTENCES = ["John Smith visited Paris.", "a", "The cat sat on the mat and the dog sat on the guitar in new york."]
 
@@ -30,23 +31,31 @@ def onnx_export(request, model_dir, tmp_path_factory):
     return export_model(model_dir, out, format="onnx", quantize=request.param)
 
 
-def test_embedding_subgraph_has_no_head(onnx_export):
+def test_split_puts_each_node_in_one_part(onnx_export):
     whole = onnx.load(str(onnx_export / "model.onnx"))
-    sub = onnx.ModelProto.FromString(_embedding_subgraph(onnx_export / "model.onnx"))
-    assert [o.name for o in sub.graph.output] == ["sentence_embedding"]
-    head_nodes = [n.name for n in sub.graph.node if "/topic/" in n.name or "/ner/" in n.name]
-    assert head_nodes == []
-    assert any("/ner/" in n.name for n in whole.graph.node)  # the whole graph does have them
-    assert len(sub.graph.node) < len(whole.graph.node)
+    outputs = [o.name for o in whole.graph.output]
+    encoder_bytes, heads_bytes, boundary = split_graph(onnx_export / "model.onnx", outputs)
+    encoder, heads = onnx.ModelProto.FromString(encoder_bytes), onnx.ModelProto.FromString(heads_bytes)
+    assert encoder.graph.output[0].name == "sentence_embedding"
+    assert [o.name for o in heads.graph.output] == [name for name in outputs if name.startswith("logits_")]
+    assert not any("/topic/" in n.name or "/ner/" in n.name for n in encoder.graph.node)  # no head in encode
+    assert all(n.name.startswith(("/model/topic/", "/model/ner/")) for n in heads.graph.node)
+    assert "sentence_embedding" in boundary
+    weights = [init.name for part in (encoder, heads) for init in part.graph.initializer]
+    assert len(weights) == len(set(weights))  # no weight held twice
+    assert len(encoder.graph.node) + len(heads.graph.node) == len(whole.graph.node)
 
 
-def test_encode_equals_the_whole_graphs_embedding(onnx_export):
+def test_split_sessions_equal_the_whole_graph(onnx_export):
     predictor = load_predictor(onnx_export)
-    assert [o.name for o in predictor.embed_session.get_outputs()] == ["sentence_embedding"]
     feeds = {name: batch.numpy() for name, batch in
              predictor.tokenizer.collate(predictor.tokenizer(SENTENCES)).items() if name in predictor.info["inputs"]}
-    whole = predictor.run_graph(feeds)["sentence_embedding"]
-    np.testing.assert_array_equal(predictor.run_embeddings(feeds), whole)
+    whole = ort.InferenceSession(str(onnx_export / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = dict(zip(predictor.output_names, whole.run(predictor.output_names, feeds), strict=True))
+    got = predictor.run_graph(feeds)
+    for name in predictor.output_names:
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-6)
+    np.testing.assert_array_equal(predictor.run_embeddings(feeds), got["sentence_embedding"])
     rows = predictor.predict(SENTENCES, include_embedding=True, batch_size=len(SENTENCES))
     np.testing.assert_allclose(predictor.encode(SENTENCES, batch_size=len(SENTENCES)),
                                np.array([row["embedding"] for row in rows]), atol=1e-6)

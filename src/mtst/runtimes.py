@@ -157,7 +157,13 @@ class ExportedPredictor:
 
 
 class OnnxPredictor(ExportedPredictor):
-    """ONNX Runtime on CPU; intra-op threads = ``threads``, one inter-op thread (one request at a time)."""
+    """ONNX Runtime on CPU; intra-op threads = ``threads``, one inter-op thread (one request at a time).
+
+    ONNX Runtime runs every node of a graph whatever outputs are fetched (its profiler showed the NER head's
+    convolution running for ``run(["sentence_embedding"])``), so the graph is cut in two at load time:
+    ``session`` runs the encoder up to the embedding and the tensors the heads read, ``heads_session`` the
+    heads. ``encode`` runs only the first; ``predict`` runs both. No weight is held twice.
+    """
 
     backend = "onnx"
 
@@ -169,22 +175,53 @@ class OnnxPredictor(ExportedPredictor):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            encoder, heads, self._boundary = split_graph(graph, self.output_names)
+            self.session = ort.InferenceSession(encoder, options, providers=["CPUExecutionProvider"])
+            self.heads_session = (ort.InferenceSession(heads, options, providers=["CPUExecutionProvider"])
+                                  if heads else None)
+        except MtstError:
+            raise
+        except Exception as exc:  # onnx / onnxruntime raise their own exception types
             raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
-        _check_outputs(graph, [o.name for o in self.session.get_outputs()], self.output_names)
-        # ONNX Runtime runs every node of a graph whatever outputs are fetched (checked with its profiler: the
-        # NER head's convolution ran for run(["sentence_embedding"])), so encode() gets a session over the
-        # sub-graph that ends at the embedding, cut out of the same file.
-        self.embed_session = ort.InferenceSession(_embedding_subgraph(graph), options,
-                                                  providers=["CPUExecutionProvider"])
+        self._encoder_outputs = [o.name for o in self.session.get_outputs()]
+        self._head_outputs = [o.name for o in self.heads_session.get_outputs()] if self.heads_session else []
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run(self.output_names, feeds)
-        return dict(zip(self.output_names, values, strict=True))
+        out = dict(zip(self._encoder_outputs, self.session.run(self._encoder_outputs, feeds), strict=True))
+        if self.heads_session:
+            head_feeds = {name: out[name] if name in out else feeds[name] for name in self._boundary}
+            out.update(zip(self._head_outputs, self.heads_session.run(self._head_outputs, head_feeds), strict=True))
+        return {name: out[name] for name in self.output_names}
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.embed_session.run(["sentence_embedding"], feeds)[0]
+        return self.session.run(["sentence_embedding"], feeds)[0]
+
+
+def split_graph(graph: Path, outputs: list[str]) -> tuple[bytes, bytes | None, list[str]]:
+    """Cut an exported ONNX graph at the embedding: (encoder part, heads part or None, boundary tensors).
+
+    The encoder part maps the inputs to ``sentence_embedding`` plus every tensor of that path a head reads
+    (the boundary: the masked token states, the embedding itself); the heads part maps the boundary to the
+    ``logits_*`` outputs. Each weight lands in exactly one part.
+    """
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(graph))
+    _check_outputs(graph, [o.name for o in model.graph.output], outputs)
+    extractor = Extractor(onnx.shape_inference.infer_shapes(model))  # types of the boundary tensors
+    embedding = extractor.extract_model(INPUT_NAMES, ["sentence_embedding"])
+    shared = {tuple(node.output) for node in embedding.graph.node}
+    produced = {name for node in embedding.graph.node for name in node.output} | set(INPUT_NAMES)
+    boundary = sorted({name for node in model.graph.node if tuple(node.output) not in shared
+                       for name in node.input if name in produced})
+    logits = [name for name in outputs if name != "sentence_embedding"]
+    if not logits:
+        return embedding.SerializeToString(), None, []
+    carried = ["sentence_embedding"] + [name for name in boundary if name not in INPUT_NAMES + ["sentence_embedding"]]
+    encoder = extractor.extract_model(INPUT_NAMES, carried)
+    heads = extractor.extract_model(boundary, logits)
+    return encoder.SerializeToString(), heads.SerializeToString(), boundary
 
 
 class OpenVINOPredictor(ExportedPredictor):
@@ -227,15 +264,6 @@ class OpenVINOPredictor(ExportedPredictor):
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return np.array(self.embed_request.infer(feeds)[0])
-
-
-def _embedding_subgraph(graph: Path) -> bytes:
-    """The serialized ONNX model from the inputs to ``sentence_embedding`` only (every head dropped)."""
-    import onnx
-    from onnx.utils import Extractor
-
-    model = onnx.load(str(graph))
-    return Extractor(model).extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString()
 
 
 def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:
