@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from mtst.tokenization import NO_WORD, length_sorted_batches, token_budget_batches
 
 
@@ -40,6 +42,20 @@ def test_collate_pads_to_longest(tiny_model):
     assert batch["input_ids"].shape == (2, len(items[1].input_ids))
     assert batch["attention_mask"][0].sum() == len(items[0].input_ids)
     assert (batch["word_ids"][0, len(items[0].input_ids):] == NO_WORD).all()
+
+
+def test_ids_only_gives_the_same_ids_and_batch_without_word_ids(tiny_model):
+    texts = ["John smithed, unbelievable!", "cat", "", " ".join(["cat"] * 200)]
+    full, light = tiny_model.tokenizer(texts), tiny_model.tokenizer(texts, ids_only=True)
+    assert [item.input_ids for item in light] == [item.input_ids for item in full]
+    assert [item.truncated for item in light] == [item.truncated for item in full] == [False, False, False, True]
+    assert all(item.word_ids == [] and item.offsets == [] for item in light)
+    full_batch, light_batch = tiny_model.tokenizer.collate(full), tiny_model.tokenizer.collate(light)
+    for key in ("input_ids", "attention_mask"):
+        assert light_batch[key].dtype == torch.long and torch.equal(light_batch[key], full_batch[key])
+    assert (light_batch["word_ids"] == NO_WORD).all()
+    expected_mask = [[1] * len(item.input_ids) + [0] * (64 - len(item.input_ids)) for item in full]
+    assert full_batch["attention_mask"].tolist() == [row[: full_batch["input_ids"].shape[1]] for row in expected_mask]
 
 
 def test_length_sorted_batches_cover_every_index_once():

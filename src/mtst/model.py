@@ -118,7 +118,7 @@ class MultiTaskModel(nn.Module):
                 pooled = nn.functional.normalize(pooled, p=2, dim=-1)
             return list(pooled.float())
 
-        rows = self._run_batched(_as_list(sentences), batch_size, show_progress, embed)
+        rows = self._run_batched(_as_list(sentences), batch_size, show_progress, embed, ids_only=True)
         result = torch.stack(rows) if rows else torch.zeros((0, hidden))
         return result if convert_to == "torch" else result.numpy()
 
@@ -146,12 +146,13 @@ class MultiTaskModel(nn.Module):
 
         return self._run_batched(texts, batch_size, show_progress, run)
 
-    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool, fn: BatchFn) -> list:
+    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool, fn: BatchFn,
+                     ids_only: bool = False) -> list:
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, fn)
+                return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, fn, ids_only)
         finally:
             self.train(was_training)
 
