@@ -76,6 +76,8 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("joint-sentiment-ner-anchor1", PAIR, _merge(RR, {"embedding_anchor": {"weight": 1.0}})),
         Variant("joint-sentiment-ner-anchor1-preserve", PAIR,
                 _merge(RR, _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}, "embedding_anchor": {"weight": 1.0}}))),
+        Variant("joint-sentiment-ner-anchor10-preserve", PAIR,
+                _merge(RR, _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}, "embedding_anchor": {"weight": 10.0}}))),
         # the same recipe for each task alone: joint vs separate with identical optimizer settings
         Variant("single-sentiment-recipe", ("sentiment",), _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}})),
         Variant("single-ner-recipe", ("ner",), _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}})),

@@ -18,7 +18,7 @@ queue_a() {  # freezing, joint vs separate, keeping the embeddings, layer-wise L
        joint-sentiment-ner-preserve-head-lr1e-2 single-sentiment-recipe single-ner-recipe
   each freezing frozen-encoder frozen-encoder-head-lr1e-2 sentiment-kept-then-ner frozen-embeddings frozen-bottom3 \
        gradual-unfreeze
-  each joint joint-sentiment-ner-anchor1 joint-sentiment-ner-anchor1-preserve
+  each joint joint-sentiment-ner-anchor1 joint-sentiment-ner-anchor1-preserve joint-sentiment-ner-anchor10-preserve
   each freezing sentiment-kept-then-ner-frozen-encoder sentiment-head-frozen-replay
   run llrd
   each joint single-topic joint-full joint-preserve-lr2e-5-decay0.8 joint-frozen-encoder joint-preserve-bottom3
