@@ -1,6 +1,6 @@
 """torch fp32 encode: CPU ms per sentence and sentences/s, before/after oneDNN linears, in one process.
 
-    .venv/bin/python benchmarks/encode/cpu_time.py [--threads 2] [--rounds 3] [--sentences N]
+    .venv/bin/python benchmarks/encode/cpu_time.py [--threads 2] [--rounds 3] [--sentences N] [--matmul-only]
 
 Variants, alternating round by round over the unique STS-B test sentences (needs ../shared/data):
 sentence-transformers ``encode`` (batch 32, the reference), plain transformers AutoModel + mean pooling
@@ -8,6 +8,8 @@ sentence-transformers ``encode`` (batch 32, the reference), plain transformers A
 matmuls: before) and with oneDNN (after). CPU time is the process's (all threads), so it shows work done
 even on a shared machine; sentences/s is wall time and only means something on an idle machine. The
 fastest round counts. Also checks the cosine of every mtst embedding against sentence-transformers.
+First, one fp32 product of MiniLM's shapes through torch's ``F.linear`` (MKL sgemm), MKL's packed-weight GEMM
+and oneDNN's linear (CPU ms per call, fastest of 3 x 50 calls).
 """
 
 from __future__ import annotations
@@ -49,11 +51,34 @@ def plain_transformers(model, texts: list[str], batch_size: int = 64) -> np.ndar
     return out
 
 
+def matmul_check(rows: int = 960) -> None:
+    """(rows x 384) @ (384 x 1536): the encoder's intermediate layer for a batch of 64 x 15 tokens."""
+    import torch
+
+    x, weight, bias = torch.randn(rows, 384), torch.randn(1536, 384), torch.randn(1536)
+    packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
+    calls = {
+        "F.linear (MKL sgemm)": lambda: torch.nn.functional.linear(x, weight, bias),
+        "MKL packed weights": lambda: torch.ops.mkl._mkl_linear(x, packed, weight, bias, rows),
+        "oneDNN linear": lambda: torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], ""),
+    }
+    with torch.inference_mode():
+        for name, call in calls.items():
+            best = float("inf")
+            for _ in range(3):
+                start = time.process_time()
+                for _ in range(50):
+                    call()
+                best = min(best, (time.process_time() - start) / 50)
+            print(f"matmul {name:22s} CPU {1000 * best:.2f} ms/call  {2 * rows * 384 * 1536 / best / 1e9:.0f} GFLOP/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sentences", type=int, default=None, help="first N unique STS-B test sentences")
+    parser.add_argument("--matmul-only", action="store_true", help="only the single-product comparison")
     args = parser.parse_args()
     import torch
     from sentence_transformers import SentenceTransformer
@@ -62,6 +87,9 @@ def main() -> None:
     from mtst.encoder import default_backbone_path
 
     torch.set_num_threads(args.threads)
+    matmul_check()
+    if args.matmul_only:
+        return
     texts = stsb_test()[0][: args.sentences]
     os.environ["MTST_ONEDNN"] = "0"
     before = MultiTaskModel.from_backbone()
