@@ -59,3 +59,10 @@ def test_split_sessions_equal_the_whole_graph(onnx_export):
     rows = predictor.predict(SENTENCES, include_embedding=True, batch_size=len(SENTENCES))
     np.testing.assert_allclose(predictor.encode(SENTENCES, batch_size=len(SENTENCES)),
                                np.array([row["embedding"] for row in rows]), atol=1e-6)
+
+
+def test_a_model_without_heads_has_only_the_encoder_part(tiny_st_dir, tmp_path):
+    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    predictor = load_predictor(export_model(model.save(tmp_path / "bare"), tmp_path / "onnx", format="onnx"))
+    assert predictor.heads_session is None
+    np.testing.assert_allclose(predictor.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)

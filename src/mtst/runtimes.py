@@ -207,21 +207,26 @@ def split_graph(graph: Path, outputs: list[str]) -> tuple[bytes, bytes | None, l
     import onnx
     from onnx.utils import Extractor
 
-    model = onnx.load(str(graph))
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(graph)))  # the types of the boundary tensors
     _check_outputs(graph, [o.name for o in model.graph.output], outputs)
-    extractor = Extractor(onnx.shape_inference.infer_shapes(model))  # types of the boundary tensors
-    embedding = extractor.extract_model(INPUT_NAMES, ["sentence_embedding"])
-    shared = {tuple(node.output) for node in embedding.graph.node}
-    produced = {name for node in embedding.graph.node for name in node.output} | set(INPUT_NAMES)
+    producer = {name: node for node in model.graph.node for name in node.output}
+    shared: set[tuple[str, ...]] = set()
+    pending = ["sentence_embedding"]
+    while pending:  # walk back from the embedding (no copy of the weights, unlike an extraction)
+        node = producer.get(pending.pop())
+        if node is not None and tuple(node.output) not in shared:
+            shared.add(tuple(node.output))
+            pending.extend(node.input)
+    produced = {name for names in shared for name in names} | set(INPUT_NAMES)
     boundary = sorted({name for node in model.graph.node if tuple(node.output) not in shared
                        for name in node.input if name in produced})
     logits = [name for name in outputs if name != "sentence_embedding"]
+    extractor = Extractor(model)
     if not logits:
-        return embedding.SerializeToString(), None, []
+        return extractor.extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString(), None, []
     carried = ["sentence_embedding"] + [name for name in boundary if name not in INPUT_NAMES + ["sentence_embedding"]]
-    encoder = extractor.extract_model(INPUT_NAMES, carried)
-    heads = extractor.extract_model(boundary, logits)
-    return encoder.SerializeToString(), heads.SerializeToString(), boundary
+    encoder = extractor.extract_model(INPUT_NAMES, carried).SerializeToString()
+    return encoder, extractor.extract_model(boundary, logits).SerializeToString(), boundary
 
 
 class OpenVINOPredictor(ExportedPredictor):
