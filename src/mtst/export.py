@@ -285,10 +285,12 @@ def predicted_labels(runner, sentences: list[str], batch_size: int = 64) -> list
     from mtst.tokenization import map_batches
 
     heads = dict(runner.heads.items())
-    if hasattr(runner, "run_graph"):
-        logits_of = lambda feeds: {t: runner.run_graph(feeds)[f"logits_{t}"] for t in heads}  # noqa: E731
-    else:
-        logits_of = lambda feeds: dict(zip(heads, _torch_outputs(runner, feeds)[1:], strict=True))  # noqa: E731
+
+    def logits_of(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # one graph / forward run per batch
+        if hasattr(runner, "run_graph"):
+            out = runner.run_graph(feeds)
+            return {task: out[f"logits_{task}"] for task in heads}
+        return dict(zip(heads, _torch_outputs(runner, feeds)[1:], strict=True))
 
     def run(batch: dict[str, torch.Tensor], items, texts: list[str]) -> list[dict]:
         logits = logits_of({name: batch[name].numpy() for name in INPUT_NAMES})  # task -> (B, C) | (B, T, C)
