@@ -70,6 +70,8 @@ def test_inference_mode_takes_the_onednn_op(monkeypatch):
         assert torch.equal(layer(x), expected) and calls == []
     with torch.inference_mode():
         assert torch.allclose(layer(x), expected, atol=1e-6) and calls == ["none"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert layer(x).dtype == torch.bfloat16 and calls == ["none"], "autocast keeps torch's own path"
 
 
 def test_switch_off_by_environment(tiny_st_dir, monkeypatch):

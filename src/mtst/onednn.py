@@ -46,6 +46,8 @@ class OneDNNLinear(nn.Linear):
 def _fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
     if not torch.is_inference_mode_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
+    if torch.is_autocast_enabled("cpu"):  # the user asked for bf16/fp16 matmuls: autocast's nn.Linear does that
+        return False
     return x.is_cpu and weight.is_cpu and x.dtype == torch.float32 and weight.dtype == torch.float32
 
 
