@@ -160,9 +160,10 @@ class OnnxPredictor(ExportedPredictor):
     """ONNX Runtime on CPU; intra-op threads = ``threads``, one inter-op thread (one request at a time).
 
     ONNX Runtime runs every node of a graph whatever outputs are fetched (its profiler showed the NER head's
-    convolution running for ``run(["sentence_embedding"])``), so the graph is cut in two at load time:
-    ``session`` runs the encoder up to the embedding and the tensors the heads read, ``heads_session`` the
-    heads. ``encode`` runs only the first; ``predict`` runs both. No weight is held twice.
+    convolution running for ``run(["sentence_embedding"])``), so ``encode`` runs the encoder part of the graph
+    cut at the embedding (``split_graph``; int8: 11.5 % less CPU). ``predict`` runs the whole graph in one
+    session, created on first use: the two parts one after the other made all heads cost 1.44x the embeddings
+    alone, the whole graph 1.06x (docs/performance.md). Encode-only users never load it.
     """
 
     backend = "onnx"
@@ -170,28 +171,25 @@ class OnnxPredictor(ExportedPredictor):
     def _load(self, graph: Path) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        self._options = ort.SessionOptions()
+        self._options.intra_op_num_threads = self.threads
+        self._options.inter_op_num_threads = 1
+        self._options.log_severity_level = 3
+        self._graph, self._whole = graph, None
         try:
-            encoder, heads, self._boundary = split_graph(graph, self.output_names)
-            self.session = ort.InferenceSession(encoder, options, providers=["CPUExecutionProvider"])
-            self.heads_session = (ort.InferenceSession(heads, options, providers=["CPUExecutionProvider"])
-                                  if heads else None)
+            encoder, _, _ = split_graph(graph, self.output_names)
+            self.session = ort.InferenceSession(encoder, self._options, providers=["CPUExecutionProvider"])
         except MtstError:
             raise
         except Exception as exc:  # onnx / onnxruntime raise their own exception types
             raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
-        self._encoder_outputs = [o.name for o in self.session.get_outputs()]
-        self._head_outputs = [o.name for o in self.heads_session.get_outputs()] if self.heads_session else []
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = dict(zip(self._encoder_outputs, self.session.run(self._encoder_outputs, feeds), strict=True))
-        if self.heads_session:
-            head_feeds = {name: out[name] if name in out else feeds[name] for name in self._boundary}
-            out.update(zip(self._head_outputs, self.heads_session.run(self._head_outputs, head_feeds), strict=True))
-        return {name: out[name] for name in self.output_names}
+        if self._whole is None:
+            import onnxruntime as ort
+
+            self._whole = ort.InferenceSession(str(self._graph), self._options, providers=["CPUExecutionProvider"])
+        return dict(zip(self.output_names, self._whole.run(self.output_names, feeds), strict=True))
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["sentence_embedding"], feeds)[0]
