@@ -24,6 +24,7 @@ EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "
 COLUMNS = {"topic/accuracy": "topic acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL test F1",
            "sts/spearman": "STS-B Spearman"}
 UNTOUCHED_STS = 82.03  # FACTS.md; also measured by the "features" experiment
+UNTOUCHED_STS_DEV = 86.72  # STS-B dev, the untouched model at max_seq_length 128 (docs/training-guide.md)
 PLOTS = RESULTS / "plots"
 
 
@@ -61,7 +62,7 @@ def experiment_table(experiment: str) -> tuple[str, dict[str, dict[str, list[flo
     for variant, runs in groups.items():
         data[variant] = {c: [r["metrics"][c] for r in runs if c in r["metrics"]] for c in columns}
         row = [variant, str(len(runs)), *[_cell(data[variant][c]) for c in columns],
-               str(runs[0].get("steps", "–")), _cell([r["wall_s"] for r in runs])]
+               str(runs[0].get("steps", "–")), _cell([r["wall_s"] for r in runs if r.get("wall_s") is not None])]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines), data
 
@@ -129,6 +130,10 @@ def plot_curve(experiment: str) -> Path | None:
         for run in runs:
             points = [(rec["step"], rec["eval"][key]) for rec in run["dev_curve"] if key in rec["eval"]]
             ax.plot(*zip(*points, strict=True), marker="o", label=f"{run['variant']} seed {run['seed']}")
+        if key == "sts/spearman":
+            ax.axhline(UNTOUCHED_STS_DEV, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"untouched {UNTOUCHED_STS_DEV}")
+            ax.legend(fontsize=7)
         ax.set_xlabel(f"step (batch {runs[0].get('batch_size', '?')})")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
