@@ -358,7 +358,9 @@ def test_shutdown_drains_in_flight_requests(tiny_model):
 
 def test_live_server_shutdown_finishes_in_flight_requests(tiny_model):
     held = Held(tiny_model)
-    app = create_app(held, ServeSettings(max_batch=1, max_wait_ms=0))
+    # max_gather=1: one request per round, so the other two stay queued (a larger gather could take all three
+    # into the round the held model is running, and the queue would never show them)
+    app = create_app(held, ServeSettings(max_batch=1, max_gather=1, max_wait_ms=0))
     statuses: list[int] = []
 
     with live_server(app) as url:
