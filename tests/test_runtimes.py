@@ -44,6 +44,8 @@ def test_split_puts_each_node_in_one_part(onnx_export):
     weights = [init.name for part in (encoder, heads) for init in part.graph.initializer]
     assert len(weights) == len(set(weights))  # no weight held twice
     assert len(encoder.graph.node) + len(heads.graph.node) == len(whole.graph.node)
+    encoder_only, no_heads, _ = split_graph(onnx_export / "model.onnx", outputs, heads=False)  # what encode loads
+    assert encoder_only == encoder_bytes and no_heads is None
 
 
 def test_encoder_part_and_predict_equal_the_whole_graph(onnx_export):

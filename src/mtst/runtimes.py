@@ -177,7 +177,7 @@ class OnnxPredictor(ExportedPredictor):
         self._options.log_severity_level = 3
         self._graph, self._whole = graph, None
         try:
-            encoder, _, _ = split_graph(graph, self.output_names)
+            encoder, _, _ = split_graph(graph, self.output_names, heads=False)
             self.session = ort.InferenceSession(encoder, self._options, providers=["CPUExecutionProvider"])
         except MtstError:
             raise
@@ -195,8 +195,9 @@ class OnnxPredictor(ExportedPredictor):
         return self.session.run(["sentence_embedding"], feeds)[0]
 
 
-def split_graph(graph: Path, outputs: list[str]) -> tuple[bytes, bytes | None, list[str]]:
+def split_graph(graph: Path, outputs: list[str], heads: bool = True) -> tuple[bytes, bytes | None, list[str]]:
     """Cut an exported ONNX graph at the embedding: (encoder part, heads part or None, boundary tensors).
+    ``heads=False`` skips extracting the heads part (``encode`` needs only the encoder part).
 
     The encoder part maps the inputs to ``sentence_embedding`` plus every tensor of that path a head reads
     (the boundary: the masked token states, the embedding itself); the heads part maps the boundary to the
@@ -224,7 +225,7 @@ def split_graph(graph: Path, outputs: list[str]) -> tuple[bytes, bytes | None, l
         return extractor.extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString(), None, []
     carried = ["sentence_embedding"] + [name for name in boundary if name not in INPUT_NAMES + ["sentence_embedding"]]
     encoder = extractor.extract_model(INPUT_NAMES, carried).SerializeToString()
-    return encoder, extractor.extract_model(boundary, logits).SerializeToString(), boundary
+    return encoder, extractor.extract_model(boundary, logits).SerializeToString() if heads else None, boundary
 
 
 class OpenVINOPredictor(ExportedPredictor):
