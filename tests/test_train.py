@@ -237,3 +237,33 @@ def test_unknown_frozen_head_is_an_error(tmp_path, tiny_st_dir):
 def test_every_shipped_config_validates(path):
     config = load_train_config(path)
     assert config.tasks
+
+
+def test_bf16_mixed_precision_trains_in_bf16_and_saves_fp32(tmp_path, tiny_st_dir):
+    """The forward passes run in bf16 (seen at the first encoder Linear), the saved weights stay fp32,
+    and two bf16 runs are identical (determinism holds under autocast)."""
+    seen: list[torch.dtype] = []
+    original = torch.nn.Linear.forward
+
+    def recording_forward(self, x):
+        out = original(self, x)
+        if torch.is_grad_enabled():  # training steps only, not evaluation
+            seen.append(out.dtype)
+        return out
+
+    runs = []
+    for name in ("a", "b"):
+        config = make_config(tmp_path / name, tiny_st_dir, run={"mixed_precision": "bf16"},
+                             embedding_anchor={"weight": 1.0})
+        torch.nn.Linear.forward = recording_forward
+        try:
+            runs.append(Path(train(config).output_dir))
+        finally:
+            torch.nn.Linear.forward = original
+    assert seen and set(seen) == {torch.bfloat16}
+    weights = [MultiTaskModel.load(run / "final").state_dict() for run in runs]
+    assert {t.dtype for t in weights[0].values() if t.is_floating_point()} == {torch.float32}
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    fp32_run = train(make_config(tmp_path / "fp32", tiny_st_dir, embedding_anchor={"weight": 1.0}))
+    fp32 = MultiTaskModel.load(Path(fp32_run.output_dir) / "final").state_dict()
+    assert any(not torch.equal(fp32[k], weights[0][k]) for k in fp32)  # autocast changed the arithmetic

@@ -273,8 +273,9 @@ class Recipe:
             head = self.model.heads[task]
             return {task: head.loss(head(self.cache.batch(task, indices)), labels)}, None
         features = {k: features[k].to(device) for k in ("input_ids", "attention_mask")}
-        out = self.model(features, tasks=[task], labels={task: labels})
-        anchor = self.anchor.loss(task, indices, out["sentence_embedding"]) if self.anchor else None  # ()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.run.mixed_precision == "bf16"):
+            out = self.model(features, tasks=[task], labels={task: labels})
+            anchor = self.anchor.loss(task, indices, out["sentence_embedding"]) if self.anchor else None  # ()
         return out["losses"], anchor
 
     def _set_modes(self) -> None:
