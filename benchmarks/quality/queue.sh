@@ -2,6 +2,7 @@
 # The order the experiments ran in, as two queues that can run side by side (one thread each):
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh a > benchmarks/quality/.cache/queue-a.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh b > benchmarks/quality/.cache/queue-b.log 2>&1 &
+#   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh c > benchmarks/quality/.cache/queue-c.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 .venv/bin/python benchmarks/quality/run.py long > benchmarks/quality/.cache/long.log 2>&1 &
 # Each line skips runs whose result JSON exists, so re-running this script resumes.
 # With no argument everything runs one after the other (make bench-quality).
@@ -40,8 +41,17 @@ queue_b() {  # abundant sentiment, scarce NER (the sequential variants start fro
        ner5pct-proportional-uncertainty
 }
 
+queue_c() {  # all three tasks jointly (300 steps), then 3 seeds where the answers are close calls
+  each joint joint-full joint-full-recipe single-topic-recipe joint-full-recipe-anchor10 joint-frozen-encoder \
+       joint-preserve-lr2e-5-decay0.8 joint-preserve-bottom3
+  SEEDS="0 1 2" each joint joint-full-recipe single-topic-recipe joint-full-recipe-anchor10
+  SEEDS="0 1 2" each freezing frozen-embeddings frozen-bottom3 gradual-unfreeze frozen-encoder-head-lr1e-2
+  SEEDS="0 1 2" each joint joint-sentiment-ner single-sentiment-recipe
+}
+
 case "${1:-all}" in
   a) queue_a ;;
   b) queue_b ;;
-  *) queue_a; queue_b; run long ;;
+  c) queue_c ;;
+  *) queue_a; queue_b; queue_c; run long ;;
 esac
