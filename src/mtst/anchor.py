@@ -24,7 +24,6 @@ from torch import nn
 
 from mtst.data import EncodedTask
 from mtst.progress import progress_bar
-from mtst.tokenization import length_sorted_batches
 
 logger = logging.getLogger("mtst")
 
@@ -56,8 +55,7 @@ def sentence_embeddings(model: nn.Module, data: EncodedTask, batch_size: int = 6
     was_training = model.training
     model.eval()
     try:
-        for indices in length_sorted_batches([len(item.input_ids) for item in data.items], batch_size):
-            features = model.tokenizer.collate([data.items[i] for i in indices])
+        for indices, features in model.tokenizer.sorted_batches(data.items, batch_size):
             features = {k: features[k].to(device) for k in ("input_ids", "attention_mask")}
             out[indices] = model(features, tasks=[])["sentence_embedding"].float()  # (B, H)
             advance(len(indices))

@@ -25,7 +25,6 @@ from mtst.data import Examples, read_pairs, read_task_splits, token_task
 from mtst.errors import MtstError
 from mtst.heads import first_subtokens
 from mtst.model import MultiTaskModel
-from mtst.tokenization import length_sorted_batches
 from mtst.train_config import DataSource, TrainConfig
 
 logger = logging.getLogger("mtst")
@@ -50,16 +49,14 @@ def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_
     model.eval()
     try:
         with torch.inference_mode():
-            for indices in length_sorted_batches([len(item.input_ids) for item in items], batch_size):
-                batch_items = [items[i] for i in indices]
-                features = model.tokenizer.collate(batch_items)
+            for indices, features in model.tokenizer.sorted_batches(items, batch_size):
                 best = model(features, tasks=[task])["logits"][task].argmax(dim=-1).tolist()  # (B,) or (B, T)
                 for row, index in enumerate(indices):
                     if not token:
                         predictions[index] = names[best[row]]
                         continue
                     tags = ["O"] * len(examples.texts[index])
-                    for word, position in first_subtokens(batch_items[row].word_ids).items():
+                    for word, position in first_subtokens(items[index].word_ids).items():
                         tags[word] = names[best[row][position]]
                     predictions[index] = tags
     finally:

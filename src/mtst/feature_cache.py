@@ -14,7 +14,6 @@ from torch import nn
 
 from mtst.data import EncodedTask
 from mtst.progress import progress_bar
-from mtst.tokenization import length_sorted_batches
 
 
 def encoder_frozen(model: nn.Module) -> bool:
@@ -41,8 +40,7 @@ class FeatureCache:
     def _encode(model: nn.Module, data: EncodedTask, token: bool, batch_size: int, advance) -> list[torch.Tensor]:
         device = next(model.parameters()).device
         rows: list[torch.Tensor] = [torch.empty(0)] * len(data)
-        for indices in length_sorted_batches([len(item.input_ids) for item in data.items], batch_size):
-            features = model.tokenizer.collate([data.items[i] for i in indices])
+        for indices, features in model.tokenizer.sorted_batches(data.items, batch_size):
             mask = features["attention_mask"].to(device)
             states = model.encoder(features["input_ids"].to(device), mask)  # (B, T, H)
             if not token:

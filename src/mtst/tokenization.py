@@ -7,7 +7,7 @@ only to the longest member of each batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +81,13 @@ class TextTokenizer:
         word_ids = torch.tensor([[*(item.word_ids or [NO_WORD] * n), *[NO_WORD] * (longest - n)] for item, n in rows],
                                 dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "word_ids": word_ids}
+
+    def sorted_batches(self, items: Sequence[Tokenized], batch_size: int
+                       ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """(indices, collated features) over ``items`` in length-sorted batches: the one loop behind evaluation,
+        the training feature cache and the anchor's teacher pass, so all three pad the same way."""
+        for indices in length_sorted_batches([len(item.input_ids) for item in items], batch_size):
+            yield indices, self.collate([items[i] for i in indices])
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
