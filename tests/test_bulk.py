@@ -7,29 +7,20 @@ import json
 import numpy as np
 import pytest
 
+from conftest import Killed, write_random_lines
 from mtst import MtstError, MultiTaskModel
 from mtst.bulk import encode_file, manifest_path, partial_path
 
-WORDS = ["the", "cat", "sat", "on", "mat", "john", "visited", "paris", "stock", "fell", "today", "great", "film"]
-
-
-class Killed(Exception):
-    """Stands in for SIGKILL: raised from the on_chunk hook after some chunks are on disk."""
-
 
 @pytest.fixture
-def model(tiny_st_dir):
-    return MultiTaskModel.from_backbone(tiny_st_dir)
+def model(bare_model):
+    return bare_model
 
 
 @pytest.fixture
 def big_file(tmp_path):
-    rng = np.random.default_rng(0)
-    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 20)))) for _ in range(103)]
-    lines[7] = ""  # an empty line still gets a row, so rows and lines stay aligned
     path = tmp_path / "big.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path, lines
+    return path, write_random_lines(path, count=103, max_words=20, empty_line=7, seed=0)
 
 
 def test_one_shot_equals_encode(model, big_file, tmp_path):

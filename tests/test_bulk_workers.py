@@ -8,30 +8,21 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mtst import MtstError, MultiTaskModel
+from conftest import Killed, write_random_lines
+from mtst import MtstError
 from mtst.bulk import Workers, encode_file, manifest_path, partial_path
 from mtst.cli import app
 
-WORDS = ["the", "cat", "sat", "on", "mat", "john", "visited", "paris", "stock", "fell", "today", "great", "film"]
-
-
-class Killed(Exception):
-    """Stands in for SIGKILL of the parent: raised from the on_chunk hook after some chunks are on disk."""
-
 
 @pytest.fixture
-def model(tiny_st_dir):
-    return MultiTaskModel.from_backbone(tiny_st_dir)
+def model(bare_model):
+    return bare_model
 
 
 @pytest.fixture
 def big_file(tmp_path):
-    rng = np.random.default_rng(1)
-    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 30)))) for _ in range(157)]
-    lines[3] = ""
     path = tmp_path / "big.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path, lines
+    return path, write_random_lines(path, count=157, max_words=30, empty_line=3, seed=1)
 
 
 def test_killed_two_process_run_resumes_to_the_same_array(model, tiny_st_dir, big_file, tmp_path):
