@@ -48,6 +48,7 @@ from mtst.optim import (
     param_groups,
 )
 from mtst.plots import write_training_plot
+from mtst.progress import TrainingProgress
 from mtst.sampling import TaskSampler
 from mtst.train_config import TrainConfig
 
@@ -206,7 +207,7 @@ class Recipe:
         losses: dict[str, list[float]] = {}
         anchors: dict[str, list[float]] = {}  # unweighted anchor loss per task (embedding_anchor)
         window_steps, window_seconds = 0, 0.0  # training time since the last log (evaluation excluded)
-        with _Progress(self.total_steps, self.step, enabled=self.main and sys.stderr.isatty()) as bar:
+        with TrainingProgress(self.total_steps, self.step, enabled=self.main and sys.stderr.isatty()) as bar:
             while self.step < self.total_steps:
                 tick = time.perf_counter()
                 self._set_modes()
@@ -377,33 +378,6 @@ def train(config: TrainConfig, resume: Path | None = None, stop_after_steps: int
         return recipe.train(stop_after_steps)
     finally:
         recipe.cleanup()
-
-
-class _Progress:
-    """A Rich bar with per-task running loss and examples/s; a no-op when disabled (not a TTY)."""
-
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.total, self.done, self.enabled = total, done, enabled
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[info]}"), console=Console(stderr=True))
-            self.progress.__enter__()
-            self.task = self.progress.add_task("train", total=self.total, completed=self.done, info="")
-        return self
-
-    def update(self, step: int, losses: dict[str, float], examples_per_s: float) -> None:
-        if self.enabled:
-            info = " ".join(f"{t}={v:.3f}" for t, v in losses.items()) + f" | {examples_per_s:.0f} ex/s"
-            self.progress.update(self.task, completed=step, info=info)
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.progress.__exit__(*exc)
 
 
 def _read_lines(path: Path) -> list[str]:
