@@ -161,6 +161,9 @@ EXPERIMENTS["long"] = [
     Variant("joint-sentiment-ner-1500steps", PAIR, LONG, steps=1500, train_sizes=FULL_DATA, eval_every=250),
     Variant("joint-all-8000steps-bf16", ALL, LONG_ALL, steps=8000, train_sizes=FULL_DATA, eval_every=1000,
             keep_model=True, task_overrides=WINDOWED_NER),
+    # the same with the embedding anchor at weight 10: what keeping STS-B costs the tasks at a longer budget
+    Variant("joint-all-8000steps-bf16-anchor10", ALL, _merge(LONG_ALL, {"embedding_anchor": {"weight": 10.0}}),
+            steps=8000, train_sizes=FULL_DATA, eval_every=1000, keep_model=True, task_overrides=WINDOWED_NER),
 ]
 
 

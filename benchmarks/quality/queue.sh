@@ -3,6 +3,7 @@
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh a > benchmarks/quality/.cache/queue-a.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh b > benchmarks/quality/.cache/queue-b.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh c > benchmarks/quality/.cache/queue-c.log 2>&1 &
+#   (then queue.sh d beside c, once the long run below has finished)
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 .venv/bin/python benchmarks/quality/run.py long > benchmarks/quality/.cache/long.log 2>&1 &
 # Each line skips runs whose result JSON exists, so re-running this script resumes.
 # With no argument everything runs one after the other (make bench-quality).
@@ -41,17 +42,22 @@ queue_b() {  # abundant sentiment, scarce NER (the sequential variants start fro
        ner5pct-proportional-uncertainty
 }
 
-queue_c() {  # all three tasks jointly (300 steps), then 3 seeds where the answers are close calls
+queue_c() {  # all three tasks jointly (300 steps), then the long run of all three with the anchor
   each joint joint-full joint-full-recipe single-topic-recipe joint-full-recipe-anchor10 joint-frozen-encoder \
        joint-preserve-lr2e-5-decay0.8 joint-preserve-bottom3
+  each long joint-all-8000steps-bf16-anchor10
+}
+
+queue_d() {  # 3 seeds where the answers are close calls
   SEEDS="0 1 2" each joint joint-full-recipe single-topic-recipe joint-full-recipe-anchor10
   SEEDS="0 1 2" each freezing frozen-embeddings frozen-bottom3 gradual-unfreeze frozen-encoder-head-lr1e-2
-  SEEDS="0 1 2" each joint joint-sentiment-ner single-sentiment-recipe
+  SEEDS="0 1 2" each joint joint-sentiment-ner single-sentiment single-ner
 }
 
 case "${1:-all}" in
   a) queue_a ;;
   b) queue_b ;;
   c) queue_c ;;
-  *) queue_a; queue_b; queue_c; run long ;;
+  d) queue_d ;;
+  *) queue_a; queue_b; queue_c; queue_d; run long ;;
 esac

@@ -124,7 +124,9 @@ def plot_curve(experiment: str) -> Path | None:
     runs = [r for r in load_results(experiment) if r.get("dev_curve") and not r.get("quick")]
     if not runs:
         return None
-    keys = {"sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL valid F1", "sts/spearman": "STS-B dev Spearman"}
+    keys = {"topic/accuracy": "AG News dev acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL valid F1",
+            "sts/spearman": "STS-B dev Spearman"}
+    keys = {k: v for k, v in keys.items() if any(k in rec["eval"] for run in runs for rec in run["dev_curve"])}
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
     for ax, (key, title) in zip(axes[0], keys.items(), strict=True):
         for run in runs:
