@@ -11,8 +11,9 @@ import yaml
 
 from mtst import MultiTaskModel
 from mtst.anchor import ANCHOR_LOSSES, EmbeddingAnchor
-from mtst.data import Examples, encode_task
+from mtst.data import Examples
 from mtst.errors import MtstError
+from mtst.task_encoding import encode_task
 from mtst.train import Recipe, train
 from mtst.train_config import load_train_config
 from test_train import NER_SENTENCES, TOPIC_ROWS, make_config, read_jsonl  # tests/ is on sys.path

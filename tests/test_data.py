@@ -10,8 +10,6 @@ import torch
 from mtst.data import (
     Examples,
     check_labels,
-    collate,
-    encode_task,
     infer_labels,
     read_examples,
     read_pairs,
@@ -21,6 +19,7 @@ from mtst.data import (
 )
 from mtst.errors import MtstError
 from mtst.heads import IGNORE_INDEX
+from mtst.task_encoding import collate, encode_task
 from mtst.tokenization import TextTokenizer
 from mtst.train_config import DataSource, SplitSpec, TaskSpec
 

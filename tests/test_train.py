@@ -167,7 +167,8 @@ def test_frozen_encoder_stays_bit_identical_and_uses_cache(tmp_path, tiny_st_dir
 
 
 def test_feature_cache_matches_model_forward(tiny_model):
-    from mtst.data import Examples, encode_task
+    from mtst.data import Examples
+    from mtst.task_encoding import encode_task
 
     texts = ["the cat sat on the mat", "john lives in paris", "stock fell"]
     encoded = encode_task(tiny_model.tokenizer, Examples(texts, ["world", "world", "business"], ["a", "b", "c"]),

@@ -20,9 +20,10 @@ import torch
 from scipy.stats import spearmanr
 from seqeval.metrics import f1_score
 
-from mtst.data import Examples, encode_task, read_task_splits
+from mtst.data import Examples, read_task_splits
 from mtst.heads import first_subtokens
 from mtst.model import MultiTaskModel
+from mtst.task_encoding import encode_task
 from mtst.tokenization import length_sorted_batches
 from mtst.train_config import TaskSpec
 

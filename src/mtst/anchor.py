@@ -22,8 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mtst.data import EncodedTask
 from mtst.progress import progress_bar
+from mtst.task_encoding import EncodedTask
 
 logger = logging.getLogger("mtst")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mtst.data import EncodedTask
 from mtst.progress import progress_bar
+from mtst.task_encoding import EncodedTask
 
 
 def encoder_frozen(model: nn.Module) -> bool:

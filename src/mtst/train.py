@@ -31,7 +31,7 @@ from accelerate import Accelerator
 
 from mtst.anchor import EmbeddingAnchor
 from mtst.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
-from mtst.data import check_labels, collate, encode_task, infer_labels, read_task_splits
+from mtst.data import check_labels, infer_labels, read_task_splits
 from mtst.distributed import average_gradients, broadcast_floats
 from mtst.errors import MtstError
 from mtst.evaluate import MEAN_KEY, evaluate_all
@@ -50,6 +50,7 @@ from mtst.optim import (
 from mtst.plots import write_training_plot
 from mtst.progress import TrainingProgress
 from mtst.sampling import TaskSampler
+from mtst.task_encoding import collate, encode_task
 from mtst.train_config import TrainConfig
 
 logger = logging.getLogger("mtst")
