@@ -179,6 +179,19 @@ def test_real_openai_client_against_a_live_server(tiny_model):
     assert packed.model == "tiny" and packed.usage.prompt_tokens > 0
 
 
+def test_langchain_openai_embeddings_against_a_live_server(tiny_model):
+    """The docs/serving.md snippet: LangChain's OpenAIEmbeddings with client-side token splitting off."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    with live_server(create_app(tiny_model, ServeSettings(model_name="tiny"))) as url:
+        embeddings = langchain_openai.OpenAIEmbeddings(model="mtst", base_url=f"{url}/v1", api_key="unused",
+                                                       check_embedding_ctx_length=False, max_retries=0)
+        documents = embeddings.embed_documents(SENTENCES)
+        query = embeddings.embed_query(SENTENCES[1])
+    expected = tiny_model.encode(SENTENCES)
+    np.testing.assert_allclose(np.array(documents), expected, atol=1e-5)
+    np.testing.assert_allclose(np.array(query), expected[1], atol=1e-5)
+
+
 # ---- limits and error paths --------------------------------------------------------------------
 @pytest.mark.parametrize(("payload", "status", "fragment"), [
     ({"sentences": ["a"] * 9}, 413, "max_sentences=8"),
