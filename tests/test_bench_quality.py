@@ -63,3 +63,19 @@ def test_merge_is_deep_and_leaves_inputs_alone() -> None:
     merged = _merge(base, {"optimizer": {"lr": 2.0}})
     assert merged == {"optimizer": {"lr": 2.0, "batch_size": 16}}
     assert base["optimizer"]["lr"] == 1.0
+
+
+@pytest.mark.parametrize("head_type", ["token_classification", "windowed_token_classification"])
+def test_harness_scores_every_token_head_with_entity_f1(bare_model, head_type) -> None:
+    """The harness's test-set scoring reads a tag per word for any token head (a windowed NER head once
+    fell through to sentence accuracy)."""
+    from common import evaluate_task
+
+    from mtst.data import Examples
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    bare_model.add_head("ner", head_type, labels)
+    words = [["john", "smith", "lives", "in", "paris"], ["mary", "visited", "london"]]
+    gold = [["B-PER", "I-PER", "O", "O", "B-LOC"], ["B-PER", "O", "B-LOC"]]
+    metrics = evaluate_task(bare_model, "ner", Examples(words, gold, ["a:1", "b:2"]))
+    assert list(metrics) == ["f1"] and 0.0 <= metrics["f1"] <= 100.0

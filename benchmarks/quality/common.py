@@ -20,11 +20,10 @@ import torch
 from scipy.stats import spearmanr
 from seqeval.metrics import f1_score
 
-from mtst.data import Examples, read_task_splits
+from mtst.data import Examples, read_task_splits, token_task
 from mtst.heads import first_subtokens
 from mtst.model import MultiTaskModel
 from mtst.task_encoding import encode_task
-from mtst.tokenization import length_sorted_batches
 from mtst.train_config import TaskSpec
 
 HERE = Path(__file__).resolve().parent
@@ -148,8 +147,7 @@ def task_logits(model: MultiTaskModel, task: str, examples: Examples, batch_size
     was_training = model.training
     model.eval()
     logits: list = [None] * len(encoded)
-    for indices in length_sorted_batches([len(item.input_ids) for item in encoded.items], batch_size):
-        batch = model.tokenizer.collate([encoded.items[i] for i in indices])
+    for indices, batch in model.tokenizer.sorted_batches(encoded.items, batch_size):
         out = model(batch, tasks=[task])["logits"][task]
         for row, index in enumerate(indices):
             logits[index] = out[row, : len(encoded.items[index].input_ids)] if out.dim() == 3 else out[row]
@@ -161,7 +159,7 @@ def evaluate_task(model: MultiTaskModel, task: str, examples: Examples) -> dict[
     """accuracy (sentence tasks) or seqeval entity F1 (token tasks) on ``examples``, x 100."""
     head = model.heads[task]
     items, logits = task_logits(model, task, examples)
-    if head.config.type == "token_classification":
+    if token_task(head.config.type):  # the windowed NER head too
         predicted = []
         for item, row, words in zip(items, logits, examples.texts, strict=True):
             tags = ["O"] * len(words)  # words lost to truncation count as "O"
