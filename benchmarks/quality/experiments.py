@@ -9,6 +9,7 @@ from converged training; docs/training-guide.md says what a full budget would co
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,18 +206,25 @@ def _trained_model(result: object, output_dir: str) -> MultiTaskModel:
 
 def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
     """Train one variant, evaluate every head the model has (frozen-head variants included) + STS-B."""
-    from mtst.train import train
+    from mtst.train import TrainResult, train
 
     raw = build_config(experiment, variant, seed, quick)
     if variant.init_from is not None and not Path(raw["model"]["init_from"]).exists():
         raise RuntimeError(f"{variant.name} starts from {variant.init_from} (same seed): run that first")
     config = TrainConfig.model_validate(raw)
     output_dir = raw["run"]["output_dir"]
+    summary = Path(output_dir) / "summary.json"
     resume = Path(output_dir) if (Path(output_dir) / "checkpoint").exists() else None  # a stopped long run
-    if resume is None:
-        shutil.rmtree(output_dir, ignore_errors=True)  # a half-finished earlier attempt
-    with Timer() as train_timer:
-        result = train(config, resume=resume)
+    if variant.eval_every and variant.keep_model and summary.exists() and (Path(output_dir) / "final").exists():
+        # training finished but its evaluation did not (or the harness changed): evaluate the saved model
+        result = TrainResult(**json.loads(summary.read_text(encoding="utf-8")))
+        train_seconds = result.wall_seconds
+    else:
+        if resume is None:
+            shutil.rmtree(output_dir, ignore_errors=True)  # a half-finished earlier attempt
+        with Timer() as train_timer:
+            result = train(config, resume=resume)
+        train_seconds = train_timer.seconds
     model = _trained_model(result, output_dir)
     with Timer() as eval_timer:
         metrics = evaluate_model(model, model.tasks, limit=100 if quick else None)
@@ -224,7 +232,7 @@ def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> di
         "experiment": experiment, "variant": variant.name, "seed": seed, "quick": quick, "note": variant.note,
         "tasks": list(variant.tasks), "metrics": metrics,
         "train_sizes": _train_sizes(config, variant.train_sizes),
-        "steps": raw["optimizer"]["max_steps"], "wall_s": round(train_timer.seconds, 1),
+        "steps": raw["optimizer"]["max_steps"], "wall_s": round(train_seconds, 1),
         "resumed": resume is not None,  # wall_s then covers only the part after the last checkpoint
         "batch_size": raw["optimizer"]["batch_size"],
         "dev_metrics": dict(getattr(result, "best_metrics", {}) or {}),
