@@ -268,3 +268,13 @@ def test_bf16_mixed_precision_trains_in_bf16_and_saves_fp32(tmp_path, tiny_st_di
     fp32_run = train(make_config(tmp_path / "fp32", tiny_st_dir, embedding_anchor={"weight": 1.0}))
     fp32 = MultiTaskModel.load(Path(fp32_run.output_dir) / "final").state_dict()
     assert any(not torch.equal(fp32[k], weights[0][k]) for k in fp32)  # autocast changed the arithmetic
+
+
+def test_bf16_on_a_gpu_without_bf16_is_a_one_line_error(monkeypatch):
+    from mtst.train import check_mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(MtstError, match="not supported by this GPU"):
+        check_mixed_precision("bf16", torch.device("cuda"))
+    check_mixed_precision("no", torch.device("cuda"))  # fp32 needs nothing
+    check_mixed_precision("bf16", torch.device("cpu"))  # CPUs run bf16 autocast

@@ -71,6 +71,12 @@ class TrainResult:
     wall_seconds: float = 0.0
 
 
+def check_mixed_precision(mode: str, device: torch.device) -> None:
+    """bf16 autocast needs a GPU that has bf16 (Ampere or newer); CPUs always run it (fast with AVX512-BF16/AMX)."""
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise MtstError("run.mixed_precision: bf16 is not supported by this GPU; set it to \"no\"")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -94,6 +100,7 @@ class Recipe:
     def setup(self) -> None:
         cfg = self.config
         self._check_run_dir()
+        check_mixed_precision(cfg.run.mixed_precision, self.accelerator.device)
         seed_everything(cfg.run.seed)
         self.splits = {task.name: read_task_splits(task) for task in cfg.tasks}
         self.model = self._build_model()
