@@ -136,6 +136,9 @@ def _scarce_variants(percent: int) -> list[Variant]:
         Variant(f"{p}-proportional-uncertainty", PAIR,
                 {"sampling": {"strategy": "proportional"}, "loss_weighting": {"mode": "uncertainty"}},
                 train_sizes=sizes),
+        # static vs uncertainty weighting when the sampler is fair (round robin)
+        Variant(f"{p}-round-robin-uncertainty", PAIR, _merge(RR, {"loss_weighting": {"mode": "uncertainty"}}),
+                train_sizes=sizes),
         Variant(f"{p}-sequential", PAIR, {"sampling": {"strategy": "round_robin"}}, steps=STEPS,
                 train_sizes=sizes, init_from=("joint", "single-sentiment"),
                 note="sentiment first (joint/single-sentiment), then NER added and trained with sentiment replayed"),
