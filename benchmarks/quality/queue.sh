@@ -47,10 +47,10 @@ queue_c() {  # all three tasks jointly (300 steps), then the long run of all thr
   each long joint-all-8000steps-bf16-anchor10
 }
 
-queue_d() {  # more three-task variants, then 3 seeds where the answers are close calls
+queue_d() {  # 3 seeds of the three-task rows, more three-task variants, then 3 seeds of other close calls
+  SEEDS="0 1 2" each joint joint-full-recipe single-topic-recipe joint-full-recipe-anchor10
   each joint joint-frozen-encoder joint-preserve-bottom3 joint-preserve-lr2e-5-decay0.8
   SEEDS="0 1 2" each scarce ner5pct-round-robin-uncertainty ner5pct-proportional-uncertainty
-  SEEDS="0 1 2" each joint joint-full-recipe single-topic-recipe joint-full-recipe-anchor10
   SEEDS="0 1 2" each freezing frozen-embeddings frozen-bottom3 gradual-unfreeze frozen-encoder-head-lr1e-2
   SEEDS="0 1 2" each joint joint-sentiment-ner single-sentiment single-ner
 }
