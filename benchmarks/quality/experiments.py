@@ -221,7 +221,7 @@ def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> di
     if variant.eval_every and variant.keep_model and summary.exists() and (Path(output_dir) / "final").exists():
         # training finished but its evaluation did not (or the harness changed): evaluate the saved model
         result = TrainResult(**json.loads(summary.read_text(encoding="utf-8")))
-        train_seconds = result.wall_seconds
+        train_seconds, resume = result.wall_seconds, None  # wall time of the trainer's own (last) call
     else:
         if resume is None:
             shutil.rmtree(output_dir, ignore_errors=True)  # a half-finished earlier attempt
