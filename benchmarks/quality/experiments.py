@@ -89,6 +89,11 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("joint-full-recipe", ALL, _merge(RR, RECIPE)),
         Variant("joint-full-recipe-anchor10", ALL, _merge(RR, _merge(RECIPE, {"embedding_anchor": {"weight": 10.0}}))),
         Variant("single-topic-recipe", ("topic",), RECIPE),
+        # closing the three-task sentiment gap at equal updates per task: weight its loss up, or learn the weights
+        Variant("joint-full-recipe-sentiment-weight2", ALL, _merge(RR, RECIPE),
+                task_overrides={"sentiment": {"loss_weight": 2.0}}),
+        Variant("joint-full-recipe-uncertainty", ALL,
+                _merge(RR, _merge(RECIPE, {"loss_weighting": {"mode": "uncertainty"}}))),
         Variant("joint-frozen-encoder", ALL, _merge(RR, {"freezing": {"mode": "encoder"}})),
         Variant("joint-preserve-lr2e-5-decay0.8", ALL, _merge(RR, PRESERVE)),
         Variant("joint-preserve-bottom3", ALL, _merge(RR, {"freezing": {"mode": "bottom_k", "bottom_k": 3}})),

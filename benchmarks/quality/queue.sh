@@ -55,10 +55,16 @@ queue_d() {  # 3 seeds of the three-task rows, more three-task variants, then 3 
   SEEDS="0 1 2" each joint joint-sentiment-ner single-sentiment single-ner
 }
 
+queue_e() {  # beside d: closing the three-task sentiment gap
+  SEEDS="0" each joint joint-full-recipe-sentiment-weight2 joint-full-recipe-uncertainty
+  SEEDS="0 1 2" each joint joint-full-recipe-sentiment-weight2 joint-full-recipe-uncertainty
+}
+
 case "${1:-all}" in
   a) queue_a ;;
   b) queue_b ;;
   c) queue_c ;;
   d) queue_d ;;
-  *) queue_a; queue_b; queue_c; queue_d; run long ;;
+  e) queue_e ;;
+  *) queue_a; queue_b; queue_c; queue_d; queue_e; run long ;;
 esac
