@@ -160,7 +160,7 @@ class RunSection(StrictModel):
     checkpoint_every_steps: int | None = Field(None, ge=1)
     keep_encoder_in_saved_model: bool = True  # False only for the untouched default backbone
     log_every_steps: int = Field(10, ge=1)
-    # bf16: forward passes under torch.autocast (weights, optimizer state and evaluation stay fp32). About 1.9x
+    # bf16: forward passes under torch.autocast (weights, optimizer state and evaluation stay fp32). About 2x
     # faster training on CPUs with AVX512-BF16/AMX (and on recent GPUs); "no" reproduces fp32 runs bit for bit.
     mixed_precision: Literal["no", "bf16"] = "no"
 
