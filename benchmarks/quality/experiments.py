@@ -74,16 +74,16 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("joint-sentiment-ner", PAIR, RR),
         Variant("joint-sentiment-ner-preserve-lr2e-5-decay0.8", PAIR, _merge(RR, PRESERVE)),
         Variant("joint-sentiment-ner-preserve-head-lr1e-2", PAIR,
-                _merge(RR, _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}}))),
+                _merge(RR, RECIPE)),
         # self-distillation toward the starting encoder's embeddings (embedding_anchor), alone and with the recipe
         Variant("joint-sentiment-ner-anchor1", PAIR, _merge(RR, {"embedding_anchor": {"weight": 1.0}})),
         Variant("joint-sentiment-ner-anchor1-preserve", PAIR,
-                _merge(RR, _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}, "embedding_anchor": {"weight": 1.0}}))),
+                _merge(RR, _merge(RECIPE, {"embedding_anchor": {"weight": 1.0}}))),
         Variant("joint-sentiment-ner-anchor10-preserve", PAIR,
-                _merge(RR, _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}, "embedding_anchor": {"weight": 10.0}}))),
+                _merge(RR, _merge(RECIPE, {"embedding_anchor": {"weight": 10.0}}))),
         # the same recipe for each task alone: joint vs separate with identical optimizer settings
-        Variant("single-sentiment-recipe", ("sentiment",), _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}})),
-        Variant("single-ner-recipe", ("ner",), _merge(PRESERVE, {"optimizer": {"head_lr": 1e-2}})),
+        Variant("single-sentiment-recipe", ("sentiment",), RECIPE),
+        Variant("single-ner-recipe", ("ner",), RECIPE),
         Variant("joint-full", ALL, RR),
         # all three tasks with the embedding-keeping recipe, without and with the anchor; topic alone with the recipe
         Variant("joint-full-recipe", ALL, _merge(RR, RECIPE)),
@@ -221,13 +221,14 @@ def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> di
         raise RuntimeError(f"{variant.name} starts from {variant.init_from} (same seed): run that first")
     config = TrainConfig.model_validate(raw)
     output_dir = raw["run"]["output_dir"]
-    summary = Path(output_dir) / "summary.json"
-    resume = Path(output_dir) if (Path(output_dir) / "checkpoint").exists() else None  # a stopped long run
-    if variant.eval_every and variant.keep_model and summary.exists() and (Path(output_dir) / "final").exists():
+    run_dir, resume = Path(output_dir), None
+    finished = (run_dir / "summary.json").exists() and (run_dir / "final").exists()
+    if variant.eval_every and variant.keep_model and finished:
         # training finished but its evaluation did not (or the harness changed): evaluate the saved model
-        result = TrainResult(**json.loads(summary.read_text(encoding="utf-8")))
-        train_seconds, resume = result.wall_seconds, None  # wall time of the trainer's own (last) call
+        result = TrainResult(**json.loads((run_dir / "summary.json").read_text(encoding="utf-8")))
+        train_seconds = result.wall_seconds  # wall time of the trainer's own (last) call
     else:
+        resume = run_dir if (run_dir / "checkpoint").exists() else None  # a stopped long run
         if resume is None:
             shutil.rmtree(output_dir, ignore_errors=True)  # a half-finished earlier attempt
         with Timer() as train_timer:

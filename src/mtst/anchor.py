@@ -81,5 +81,5 @@ class EmbeddingAnchor:
     def loss(self, task: str, indices: list[int], student: torch.Tensor) -> torch.Tensor:
         """Unweighted anchor loss of one batch; ``student`` (B, H) are the sentence embeddings of ``indices``."""
         student = student.float()  # bf16 under mixed precision: the anchor is compared in fp32
-        teacher = self.teacher[task][indices].to(student.dtype)  # (B, H)
+        teacher = self.teacher[task][indices]  # (B, H), float32 like the student now
         return self.loss_fn(student, teacher)
