@@ -56,3 +56,14 @@ def test_bad_resume_and_process_count(tmp_path, tiny_st_dir):
     assert result.exit_code == 1 and "run directory not found" in result.output
     result = runner.invoke(app, ["train", str(path), "--num-processes", "0"])
     assert result.exit_code == 1 and "at least 1" in result.output
+    result = runner.invoke(app, ["train", str(path), "--mixed-precision", "fp16"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "no or bf16" in result.output
+
+
+def test_mixed_precision_flag_overrides_the_config(tmp_path, tiny_st_dir):
+    path = write_config(tmp_path, tiny_st_dir, optimizer={"max_steps": 2})
+    result = runner.invoke(app, ["train", str(path), "--mixed-precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["run"]["mixed_precision"] == "bf16"
+    assert yaml.safe_load(path.read_text())["run"]["mixed_precision"] == "no"  # the user's file is untouched

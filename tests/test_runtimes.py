@@ -11,7 +11,7 @@ import torch
 from mtst import MultiTaskModel
 from mtst.backends import load_predictor
 from mtst.export import export_model
-from mtst.runtimes import split_graph
+from mtst.runtimes import encoder_graph
 
 SENTENCES = ["John Smith visited Paris.", "a", "The cat sat on the mat and the dog sat on the guitar in new york."]
 
@@ -31,21 +31,16 @@ def onnx_export(request, model_dir, tmp_path_factory):
     return export_model(model_dir, out, format="onnx", quantize=request.param)
 
 
-def test_split_puts_each_node_in_one_part(onnx_export):
+def test_the_encoder_part_holds_no_head(onnx_export):
     whole = onnx.load(str(onnx_export / "model.onnx"))
     outputs = [o.name for o in whole.graph.output]
-    encoder_bytes, heads_bytes, boundary = split_graph(onnx_export / "model.onnx", outputs)
-    encoder, heads = onnx.ModelProto.FromString(encoder_bytes), onnx.ModelProto.FromString(heads_bytes)
-    assert encoder.graph.output[0].name == "sentence_embedding"
-    assert [o.name for o in heads.graph.output] == [name for name in outputs if name.startswith("logits_")]
+    encoder = onnx.ModelProto.FromString(encoder_graph(onnx_export / "model.onnx", outputs))
+    assert [o.name for o in encoder.graph.output] == ["sentence_embedding"]
     assert not any("/topic/" in n.name or "/ner/" in n.name for n in encoder.graph.node)  # no head in encode
-    assert all(n.name.startswith(("/model/topic/", "/model/ner/")) for n in heads.graph.node)
-    assert "sentence_embedding" in boundary
-    weights = [init.name for part in (encoder, heads) for init in part.graph.initializer]
-    assert len(weights) == len(set(weights))  # no weight held twice
-    assert len(encoder.graph.node) + len(heads.graph.node) == len(whole.graph.node)
-    encoder_only, no_heads, _ = split_graph(onnx_export / "model.onnx", outputs, heads=False)  # what encode loads
-    assert encoder_only == encoder_bytes and no_heads is None
+    head_nodes = [n for n in whole.graph.node if n.name.startswith(("/model/topic/", "/model/ner/"))]
+    assert head_nodes and len(encoder.graph.node) == len(whole.graph.node) - len(head_nodes)
+    head_weights = [init.name for init in whole.graph.initializer if ".heads." in init.name]
+    assert head_weights and not {init.name for init in encoder.graph.initializer} & set(head_weights)
 
 
 def test_encoder_part_and_predict_equal_the_whole_graph(onnx_export):

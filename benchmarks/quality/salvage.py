@@ -11,14 +11,13 @@ with the same name is never overwritten, and rerunning ``run.py`` still trains t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, write_result  # noqa: E402
-from experiments import EXPERIMENTS, RUNS, build_config  # noqa: E402
+from experiments import EXPERIMENTS, RUNS, build_config, read_metrics  # noqa: E402
 
 
 def main() -> None:
@@ -30,10 +29,11 @@ def main() -> None:
     variant = next((v for v in EXPERIMENTS[args.experiment] if v.name == args.variant), None)
     if variant is None:
         raise SystemExit(f"error: no variant {args.variant} in {args.experiment}")
-    log = RUNS / args.experiment / f"{variant.name}-seed{args.seed}" / "metrics.jsonl"
+    run_dir = RUNS / args.experiment / f"{variant.name}-seed{args.seed}"
+    log = run_dir / "metrics.jsonl"
     if not log.exists():
         raise SystemExit(f"error: {log} not found; nothing to salvage")
-    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = read_metrics(run_dir)
     curve = [r for r in records if "eval" in r]
     if not curve:
         raise SystemExit(f"error: {log} holds no evaluation yet")

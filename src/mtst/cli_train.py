@@ -1,4 +1,4 @@
-"""``mtst train CONFIG [--resume RUN_DIR] [--num-processes N] [--output-dir DIR]``.
+"""``mtst train CONFIG [--resume RUN_DIR] [--num-processes N] [--output-dir DIR] [--mixed-precision no|bf16]``.
 
 A thin layer: load and validate the YAML, call ``mtst.train.train`` (or spawn N CPU processes),
 print a summary. User errors are MtstError; the CLI group prints them as one line, exit code 1.
@@ -7,7 +7,7 @@ print a summary. User errors are MtstError; the CLI group prints them as one lin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.console import Console
@@ -15,16 +15,21 @@ from rich.table import Table
 
 
 def run_train(config_path: Path, resume: Path | None = None, num_processes: int = 1,
-              output_dir: Path | None = None):
+              output_dir: Path | None = None, mixed_precision: str | None = None):
     """Validate the config, apply the command-line overrides, train; returns a TrainResult."""
     from mtst.distributed import launch_local
     from mtst.errors import MtstError
     from mtst.train import TrainResult, train
-    from mtst.train_config import load_train_config
+    from mtst.train_config import RunSection, load_train_config
 
     config = load_train_config(config_path)
     if output_dir is not None:
         config.run.output_dir = output_dir
+    if mixed_precision is not None:
+        allowed = get_args(RunSection.model_fields["mixed_precision"].annotation)
+        if mixed_precision not in allowed:
+            raise MtstError(f"--mixed-precision takes {' or '.join(allowed)}, got {mixed_precision!r}")
+        config.run.mixed_precision = mixed_precision
     if resume is not None and not Path(resume).is_dir():
         raise MtstError(f"run directory not found: {resume}; --resume takes the output directory of a run")
     if num_processes > 1:
@@ -63,7 +68,10 @@ def register(app: typer.Typer) -> None:
                                                    "on GPUs use `accelerate launch`.")] = 1,
         output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run directory "
                                                         "(overrides run.output_dir).")] = None,
+        mixed_precision: Annotated[str | None, typer.Option("--mixed-precision", help="no | bf16: bf16 autocast "
+                                                            "of the training forward passes (overrides "
+                                                            "run.mixed_precision).")] = None,
     ) -> None:
         """Train task heads (and optionally the encoder) on one shared encoder; writes a run directory."""
-        result = run_train(config, resume, num_processes, output_dir)
+        result = run_train(config, resume, num_processes, output_dir, mixed_precision)
         Console().print(summary_table(result))

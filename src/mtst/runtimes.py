@@ -161,7 +161,7 @@ class OnnxPredictor(ExportedPredictor):
 
     ONNX Runtime runs every node of a graph whatever outputs are fetched (its profiler showed the NER head's
     convolution running for ``run(["sentence_embedding"])``), so ``encode`` runs the encoder part of the graph
-    cut at the embedding (``split_graph``; int8: 11.5 % less CPU). ``predict`` runs the whole graph in one
+    cut at the embedding (``encoder_graph``; int8: 11.5 % less CPU). ``predict`` runs the whole graph in one
     session, created on first use: the two parts one after the other made all heads cost 1.44x the embeddings
     alone, the whole graph 1.06x (docs/performance.md). Encode-only users never load it.
     """
@@ -177,7 +177,7 @@ class OnnxPredictor(ExportedPredictor):
         self._options.log_severity_level = 3
         self._graph, self._whole = graph, None
         try:
-            encoder, _, _ = split_graph(graph, self.output_names, heads=False)
+            encoder = encoder_graph(graph, self.output_names)
             self.session = ort.InferenceSession(encoder, self._options, providers=["CPUExecutionProvider"])
         except MtstError:
             raise
@@ -195,37 +195,15 @@ class OnnxPredictor(ExportedPredictor):
         return self.session.run(["sentence_embedding"], feeds)[0]
 
 
-def split_graph(graph: Path, outputs: list[str], heads: bool = True) -> tuple[bytes, bytes | None, list[str]]:
-    """Cut an exported ONNX graph at the embedding: (encoder part, heads part or None, boundary tensors).
-    ``heads=False`` skips extracting the heads part (``encode`` needs only the encoder part).
-
-    The encoder part maps the inputs to ``sentence_embedding`` plus every tensor of that path a head reads
-    (the boundary: the masked token states, the embedding itself); the heads part maps the boundary to the
-    ``logits_*`` outputs. Each weight lands in exactly one part.
-    """
+def encoder_graph(graph: Path, outputs: list[str]) -> bytes:
+    """The part of an exported ONNX graph that computes ``sentence_embedding`` from the inputs: no head's node
+    or weight (``encode`` loads this instead of the whole graph)."""
     import onnx
     from onnx.utils import Extractor
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(graph)))  # the types of the boundary tensors
+    model = onnx.load(str(graph))
     _check_outputs(graph, [o.name for o in model.graph.output], outputs)
-    producer = {name: node for node in model.graph.node for name in node.output}
-    shared: set[tuple[str, ...]] = set()
-    pending = ["sentence_embedding"]
-    while pending:  # walk back from the embedding (no copy of the weights, unlike an extraction)
-        node = producer.get(pending.pop())
-        if node is not None and tuple(node.output) not in shared:
-            shared.add(tuple(node.output))
-            pending.extend(node.input)
-    produced = {name for names in shared for name in names} | set(INPUT_NAMES)
-    boundary = sorted({name for node in model.graph.node if tuple(node.output) not in shared
-                       for name in node.input if name in produced})
-    logits = [name for name in outputs if name != "sentence_embedding"]
-    extractor = Extractor(model)
-    if not logits:
-        return extractor.extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString(), None, []
-    carried = ["sentence_embedding"] + [name for name in boundary if name not in INPUT_NAMES + ["sentence_embedding"]]
-    encoder = extractor.extract_model(INPUT_NAMES, carried).SerializeToString()
-    return encoder, extractor.extract_model(boundary, logits).SerializeToString() if heads else None, boundary
+    return Extractor(model).extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString()
 
 
 class OpenVINOPredictor(ExportedPredictor):
