@@ -116,6 +116,22 @@ def test_openvino_reports_the_precision_that_ran(model_dir, tmp_path):
     assert OpenVINOPredictor(exported, inference_precision="f32").runtime_precision == "f32"
 
 
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_encode_never_builds_the_whole_graph_and_the_server_warms_it(model_dir, tmp_path, backend):
+    """Encode-only users pay for the embedding graph alone; a server builds the heads' graph before serving."""
+    pytest.importorskip(backend)
+    from fastapi.testclient import TestClient
+
+    from mtst.serve import create_app
+
+    predictor = load_predictor(export_model(model_dir, tmp_path / backend, format=backend), threads=1)
+    whole = "_whole" if backend == "onnx" else "_request"
+    predictor.encode(SENTENCES)
+    assert getattr(predictor, whole) is None
+    with TestClient(create_app(predictor)):
+        assert getattr(predictor, whole) is not None
+
+
 def test_cli_threads_option(onnx_dir, tiny_st_dir):
     from typer.testing import CliRunner
 

@@ -92,6 +92,9 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         # closing the three-task sentiment gap at equal updates per task: weight its loss up, or learn the weights
         Variant("joint-full-recipe-sentiment-weight2", ALL, _merge(RR, RECIPE),
                 task_overrides={"sentiment": {"loss_weight": 2.0}}),
+        # ... or give it more of the updates: half of the 300 steps (fixed sampling weights 1 : 2 : 1)
+        Variant("joint-full-recipe-sentiment-sampled2", ALL, _merge(RECIPE, {"sampling": {"strategy": "fixed"}}),
+                task_overrides={"sentiment": {"sampling_weight": 2.0}}),
         Variant("joint-full-recipe-uncertainty", ALL,
                 _merge(RR, _merge(RECIPE, {"loss_weighting": {"mode": "uncertainty"}}))),
         Variant("joint-frozen-encoder", ALL, _merge(RR, {"freezing": {"mode": "encoder"}})),
@@ -179,6 +182,13 @@ EXPERIMENTS["long"] = [
             eval_every=1000),
     Variant("single-ner-2080steps-bf16", ("ner",), LONG_ALL, steps=2080, train_sizes=FULL_DATA, eval_every=520,
             task_overrides=WINDOWED_NER),
+    # the learning-rate sweep around 5e-5 for each task alone (the accuracy targets: backbone or recipe?)
+    *[Variant(f"single-sentiment-4550steps-bf16-lr{lr}", ("sentiment",),
+              _merge(LONG_ALL, {"optimizer": {"lr": float(lr)}}), steps=4550, train_sizes=FULL_DATA, eval_every=1000)
+      for lr in ("1e-4", "2e-5")],
+    *[Variant(f"single-ner-2080steps-bf16-lr{lr}", ("ner",), _merge(LONG_ALL, {"optimizer": {"lr": float(lr)}}),
+              steps=2080, train_sizes=FULL_DATA, eval_every=520, task_overrides=WINDOWED_NER)
+      for lr in ("1e-4", "2e-5")],
 ]
 
 

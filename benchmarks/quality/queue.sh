@@ -3,7 +3,7 @@
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh a > benchmarks/quality/.cache/queue-a.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh b > benchmarks/quality/.cache/queue-b.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh c > benchmarks/quality/.cache/queue-c.log 2>&1 &
-#   (then queue.sh d beside c, once the long run below has finished)
+#   (then queue.sh d beside c, once the long run below has finished; then e beside d; then f beside g)
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 .venv/bin/python benchmarks/quality/run.py long > benchmarks/quality/.cache/long.log 2>&1 &
 # Each line skips runs whose result JSON exists, so re-running this script resumes.
 # With no argument everything runs one after the other (make bench-quality).
@@ -60,11 +60,22 @@ queue_e() {  # beside d: closing the three-task sentiment gap
   SEEDS="0 1 2" each joint joint-full-recipe-sentiment-weight2 joint-full-recipe-uncertainty
 }
 
+queue_f() {  # more sentiment updates in the three-task mix; then the NER learning-rate sweep at the long budget
+  SEEDS="0 1 2" each joint joint-full-recipe-sentiment-sampled2
+  each long single-ner-2080steps-bf16 single-ner-2080steps-bf16-lr1e-4 single-ner-2080steps-bf16-lr2e-5
+}
+
+queue_g() {  # beside f: sentiment alone at the long budget and its learning-rate sweep
+  each long single-sentiment-4550steps-bf16 single-sentiment-4550steps-bf16-lr1e-4 single-sentiment-4550steps-bf16-lr2e-5
+}
+
 case "${1:-all}" in
   a) queue_a ;;
   b) queue_b ;;
   c) queue_c ;;
   d) queue_d ;;
   e) queue_e ;;
-  *) queue_a; queue_b; queue_c; queue_d; queue_e; run long ;;
+  f) queue_f ;;
+  g) queue_g ;;
+  *) queue_a; queue_b; queue_c; queue_d; queue_e; queue_f; queue_g; run long ;;
 esac

@@ -208,6 +208,8 @@ def encoder_graph(graph: Path, outputs: list[str]) -> bytes:
 
 class OpenVINOPredictor(ExportedPredictor):
     """OpenVINO CPU with the LATENCY hint (THROUGHPUT splits 2 cores into 2 slower single-thread streams).
+    ``encode`` runs a graph compiled with the embedding output only; ``predict`` compiles the whole graph on
+    first use, so encode-only users (serving embeddings, bulk encoding) compile once.
 
     ``inference_precision`` None lets OpenVINO choose (bf16 on CPUs with AVX512_BF16); "f32" forces fp32.
     """
@@ -221,27 +223,34 @@ class OpenVINOPredictor(ExportedPredictor):
     def _load(self, graph: Path) -> None:
         import openvino as ov
 
-        config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
+        self._config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
         if self.inference_precision:
-            config["INFERENCE_PRECISION_HINT"] = self.inference_precision
+            self._config["INFERENCE_PRECISION_HINT"] = self.inference_precision
+        self._graph, self._request = graph, None
         try:
-            core = ov.Core()
-            graph_model = core.read_model(str(graph))
-            self.compiled = core.compile_model(graph_model, "CPU", config)
-            # encode() needs no head: a second compiled graph with only the embedding output lets OpenVINO
-            # drop every head (the NER convolution runs over every token) from that path.
-            embedding_only = ov.Model([graph_model.output("sentence_embedding")], graph_model.get_parameters())
-            self.embed_request = core.compile_model(embedding_only, "CPU", config).create_infer_request()
+            self._core = ov.Core()
+            self._model = self._core.read_model(str(graph))
+            _check_outputs(graph, [port.get_any_name() for port in self._model.outputs], self.output_names)
+            # encode() needs no head: a graph with only the embedding output lets OpenVINO drop every head (the
+            # NER convolution runs over every token); the whole graph is compiled on the first predict().
+            embedding_only = ov.Model([self._model.output("sentence_embedding")], self._model.get_parameters())
+            compiled = self._core.compile_model(embedding_only, "CPU", self._config)
+        except MtstError:
+            raise
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
             raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
-        names = [port.get_any_name() for port in self.compiled.outputs]
-        _check_outputs(graph, names, self.output_names)
-        self._ports = {port.get_any_name(): port for port in self.compiled.outputs}
-        self.request = self.compiled.create_infer_request()
-        self.runtime_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16" | "f32"
+        self.embed_request = compiled.create_infer_request()
+        self.runtime_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16" | "f32"
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self.request.infer(feeds)
+        if self._request is None:
+            try:
+                compiled = self._core.compile_model(self._model, "CPU", self._config)
+            except Exception as exc:
+                raise MtstError(f"cannot compile {self._graph}: {first_line(exc)}; export again") from exc
+            self._ports = {port.get_any_name(): port for port in compiled.outputs}
+            self._request = compiled.create_infer_request()
+        result = self._request.infer(feeds)
         return {name: np.array(result[self._ports[name]]) for name in self.output_names}
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:

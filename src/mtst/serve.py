@@ -203,6 +203,8 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if info["tasks"]:  # exported backends build the heads' graph on the first predict: not in a request
+            await asyncio.to_thread(predictor.predict, ["warm up"])
         yield
         # uvicorn has stopped accepting and finished open requests; now let queued work drain.
         await asyncio.to_thread(batcher.close, settings.drain_timeout_s)
