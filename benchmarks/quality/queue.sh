@@ -3,7 +3,7 @@
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh a > benchmarks/quality/.cache/queue-a.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh b > benchmarks/quality/.cache/queue-b.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh c > benchmarks/quality/.cache/queue-c.log 2>&1 &
-#   (then queue.sh d beside c, once the long run below has finished; then e beside d; then f beside g)
+#   (then queue.sh d beside c, once the long run below has finished; then e beside d; f beside g; h and i after them)
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 .venv/bin/python benchmarks/quality/run.py long > benchmarks/quality/.cache/long.log 2>&1 &
 # Each line skips runs whose result JSON exists, so re-running this script resumes.
 # With no argument everything runs one after the other (make bench-quality).
@@ -69,6 +69,15 @@ queue_g() {  # beside f: sentiment alone at the long budget and its learning-rat
   each long single-sentiment-4550steps-bf16 single-sentiment-4550steps-bf16-lr1e-4 single-sentiment-4550steps-bf16-lr2e-5
 }
 
+queue_h() {  # after f: 3 seeds of anchor 1 and of the kept-head freezing rows
+  SEEDS="0 1 2" each joint joint-sentiment-ner-anchor1-preserve
+  SEEDS="0 1 2" each freezing sentiment-kept-then-ner sentiment-kept-then-ner-frozen-encoder sentiment-head-frozen-replay
+}
+
+queue_i() {  # after g: 3 seeds of the 1 % and 25 % scarce rows that decide the answer
+  SEEDS="0 1 2" each scarce ner1pct-alone ner1pct-round-robin ner25pct-alone ner25pct-round-robin
+}
+
 case "${1:-all}" in
   a) queue_a ;;
   b) queue_b ;;
@@ -77,5 +86,7 @@ case "${1:-all}" in
   e) queue_e ;;
   f) queue_f ;;
   g) queue_g ;;
-  *) queue_a; queue_b; queue_c; queue_d; queue_e; queue_f; queue_g; run long ;;
+  h) queue_h ;;
+  i) queue_i ;;
+  *) queue_a; queue_b; queue_c; queue_d; queue_e; queue_f; queue_g; queue_h; queue_i; run long ;;
 esac
