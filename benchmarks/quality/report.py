@@ -129,18 +129,32 @@ def plot_curve(experiment: str) -> Path | None:
     keys = {k: v for k, v in keys.items() if any(k in rec["eval"] for run in runs for rec in run["dev_curve"])}
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
     for ax, (key, title) in zip(axes[0], keys.items(), strict=True):
-        for run in runs:
-            points = [(rec["step"], rec["eval"][key]) for rec in run["dev_curve"] if key in rec["eval"]]
+        task = key.split("/")[0]
+        for run in [run for run in runs if any(key in rec["eval"] for rec in run["dev_curve"])]:
+            share = 1.0 if task == "sts" else _task_share(run, task)  # joint and alone compared per task update
+            points = [(rec["step"] * share, rec["eval"][key]) for rec in run["dev_curve"] if key in rec["eval"]]
             ax.plot(*zip(*points, strict=True), marker="o", label=f"{run['variant']} seed {run['seed']}")
         if key == "sts/spearman":
             ax.axhline(UNTOUCHED_STS_DEV, color="tab:red", linestyle="--", linewidth=1,
                        label=f"untouched {UNTOUCHED_STS_DEV}")
             ax.legend(fontsize=7)
-        ax.set_xlabel(f"step (batch {runs[0].get('batch_size', '?')})")
+        ax.set_xlabel(f"optimizer steps (batch {runs[0].get('batch_size', '?')})" if task == "sts" else
+                      f"updates of this task (expected; batch {runs[0].get('batch_size', '?')})")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     return _save(fig, f"{experiment}: dev learning curves", f"{experiment}-curve")
+
+
+def _task_share(run: dict, task: str) -> float:
+    """The expected fraction of a run's optimizer steps that trained ``task`` (its sampler's probability)."""
+    from mtst.sampling import task_probabilities
+
+    sampling = run["config"].get("sampling", {})
+    weights = {t["name"]: t.get("sampling_weight") for t in run["config"]["tasks"]}
+    probabilities = task_probabilities(run["train_sizes"], sampling.get("strategy", "proportional"),
+                                       sampling.get("temperature", 2.0), weights)
+    return probabilities[task]
 
 
 def _save(fig, title: str, name: str) -> Path:
