@@ -182,6 +182,8 @@ EXPERIMENTS["long"] = [
             eval_every=1000),
     Variant("single-ner-2080steps-bf16", ("ner",), LONG_ALL, steps=2080, train_sizes=FULL_DATA, eval_every=520,
             task_overrides=WINDOWED_NER),
+    Variant("single-topic-1370steps-bf16", ("topic",), LONG_ALL, steps=1370, train_sizes=FULL_DATA,
+            eval_every=274),
     # the learning-rate sweep around 5e-5 for each task alone (the accuracy targets: backbone or recipe?)
     *[Variant(f"single-sentiment-4550steps-bf16-lr{lr}", ("sentiment",),
               _merge(LONG_ALL, {"optimizer": {"lr": float(lr)}}), steps=4550, train_sizes=FULL_DATA, eval_every=1000)

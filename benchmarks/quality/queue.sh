@@ -74,7 +74,8 @@ queue_h() {  # after f: 3 seeds of anchor 1 and of the kept-head freezing rows
   SEEDS="0 1 2" each freezing sentiment-kept-then-ner sentiment-kept-then-ner-frozen-encoder sentiment-head-frozen-replay
 }
 
-queue_i() {  # after g: 3 seeds of the 1 % and 25 % scarce rows that decide the answer
+queue_i() {  # after g: topic alone at the long budget, 3 seeds of the 1 % and 25 % scarce rows that decide the answer
+  each long single-topic-1370steps-bf16
   SEEDS="0 1 2" each scarce ner1pct-alone ner1pct-round-robin ner25pct-alone ner25pct-round-robin
 }
 
