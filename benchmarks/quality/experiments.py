@@ -95,6 +95,10 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         # ... or give it more of the updates: half of the 300 steps (fixed sampling weights 1 : 2 : 1)
         Variant("joint-full-recipe-sentiment-sampled2", ALL, _merge(RECIPE, {"sampling": {"strategy": "fixed"}}),
                 task_overrides={"sentiment": {"sampling_weight": 2.0}}),
+        # the same mix with a third more training steps (100 / 200 / 100 updates): still one encoder pass to serve
+        Variant("joint-full-recipe-sentiment-sampled2-400steps", ALL,
+                _merge(RECIPE, {"sampling": {"strategy": "fixed"}}), steps=400,
+                task_overrides={"sentiment": {"sampling_weight": 2.0}}),
         Variant("joint-full-recipe-uncertainty", ALL,
                 _merge(RR, _merge(RECIPE, {"loss_weighting": {"mode": "uncertainty"}}))),
         Variant("joint-frozen-encoder", ALL, _merge(RR, {"freezing": {"mode": "encoder"}})),

@@ -69,7 +69,8 @@ queue_g() {  # beside f: sentiment alone at the long budget and its learning-rat
   each long single-sentiment-4550steps-bf16 single-sentiment-4550steps-bf16-lr1e-4 single-sentiment-4550steps-bf16-lr2e-5
 }
 
-queue_h() {  # after f: 3 seeds of anchor 1 and of the kept-head freezing rows
+queue_h() {  # after f: sentiment sampled 1:2:1 over 400 steps; 3 seeds of anchor 1 and of the kept-head freezing rows
+  SEEDS="0 1 2" each joint joint-full-recipe-sentiment-sampled2-400steps
   SEEDS="0 1 2" each joint joint-sentiment-ner-anchor1-preserve
   SEEDS="0 1 2" each freezing sentiment-kept-then-ner sentiment-kept-then-ner-frozen-encoder sentiment-head-frozen-replay
 }
