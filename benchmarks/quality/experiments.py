@@ -191,7 +191,7 @@ EXPERIMENTS["long"] = [
     # the learning-rate sweep around 5e-5 for each task alone (the accuracy targets: backbone or recipe?)
     *[Variant(f"single-sentiment-4550steps-bf16-lr{lr}", ("sentiment",),
               _merge(LONG_ALL, {"optimizer": {"lr": float(lr)}}), steps=4550, train_sizes=FULL_DATA, eval_every=1000)
-      for lr in ("1e-4", "2e-5")],
+      for lr in ("1e-4", "2e-4", "2e-5")],
     *[Variant(f"single-ner-2080steps-bf16-lr{lr}", ("ner",), _merge(LONG_ALL, {"optimizer": {"lr": float(lr)}}),
               steps=2080, train_sizes=FULL_DATA, eval_every=520, task_overrides=WINDOWED_NER)
       for lr in ("1e-4", "2e-5")],

@@ -66,7 +66,8 @@ queue_f() {  # more sentiment updates in the three-task mix; then the NER learni
 }
 
 queue_g() {  # beside f: sentiment alone at the long budget and its learning-rate sweep
-  each long single-sentiment-4550steps-bf16 single-sentiment-4550steps-bf16-lr1e-4 single-sentiment-4550steps-bf16-lr2e-5
+  each long single-sentiment-4550steps-bf16 single-sentiment-4550steps-bf16-lr1e-4 single-sentiment-4550steps-bf16-lr2e-4
+  each long single-sentiment-4550steps-bf16-lr2e-5  # not reached in the session that added it (1e-4 beat 5e-5: went up)
 }
 
 queue_h() {  # after f: sentiment sampled 1:2:1 over 400 steps; 3 seeds of anchor 1 and of the kept-head freezing rows
