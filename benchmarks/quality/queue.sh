@@ -62,7 +62,8 @@ queue_e() {  # beside d: closing the three-task sentiment gap
 
 queue_f() {  # more sentiment updates in the three-task mix; then the NER learning-rate sweep at the long budget
   SEEDS="0 1 2" each joint joint-full-recipe-sentiment-sampled2
-  each long single-ner-2080steps-bf16 single-ner-2080steps-bf16-lr1e-4 single-ner-2080steps-bf16-lr2e-5
+  each long single-ner-2080steps-bf16 single-ner-2080steps-bf16-lr1e-4 single-ner-2080steps-bf16-lr2e-4
+  each long single-ner-2080steps-bf16-lr2e-5  # stopped at step 520 in the session that added it, for 2e-4
 }
 
 queue_g() {  # beside f: sentiment alone at the long budget and its learning-rate sweep
