@@ -180,6 +180,9 @@ EXPERIMENTS["long"] = [
     # the same with the embedding anchor at weight 10: what keeping STS-B costs the tasks at a longer budget
     Variant("joint-all-8000steps-bf16-anchor10", ALL, _merge(LONG_ALL, {"embedding_anchor": {"weight": 10.0}}),
             steps=8000, train_sizes=FULL_DATA, eval_every=1000, keep_model=True, task_overrides=WINDOWED_NER),
+    # run 2 at the learning rate that won the single-task sweep below (not run yet: ~80 min on one core)
+    Variant("joint-all-8000steps-bf16-lr1e-4", ALL, _merge(LONG_ALL, {"optimizer": {"lr": 1e-4}}), steps=8000,
+            train_sizes=FULL_DATA, eval_every=1000, keep_model=True, task_overrides=WINDOWED_NER),
     # each task alone with the same settings and the same number of its own updates as in the joint run above
     # (temperature 2 gives sentiment 56.9 % of 8,000 steps and NER 26.0 %): joint cost vs backbone limit
     Variant("single-sentiment-4550steps-bf16", ("sentiment",), LONG_ALL, steps=4550, train_sizes=FULL_DATA,
