@@ -197,7 +197,7 @@ EXPERIMENTS["long"] = [
       for lr in ("1e-4", "2e-4", "2e-5")],
     *[Variant(f"single-ner-2080steps-bf16-lr{lr}", ("ner",), _merge(LONG_ALL, {"optimizer": {"lr": float(lr)}}),
               steps=2080, train_sizes=FULL_DATA, eval_every=520, task_overrides=WINDOWED_NER)
-      for lr in ("1e-4", "2e-4", "2e-5")],
+      for lr in ("1e-4", "2e-4", "4e-4", "2e-5")],
 ]
 
 

@@ -77,8 +77,8 @@ queue_h() {  # after f: sentiment sampled 1:2:1 over 400 steps; 3 seeds of ancho
   SEEDS="0 1 2" each freezing sentiment-kept-then-ner sentiment-kept-then-ner-frozen-encoder sentiment-head-frozen-replay
 }
 
-queue_i() {  # after g: topic alone at the long budget, 3 seeds of the 1 % and 25 % scarce rows that decide the answer
-  each long single-topic-1370steps-bf16
+queue_i() {  # after g: topic alone at the long budget, NER at 4e-4 (2e-4 beat 1e-4), 3 seeds of 1 % / 25 % scarce
+  each long single-topic-1370steps-bf16 single-ner-2080steps-bf16-lr4e-4
   SEEDS="0 1 2" each scarce ner1pct-alone ner1pct-round-robin ner25pct-alone ner25pct-round-robin
 }
 
