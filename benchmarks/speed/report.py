@@ -142,16 +142,21 @@ def section(report: dict, results_file: Path, block: str = "main") -> str:
 
 def write_docs(report: dict, path: Path, results_file: Path, block: str = "main") -> None:
     """Replace the block's generated text (or add it at the end of the speed section, or create the file)."""
-    text = section(report, results_file, block)
     begin, end = markers(block)
+    replace_block(path, section(report, results_file, block), begin, end, HEADING)
+
+
+def replace_block(path: Path, text: str, begin: str, end: str, heading: str) -> None:
+    """Put ``text`` (which starts with ``begin`` and ends with ``end``) where those markers are in ``path``, else
+    right under ``heading``, else at the end under a new ``heading``; written atomically."""
     doc = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
     if begin in doc and end in doc:
         head, rest = doc.split(begin, 1)
         doc = head + text + rest.split(end, 1)[1]
-    elif HEADING in doc:
-        doc = doc.replace(HEADING, f"{HEADING}\n\n{text}", 1)
+    elif heading in doc:
+        doc = doc.replace(heading, f"{heading}\n\n{text}", 1)
     else:
-        doc = doc.rstrip("\n") + f"\n\n{HEADING}\n\n{text}\n"
+        doc = doc.rstrip("\n") + f"\n\n{heading}\n\n{text}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(doc, encoding="utf-8")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -25,11 +24,13 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 from prepare import prepare  # noqa: E402
-from run import hardware, run_variant  # noqa: E402
+from report import replace_block  # noqa: E402
+from run import run_metadata, run_variant  # noqa: E402
 
 REFERENCE = "st-fp32"
 TARGETS = {"openvino-fp32": 5.0, "onnx-fp32": 5.0, "torch-fp32": 1.4, "openvino-int8": 7.0, "onnx-int8": 7.0}
 BEGIN, END = "<!-- speed-rounds:begin -->", "<!-- speed-rounds:end -->"
+HEADING = "## Speed ratios over alternating rounds"
 
 
 def summarise(rounds: list[dict[str, float]], variants: list[str]) -> dict[str, dict]:
@@ -66,18 +67,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_block(path: Path, block: str) -> None:
-    """Replace the rounds block in docs/performance.md (or append it under its own heading), atomically."""
-    text = path.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## Speed ratios over alternating rounds\n\n" + block + "\n"
-    staging = path.with_suffix(".tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/mtst-bench-speed"))
@@ -103,12 +92,7 @@ def main() -> None:
                 speeds[name] = result["sets"]["stsb"]["sentences_per_s"]
         rounds.append(speeds)
     report = {
-        "command": "benchmarks/speed/rounds.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "hardware": hardware(args.threads), "rounds": args.rounds, "repeats": args.repeats,
+        **run_metadata("rounds.py", started, load_before, args.threads), "rounds": args.rounds, "repeats": args.repeats,
         "speeds": rounds, "reference_speeds": [r.get(REFERENCE, 0.0) for r in rounds],
         "summary": summarise(rounds, variants),
     }
@@ -117,7 +101,7 @@ def main() -> None:
     print(markdown(report))
     print(f"wrote {out.relative_to(ROOT)}", flush=True)
     if not args.no_docs:
-        write_block(ROOT / "docs" / "performance.md", markdown(report))
+        replace_block(ROOT / "docs" / "performance.md", markdown(report), BEGIN, END, HEADING)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,18 @@ def analyse(results: dict[str, dict], work: Path) -> None:
             2)
 
 
+def run_metadata(script: str, started: float, load_before: tuple[float, ...], threads: int) -> dict:
+    """What every speed result file records about its run: command, start, duration, load, hardware."""
+    return {
+        "command": f"benchmarks/speed/{script} " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "hardware": hardware(threads),
+    }
+
+
 def hardware(threads: int) -> dict:
     model = "unknown"
     try:
@@ -140,9 +152,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse the model and exports already in --work")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over STS-B per variant; fastest counts")
     args = parser.parse_args()
-    command = "benchmarks/speed/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    started = time.time()
-    load_before = os.getloadavg()
+    started, load_before = time.time(), os.getloadavg()
     print(f"preparing in {args.work} ...", flush=True)
     built = prepare(args.work, args.subsample, args.reuse)
     results = {}
@@ -150,12 +160,7 @@ def main() -> None:
         results[name] = run_variant(name, args.work, args.threads, args.repeats)
     analyse(results, args.work)
     report = {
-        "command": command,
-        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "hardware": hardware(args.threads),
+        **run_metadata("run.py", started, load_before, args.threads),
         "descriptions": dict(VARIANTS),
         "stsb_pairs": len(json.loads((args.work / "sentences.json").read_text())["pairs"]),
         "repeats": args.repeats,
