@@ -24,6 +24,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 # Real-data quality benchmark (needs ../shared/data): hours on 2 CPU cores; resumable, see docs/training-guide.md.
 bench-quality: setup

@@ -79,22 +79,6 @@ def bare_model(tiny_st_dir):
     return MultiTaskModel.from_backbone(tiny_st_dir)
 
 
-BULK_WORDS = ["the", "cat", "sat", "on", "mat", "john", "visited", "paris", "stock", "fell", "today", "great", "film"]
-
-
-def write_random_lines(path: Path, count: int, max_words: int, empty_line: int, seed: int) -> list[str]:
-    """``count`` lines of 1..max_words random words (line ``empty_line`` empty), written to ``path``."""
-    rng = np.random.default_rng(seed)
-    lines = [" ".join(rng.choice(BULK_WORDS, size=int(rng.integers(1, max_words)))) for _ in range(count)]
-    lines[empty_line] = ""  # an empty line still gets a row, so rows and lines stay aligned
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return lines
-
-
-class Killed(Exception):
-    """Stands in for SIGKILL of the process: raised from a hook after some work is on disk."""
-
-
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

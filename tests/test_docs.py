@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from mtst.train_config import TrainConfig
+from mtst.training.config import TrainConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -18,3 +18,19 @@ def test_readme_training_example_validates():
     config = TrainConfig.model_validate(yaml.safe_load(blocks[0]))
     assert config.optimizer.layer_decay == 0.8 and config.freezing.mode == "bottom_k"
     assert [task.name for task in config.tasks] == ["topic", "ner"]
+
+
+def test_every_mtst_import_in_the_docs_resolves():
+    """A module move must not leave README/docs pointing at names that no longer exist."""
+    import importlib
+
+    docs = [README, *sorted(README.parent.joinpath("docs").glob("*.md"))]
+    found = []
+    for doc in docs:
+        for module, names in re.findall(r"^\s*from (mtst[\w.]*) import ([\w, ]+)$", doc.read_text(encoding="utf-8"),
+                                        flags=re.M):
+            found.append(doc.name)
+            loaded = importlib.import_module(module)
+            missing = [name.strip() for name in names.split(",") if not hasattr(loaded, name.strip())]
+            assert not missing, f"{doc.name}: {module} has no {missing}"
+    assert "README.md" in found

@@ -84,7 +84,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from mtst import MultiTaskModel
-    from mtst.encoder import default_backbone_path
+    from mtst.model.encoder import default_backbone_path
 
     torch.set_num_threads(args.threads)
     matmul_check()

@@ -17,7 +17,7 @@ from run import STSB_TEST, cpu_seconds, stsb_sentences  # noqa: E402  (same fold
 
 
 def main() -> None:
-    from mtst.cli import load_task_model
+    from mtst.cli.loading import load_task_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=640)

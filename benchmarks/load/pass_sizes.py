@@ -21,9 +21,9 @@ from run import STSB_TEST, cpu_seconds, stsb_sentences  # noqa: E402  (same fold
 
 
 def main() -> None:
-    from mtst.backends import load_predictor
-    from mtst.batching import pass_size
-    from mtst.serve import _token_counts
+    from mtst.inference.backends import load_predictor
+    from mtst.inference.batching import pass_size
+    from mtst.serving.app import _token_counts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a saved model or `mtst export` directory")

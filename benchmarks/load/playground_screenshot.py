@@ -29,9 +29,9 @@ def main() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from mtst.cli import load_task_model
-    from mtst.demo import DEMO_SENTENCES
-    from mtst.serve import ServeSettings, create_app
+    from mtst.cli.loading import load_task_model
+    from mtst.cli.showcase import DEMO_SENTENCES
+    from mtst.serving.app import ServeSettings, create_app
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)

@@ -93,8 +93,8 @@ def prepare_model(backend: str, workdir: Path) -> Path | None:
     """torch: None (serve the default model); else export it (fp32 weights) once and return the export directory."""
     if backend == "torch":
         return None
-    from mtst.cli import load_task_model
-    from mtst.export import export_model
+    from mtst.cli.loading import load_task_model
+    from mtst.inference.export import export_model
 
     target = workdir / f"export-{backend}"
     if (target / "export.json").exists():
@@ -258,7 +258,7 @@ async def single_client_latency(port: int, sentences: list[str], count: int) -> 
 
 
 def offline_encode(model_dir: Path | None, sentences: list[str], batch_size: int) -> dict:
-    from mtst.cli import load_task_model
+    from mtst.cli.loading import load_task_model
 
     predictor = load_task_model(model_dir, "auto")
     predictor.encode(sentences[:64], batch_size=batch_size)  # warm-up
@@ -279,7 +279,7 @@ def environment(backend: str, client: str) -> dict:
     import uvicorn
 
     import mtst
-    from mtst.demo import trained_default_available
+    from mtst.cli.showcase import trained_default_available
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())

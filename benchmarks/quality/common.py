@@ -20,11 +20,12 @@ import torch
 from scipy.stats import spearmanr
 from seqeval.metrics import f1_score
 
-from mtst.data import Examples, read_task_splits, token_task
-from mtst.heads import first_subtokens
-from mtst.model import MultiTaskModel
-from mtst.task_encoding import encode_task
-from mtst.train_config import TaskSpec
+from mtst.data.readers import Examples
+from mtst.data.splits import read_task_splits, token_task
+from mtst.data.task_encoding import encode_task
+from mtst.model.multitask import MultiTaskModel
+from mtst.model.spans import first_subtokens
+from mtst.training.config import TaskSpec
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -106,7 +107,8 @@ def task_splits(name: str, train_sizes: dict[str, int] | None = None) -> dict[st
     spec = task_specs(train_sizes)[name]
     key = json.dumps(spec, sort_keys=True)
     if key not in _SPLIT_CACHE:
-        splits = read_task_splits(TaskSpec.model_validate(clean_spec(spec)))
+        task = TaskSpec.model_validate(clean_spec(spec))
+        splits = read_task_splits(task.name, task.type, task.data)
         limit = spec.get("_train_limit")
         if limit is not None and len(splits["train"]) > limit:
             train = splits["train"]

@@ -1,5 +1,5 @@
 """The trained experiments: each variant is a TrainConfig (built from the shared task specs + overrides)
-run with ``mtst.train.train``, then evaluated on every task's test split and on STS-B test.
+run with ``mtst.training.recipe.train``, then evaluated on every task's test split and on STS-B test.
 
 Budget (2 shared CPU cores): subsampled training sets (common.TRAIN_SIZES), max_seq_length 128,
 batch 16, fixed step budgets (STEPS). Every number in the results comes from this small budget, not
@@ -25,8 +25,8 @@ from common import (
     task_specs,
 )
 
-from mtst.model import MultiTaskModel
-from mtst.train_config import TrainConfig
+from mtst.model.multitask import MultiTaskModel
+from mtst.training.config import TrainConfig
 
 RUNS = CACHE / "runs"
 STEPS = 100  # optimizer steps per task (joint runs get STEPS x number of tasks)
@@ -239,7 +239,8 @@ def _trained_model(result: object, output_dir: str) -> MultiTaskModel:
 
 def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
     """Train one variant, evaluate every head the model has (frozen-head variants included) + STS-B."""
-    from mtst.train import TrainResult, train
+    from mtst.training.recipe import train
+    from mtst.training.run_files import TrainResult
 
     raw = build_config(experiment, variant, seed, quick)
     if variant.init_from is not None and not Path(raw["model"]["init_from"]).exists():

@@ -14,9 +14,9 @@ from seqeval.metrics import f1_score
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestCentroid
 
-from mtst.heads import first_subtokens
-from mtst.model import MultiTaskModel
-from mtst.tokenization import length_sorted_batches
+from mtst.model.multitask import MultiTaskModel
+from mtst.model.spans import first_subtokens
+from mtst.model.tokenization import length_sorted_batches
 
 FEATURES = CACHE / "features"
 C_GRID = (0.1, 1.0, 10.0)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import MAX_SEQ_LENGTH, result_path, seed_everything, setup_threads, task_splits, write_result  # noqa: E402
 
-from mtst.model import MultiTaskModel  # noqa: E402
+from mtst.model.multitask import MultiTaskModel  # noqa: E402
 
 HEADS = {
     "topic": ("sentence_classification", ["World", "Sports", "Business", "Sci/Tech"]),

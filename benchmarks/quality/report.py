@@ -148,7 +148,7 @@ def plot_curve(experiment: str) -> Path | None:
 
 def _task_share(run: dict, task: str) -> float:
     """The expected fraction of a run's optimizer steps that trained ``task`` (its sampler's probability)."""
-    from mtst.sampling import task_probabilities
+    from mtst.data.sampling import task_probabilities
 
     sampling = run["config"].get("sampling", {})
     weights = {t["name"]: t.get("sampling_weight") for t in run["config"]["tasks"]}

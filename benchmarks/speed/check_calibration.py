@@ -47,7 +47,7 @@ def evaluation_sentences(data: Path = DATA) -> set[str]:
 
 
 def main() -> None:
-    from mtst.export import read_calibration
+    from mtst.inference.quantize import read_calibration
 
     sentences = read_calibration(None)
     shared = [text for text in sentences if normal(text) in evaluation_sentences()]

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/speed/int8_sweep.py [--settings a,b] [--work /tmp/mtst-int8-sweep] [--speed]
 
 Every setting is quantised from the same fp32 export of the shipped trained model. Agreement with torch fp32
-(``mtst.export.predicted_labels`` / ``label_agreement``: arg-max label per sentence, per word for NER) on the
-first 300 and 1,000 unique STS-B test sentences, batch 64; STS-B Spearman and cosine to torch over all of
+(``mtst.inference.agreement.predicted_labels`` / ``label_agreement``: arg-max label per sentence, per word for NER)
+on the first 300 and 1,000 unique STS-B test sentences, batch 64; STS-B Spearman and cosine to torch over all of
 them. These numbers do not depend on machine load. ``--speed`` then times ``encode`` of each built setting
 alternately in one process (1 thread, fastest of 5 over 1,000 sentences, this process's CPU time), relative to
 the first setting. "template" calibration is the synthetic file mtst shipped before, read from git history.
@@ -52,7 +52,7 @@ SETTINGS = {
 
 
 def calibration_sentences(name: str) -> list[str]:
-    from mtst.export import read_calibration
+    from mtst.inference.quantize import read_calibration
 
     if name == "shipped":
         return read_calibration(None)
@@ -67,7 +67,7 @@ def build_openvino(setting: dict, work: Path, target: Path, model) -> None:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    from mtst.export import _feeds
+    from mtst.inference.export import _feeds
 
     advanced = AdvancedQuantizationParameters()
     if setting.get("ranges") == "minmax":
@@ -85,8 +85,8 @@ def build_openvino(setting: dict, work: Path, target: Path, model) -> None:
 
 
 def evaluate(name: str, directory: Path, reference: dict, texts: list[str], pairs: np.ndarray) -> dict:
-    from mtst.backends import load_predictor
-    from mtst.export import label_agreement, predicted_labels
+    from mtst.inference.agreement import label_agreement, predicted_labels
+    from mtst.inference.backends import load_predictor
 
     predictor = load_predictor(directory, threads=2)
     vectors = predictor.encode(texts, batch_size=64)
@@ -102,7 +102,7 @@ def evaluate(name: str, directory: Path, reference: dict, texts: list[str], pair
 
 
 def cpu_times(directories: dict[str, Path], texts: list[str], rounds: int = 5) -> dict[str, float]:
-    from mtst.backends import load_predictor
+    from mtst.inference.backends import load_predictor
 
     predictors = {name: load_predictor(path, threads=1) for name, path in directories.items()}
     best = dict.fromkeys(predictors, float("inf"))
@@ -125,7 +125,8 @@ def main() -> None:
     import torch
 
     from mtst import MultiTaskModel
-    from mtst.export import export_model, predicted_labels
+    from mtst.inference.agreement import predicted_labels
+    from mtst.inference.export import export_model
 
     torch.set_num_threads(2)
     names = args.settings.split(",")

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/speed/onnx_encode_graph.py DIR [--threads 1] [--sentences 1000] [--rounds 5]
 
 DIR is an ONNX export (fp32 or int8). ONNX Runtime runs every node whatever outputs are fetched, so
-``OnnxPredictor`` cuts the graph at the embedding (``mtst.runtimes.encoder_graph``) and ``encode`` runs only
+``OnnxPredictor`` cuts the graph at the embedding (``mtst.inference.runtimes.encoder_graph``) and ``encode`` runs only
 the encoder part. Both are timed alternately in one process over the same batches (fastest of N rounds,
 wall and this process's CPU time: robust to a shared machine); also prints the resident memory each load added.
 """
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     import onnxruntime as ort
 
-    from mtst.runtimes import OnnxPredictor
+    from mtst.inference.runtimes import OnnxPredictor
 
     texts = stsb_test()[0][: args.sentences]
     predictor = OnnxPredictor(args.export_dir, threads=args.threads)  # also pays the imports, not measured

@@ -31,7 +31,7 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from mtst.backends import load_predictor
+    from mtst.inference.backends import load_predictor
 
     texts, pairs = stsb_test()
     table = np.asarray(pairs)

@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from mtst.backends import load_predictor
+    from mtst.inference.backends import load_predictor
 
     torch.set_num_threads(args.threads)
     texts = stsb_test()[0][: args.sentences]

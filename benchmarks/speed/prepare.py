@@ -35,7 +35,7 @@ def ag_news_texts(count: int, data: Path = DATA) -> list[str]:
 def sentence_sets(work: Path, subsample: int | None) -> dict:
     from transformers import AutoTokenizer
 
-    from mtst.encoder import default_backbone_path
+    from mtst.model.encoder import default_backbone_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(default_backbone_path()))
     stsb, pairs = stsb_test()
@@ -57,7 +57,7 @@ def mtst_model(work: Path) -> tuple[Path, str]:
     import torch
 
     from mtst import MultiTaskModel
-    from mtst.storage import DEFAULT_MODEL_DIR
+    from mtst.model.storage import DEFAULT_MODEL_DIR
 
     if (DEFAULT_MODEL_DIR / "mtst_config.json").exists():
         return DEFAULT_MODEL_DIR, "shipped default model (trained heads)"
@@ -77,7 +77,7 @@ def hand_openvino(work: Path, calibration: list[str]) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from mtst.encoder import default_backbone_path
+    from mtst.model.encoder import default_backbone_path
 
     out = work / "hand-ov"
     out.mkdir(exist_ok=True)
@@ -115,7 +115,8 @@ def prepare(work: Path, subsample: int | None, reuse: bool = False) -> dict:
 
     ``reuse``: keep the model and exports an earlier run left in ``work`` (sentences are always rebuilt).
     """
-    from mtst.export import export_model, read_calibration
+    from mtst.inference.export import export_model
+    from mtst.inference.quantize import read_calibration
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "results").mkdir(exist_ok=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from mtst.export import label_agreement
+from mtst.inference.agreement import label_agreement
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from mtst.encoder import default_backbone_path
+from mtst.model.encoder import default_backbone_path
 
 BATCH, WARMUP, TIMED = 32, 3, 20
 SETTINGS = {"fp32": (False, False), "bf16": (True, False), "bf16+frozen-token-embeddings": (True, True)}

@@ -33,7 +33,7 @@ def hand_openvino(xml: Path, threads: int, batch_size: int = 64) -> Callable[[li
     import openvino as ov
     from transformers import AutoTokenizer
 
-    from mtst.encoder import default_backbone_path
+    from mtst.model.encoder import default_backbone_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(default_backbone_path()))
     core = ov.Core()
@@ -68,14 +68,14 @@ def build(variant: str, work: Path, threads: int) -> tuple[Callable[[list[str]],
     if variant.startswith("st-fp32"):
         from sentence_transformers import SentenceTransformer
 
-        from mtst.encoder import default_backbone_path
+        from mtst.model.encoder import default_backbone_path
 
         st = SentenceTransformer(str(default_backbone_path()), device="cpu")
         return (lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True)), None
     if variant.startswith("hand-ov"):
         xml = work / "hand-ov" / ("encoder-int8.xml" if variant.endswith("int8") else "encoder.xml")
         return hand_openvino(xml, threads), None
-    from mtst.backends import load_predictor
+    from mtst.inference.backends import load_predictor
 
     if variant in ("torch-fp32", "torch-predict"):
         model = load_predictor(model_dir, "torch", threads=threads)
@@ -99,7 +99,7 @@ def _batch_size(variant: str) -> int:
 
 def separate_models(model_dir: Path, threads: int) -> Callable[[list[str]], object]:
     """Embedding model + one separate full model per task: what mtst replaces (N+1 encoder passes)."""
-    from mtst.backends import load_predictor
+    from mtst.inference.backends import load_predictor
 
     embedder = load_predictor(model_dir, "torch", threads=threads)
     per_task = {task: load_predictor(model_dir, "torch", threads=threads) for task in embedder.tasks}
@@ -181,7 +181,7 @@ def main() -> None:
         np.save(args.work / "results" / f"{args.variant}.alone.npy", np.stack(alone).astype(np.float32))
     result["peak_rss_mb"] = peak_rss_mb()
     if predictor is not None and predictor.tasks:  # arg-max labels; token tasks one tag per word
-        from mtst.export import predicted_labels
+        from mtst.inference.agreement import predicted_labels
 
         result["labels"] = predicted_labels(predictor, sets["stsb"][:AGREEMENT_SAMPLE], batch_size=64)
     if getattr(predictor, "runtime_precision", None):

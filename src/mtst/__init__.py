@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mtst.config import EncoderConfig, HeadConfig, ModelConfig
 from mtst.errors import MtstError
-from mtst.heads import HEADS, Head
-from mtst.model import MultiTaskModel
-from mtst.pooling import POOLINGS
+from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
+from mtst.model.heads import HEADS, Head
+from mtst.model.multitask import MultiTaskModel
+from mtst.model.pooling import POOLINGS
 
 __all__ = [
     "HEADS",

@@ -1,0 +1,5 @@
+"""``python -m mtst.cli ...``: the same as the ``mtst`` command."""
+
+from mtst.cli import app
+
+app()

@@ -1,0 +1,62 @@
+"""The one Typer app every command registers on, its error rule and the options commands share.
+
+Every command shares one error rule, enforced once in ``MtstGroup.invoke``: a problem the user can
+fix (MtstError, a pydantic ValidationError) becomes ONE line on stderr, ``error: ...``, exit code 1,
+and no output file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from mtst.errors import MtstError
+
+
+class MtstGroup(typer.core.TyperGroup):
+    """Turns user errors from any subcommand into one ``error: ...`` line and exit code 1."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except MtstError as exc:
+            _fail(str(exc))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            _fail(f"{where}: {first['msg']}" if where else first["msg"])
+
+
+def _fail(message: str) -> None:
+    one_line = " ".join(message.split())  # never more than one line, whatever the message holds
+    typer.echo(f"error: {one_line}", err=True)
+    raise typer.Exit(1)
+
+
+app = typer.Typer(
+    cls=MtstGroup,
+    help="mtst: one shared sentence encoder -> embeddings + every task head in one forward pass.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# ---- shared options -----------------------------------------------------------------------------
+SentencesArg = Annotated[list[str] | None, typer.Argument(help="Sentences (or use --input / stdin).",
+                                                         show_default=False)]
+InputOpt = Annotated[str | None, typer.Option("--input", "-i", help="UTF-8 text file, one sentence per line; "
+                                                                    "'-' = stdin.")]
+ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="mtst model directory (save / train / export).")]
+BackboneOpt = Annotated[str | None, typer.Option(help="Local backbone directory (HF or sentence-transformers); "
+                                                      "default all-MiniLM-L6-v2.")]
+PoolingOpt = Annotated[str | None, typer.Option(help="mean | cls | max (default: what the backbone says).")]
+NormalizeOpt = Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings.",
+                                                   show_default=False)]
+MaxLenOpt = Annotated[int | None, typer.Option(help="Truncate inputs to this many tokens.")]
+BatchOpt = Annotated[int, typer.Option(help="Sentences per forward pass.")]
+BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx | openvino (all but torch need --model).")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference (default: all available cores).",
+                                                show_default=False)]

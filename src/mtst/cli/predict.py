@@ -1,0 +1,39 @@
+"""``mtst predict``: every task head's predictions as JSON lines, one per sentence, from one forward pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtst.cli.app import BackendOpt, BatchOpt, InputOpt, ModelOpt, SentencesArg, ThreadsOpt
+from mtst.cli.io import emit_jsonl, read_sentences, wants_progress
+from mtst.cli.loading import load_task_model
+from mtst.errors import MtstError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def predict(
+        sentences: SentencesArg = None,
+        input_path: InputOpt = None,
+        model: ModelOpt = None,
+        tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: all of the model's).")] = None,
+        embedding: Annotated[bool, typer.Option("--embedding", help="Add each sentence's embedding.")] = False,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSON lines to this file.")] = None,
+        batch_size: BatchOpt = 32,
+        backend: BackendOpt = "auto",
+        threads: ThreadsOpt = None,
+    ) -> None:
+        """Every task head's predictions as JSON lines, one per sentence (one forward pass each)."""
+        texts = read_sentences(sentences, input_path)
+        predictor = load_task_model(model, backend, threads)
+        wanted = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
+        for task in wanted or []:
+            if task not in predictor.tasks:
+                known = ", ".join(predictor.tasks) or "none (this model has no heads)"
+                raise MtstError(f"unknown task '{task}'; this model's tasks are: {known}")
+        rows = predictor.predict(texts, tasks=wanted, batch_size=batch_size, include_embedding=embedding,
+                                 show_progress=wants_progress(texts))
+        emit_jsonl(rows, output)

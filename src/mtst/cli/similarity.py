@@ -1,0 +1,60 @@
+"""``mtst similarity``: the cosine similarity matrix between sentences."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mtst.cli.app import (
+    BackboneOpt,
+    BackendOpt,
+    BatchOpt,
+    InputOpt,
+    MaxLenOpt,
+    ModelOpt,
+    PoolingOpt,
+    SentencesArg,
+    ThreadsOpt,
+)
+from mtst.cli.io import read_sentences, short
+from mtst.cli.loading import check_choice, load_encoder
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def similarity(
+        sentences: SentencesArg = None,
+        input_path: InputOpt = None,
+        output_format: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+        model: ModelOpt = None,
+        backbone: BackboneOpt = None,
+        pooling: PoolingOpt = None,
+        max_seq_length: MaxLenOpt = None,
+        batch_size: BatchOpt = 64,
+        backend: BackendOpt = "auto",
+        threads: ThreadsOpt = None,
+    ) -> None:
+        """Cosine similarity matrix between sentences."""
+        from mtst.cli.showcase import cosine_matrix
+
+        check_choice(output_format, ("table", "json"), "format")
+        texts = read_sentences(sentences, input_path)
+        predictor = load_encoder(model, backbone, pooling, None, max_seq_length, backend, threads)
+        embeddings = np.asarray(predictor.encode(texts, batch_size=batch_size, convert_to="numpy"), dtype=np.float64)
+        sims = cosine_matrix(embeddings)  # (N, N)
+        if output_format == "json":
+            typer.echo(json.dumps({"sentences": texts, "similarity": np.round(sims, 6).tolist()}, ensure_ascii=False))
+            return
+        table = Table(title="Cosine similarity")
+        table.add_column("sentence", no_wrap=True)
+        for col in range(len(texts)):
+            table.add_column(str(col + 1), justify="right")
+        for row, text in enumerate(texts):
+            table.add_row(Text(f"{row + 1} {short(text, 30)}"), *(f"{v:.3f}" for v in sims[row]))
+        Console().print(table)

@@ -1,0 +1,288 @@
+"""Labelled examples from files: one reader per format (csv | tsv | jsonl | conll | hf_disk).
+
+Data flow: DataSource (csv | tsv | jsonl | conll | hf_disk) -> Examples (texts, labels, origins)
+-> EncodedTask (task_encoding.py: tokenized once, label ids aligned to sub-tokens) -> padded (B, T) batches.
+
+Every problem a user can fix in a data file raises MtstError naming ``path:line`` and the problem,
+because "KeyError: 3" after ten minutes of tokenising is no help.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtst.data.sources import DataSource
+from mtst.errors import MtstError
+
+DOCSTART = "-DOCSTART-"  # CoNLL document separator, not a sentence
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Texts and label names of one split; ``origins[i]`` is ``"path:line"`` of example i."""
+
+    texts: list  # list[str] (sentence tasks) or list[list[str]] (words, token tasks)
+    labels: list  # list[str] or list[list[str]] (one BIO tag per word)
+    origins: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def take(examples: Examples, indices: Sequence[int]) -> Examples:
+    return Examples(
+        texts=[examples.texts[i] for i in indices],
+        labels=[examples.labels[i] for i in indices],
+        origins=[examples.origins[i] for i in indices],
+    )
+
+
+# ---- reading files ------------------------------------------------------------------------
+def _read_text(path: Path) -> str:
+    """The whole file as UTF-8 text; a decoding error names the line it sits on."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise MtstError(f"{path}: file not found; check the data path in the config") from exc
+    except IsADirectoryError as exc:
+        raise MtstError(f"{path}: is a directory; point the data path at a file") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise MtstError(f"{path}:{line}: not valid UTF-8 (byte {data[exc.start]:#04x}); re-save the file as UTF-8"
+                        ) from exc
+    if not text.strip():
+        raise MtstError(f"{path}: file is empty; it needs at least one example")
+    return text.removeprefix("\ufeff")
+
+
+def _label_name(raw: object, origin: str, source: DataSource, names: list[str] | None = None) -> str:
+    """A raw label (str, int, ...) -> its name: through label_map if given, else ClassLabel names."""
+    if raw is None or isinstance(raw, list | dict):
+        raise MtstError(f"{origin}: label must be one value, got {raw!r}")
+    key = str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw).strip()  # 1.0 -> "1"
+    if source.label_map is not None:
+        if key not in source.label_map:
+            raise MtstError(f"{origin}: label '{key}' has no entry in label_map (keys: {sorted(source.label_map)})")
+        key = source.label_map[key].strip()
+    elif names is not None and isinstance(raw, int) and not isinstance(raw, bool):
+        if not 0 <= raw < len(names):
+            raise MtstError(f"{origin}: class index {raw} is outside the dataset's ClassLabel names {names}")
+        key = names[raw]
+    if not key:
+        raise MtstError(f"{origin}: empty label; every example needs one")
+    return key
+
+
+def _column_index(column: str | int, header: list[str] | None, path: Path) -> int:
+    if isinstance(column, int):
+        return column
+    if header is None:
+        raise MtstError(f"{path}: with header: false, columns are 0-based indices; got '{column}'")
+    if column not in header:
+        raise MtstError(f"{path}:1: no column '{column}'; the header has {header}")
+    return header.index(column)
+
+
+def read_delimited(source: DataSource, columns: Sequence[str | int]) -> tuple[list[list[str]], list[str]]:
+    """csv (normal quoting) or tsv (QUOTE_NONE: SST-2 and STS-B hold stray quotes) -> the wanted
+    fields of each non-blank row, stripped, and each row's origin."""
+    path = source.path
+    stream = io.StringIO(_read_text(path), newline="")
+    if source.format == "tsv":
+        reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(stream)
+    rows: list[list[str]] = []
+    origins: list[str] = []
+    indices: list[int] | None = None
+    try:
+        line = 1
+        for row in reader:
+            origin, line = f"{path}:{line}", reader.line_num + 1  # a quoted field may span lines
+            if not any(field.strip() for field in row):
+                continue
+            if indices is None:
+                header = [field.strip() for field in row] if source.header else None
+                indices = [_column_index(column, header, path) for column in columns]
+                if source.header:
+                    continue
+            for column, index in zip(columns, indices, strict=True):
+                if not -len(row) <= index < len(row):
+                    raise MtstError(f"{origin}: row has {len(row)} column(s), so column {column!r} is missing")
+            rows.append([row[index].strip() for index in indices])
+            origins.append(origin)
+    except csv.Error as exc:
+        raise MtstError(f"{path}:{reader.line_num}: cannot parse as {source.format}: {exc}") from exc
+    if not rows:
+        raise MtstError(f"{path}: no examples below the header; the file needs at least one row")
+    return rows, origins
+
+
+def _read_jsonl(source: DataSource) -> list[tuple[object, object, str]]:
+    path = source.path
+    for column in (source.text_column, source.label_column):
+        if not isinstance(column, str):
+            raise MtstError(f"{path}: jsonl columns are key names, got the index {column}")
+    records = []
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 is valid JSON
+        if not line.strip():
+            continue
+        origin = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MtstError(f"{origin}: invalid JSON ({exc.msg}); each line must be one JSON object") from exc
+        if not isinstance(row, dict):
+            raise MtstError(f"{origin}: each line must be one JSON object, got {type(row).__name__}")
+        for column in (source.text_column, source.label_column):
+            if column not in row:
+                raise MtstError(f"{origin}: no key '{column}' (keys: {sorted(row)})")
+        records.append((row[source.text_column], row[source.label_column], origin))
+    return records
+
+
+def _read_conll(source: DataSource) -> list[tuple[object, object, str]]:
+    """Word in column 0, tag in ``tag_column``; blank lines end sentences; -DOCSTART- lines are skipped."""
+    path = source.path
+    records = []
+    words: list[str] = []
+    tags: list[str] = []
+    start = width_line = width = 0
+
+    def flush() -> None:
+        if words:
+            records.append((list(words), list(tags), f"{path}:{start}"))
+            words.clear()
+            tags.clear()
+
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        parts = line.split()
+        if not parts or parts[0] == DOCSTART:
+            flush()
+            continue
+        if not width:
+            width, width_line = len(parts), number
+            if width < 2:
+                raise MtstError(f"{path}:{number}: expected 'word ... tag' columns separated by whitespace, got 1")
+            if not -width < source.tag_column < width or source.tag_column in (0, -width):
+                raise MtstError(f"{path}:{number}: tag_column {source.tag_column} is not a tag column "
+                                f"of a {width}-column line")
+        elif len(parts) != width:
+            raise MtstError(f"{path}:{number}: expected {width} columns (as on line {width_line}), got {len(parts)}")
+        if not words:
+            start = number
+        words.append(parts[0])
+        tags.append(parts[source.tag_column])
+    flush()
+    return records
+
+
+def _class_names(feature: object) -> list[str] | None:
+    """ClassLabel names of a datasets feature, or of the items of a sequence feature."""
+    inner = getattr(feature, "feature", feature)
+    names = getattr(inner, "names", None)
+    return list(names) if isinstance(names, list) else None
+
+
+def _read_hf_disk(source: DataSource) -> tuple[list[tuple[object, object, str]], list[str] | None]:
+    """A ``Dataset.save_to_disk`` directory. For a DatasetDict, point ``path`` at one split's
+    folder (``save_to_disk`` writes each split as its own Dataset directory)."""
+    path = source.path
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError as exc:
+        raise MtstError("format hf_disk needs the 'datasets' package: pip install datasets") from exc
+    if not path.is_dir():
+        raise MtstError(f"{path}: directory not found; hf_disk reads a datasets save_to_disk directory")
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise MtstError(f"{path}: not a datasets save_to_disk directory ({str(exc).splitlines()[0]})") from exc
+    if isinstance(dataset, DatasetDict):
+        splits = list(dataset)
+        raise MtstError(f"{path} holds a DatasetDict with splits {splits}; point path at one split's directory, "
+                        f"e.g. {path / splits[0]}")
+    for column in (source.text_column, source.label_column):
+        if column not in dataset.column_names:
+            raise MtstError(f"{path}: no column {column!r}; the dataset's columns are {dataset.column_names}")
+    if len(dataset) == 0:
+        raise MtstError(f"{path}: the dataset is empty; it needs at least one example")
+    texts, labels = dataset[source.text_column], dataset[source.label_column]
+    records = [(text, label, f"{path}:row {row}") for row, (text, label) in enumerate(zip(texts, labels, strict=True))]
+    return records, _class_names(dataset.features[source.label_column])
+
+
+def _check_bio(tag: str, origin: str) -> str:
+    prefix, dash, kind = tag.partition("-")
+    if tag != "O" and not (prefix in ("B", "I") and dash and kind):
+        raise MtstError(f"{origin}: tag '{tag}' is not BIO; token tasks need O, B-TYPE and I-TYPE tags")
+    return tag
+
+
+def _to_examples(records: list[tuple[object, object, str]], source: DataSource, token: bool,
+                 names: list[str] | None = None) -> Examples:
+    """Validate raw (text, label, origin) records and turn labels into names."""
+    texts, labels, origins = [], [], []
+    for text, label, origin in records:
+        if token:
+            if not isinstance(text, list) or not text or not all(isinstance(word, str) for word in text):
+                raise MtstError(f"{origin}: a token task needs a non-empty list of words, got {text!r:.60}")
+            if not isinstance(label, list) or len(label) != len(text):
+                raise MtstError(f"{origin}: needs one tag per word ({len(text)} words), got {label!r:.60}")
+            label = [_check_bio(_label_name(tag, origin, source, names), origin) for tag in label]
+        else:
+            if not isinstance(text, str) or not text.strip():
+                raise MtstError(f"{origin}: text must be a non-empty string, got {text!r:.60}")
+            label = _label_name(label, origin, source, names)
+        texts.append(text)
+        labels.append(label)
+        origins.append(origin)
+    return Examples(texts, labels, origins)
+
+
+def read_all(source: DataSource, token: bool) -> Examples:
+    if source.text_pair_column is not None:
+        raise MtstError(f"{source.path}: text_pair_column is only read by evaluation.sts; remove it from task data")
+    if source.format in ("csv", "tsv"):
+        if token:
+            raise MtstError(f"{source.path}: token tasks read conll, jsonl or hf_disk data, not {source.format}")
+        rows, origins = read_delimited(source, [source.text_column, source.label_column])
+        records = [(text, label, origin) for (text, label), origin in zip(rows, origins, strict=True)]
+        return _to_examples(records, source, token)
+    if source.format == "conll":
+        if not token:
+            raise MtstError(f"{source.path}: conll data holds word tags; use it for a token task")
+        return _to_examples(_read_conll(source), source, token)
+    if source.format == "jsonl":
+        return _to_examples(_read_jsonl(source), source, token)
+    records, names = _read_hf_disk(source)
+    return _to_examples(records, source, token, names)
+
+
+def read_examples(source: DataSource, token: bool) -> Examples:
+    """One file -> Examples (the first ``max_examples`` when set)."""
+    examples = read_all(source, token)
+    return take(examples, range(min(len(examples), source.max_examples or len(examples))))
+
+
+def read_pairs(source: DataSource) -> tuple[list[str], list[str], list[float], list[str]]:
+    """An STS-style csv/tsv: (first sentences, second sentences, gold scores, origins)."""
+    if source.format not in ("csv", "tsv") or source.text_pair_column is None:
+        raise MtstError(f"{source.path}: sentence pairs need format csv or tsv with text_column, text_pair_column "
+                        "and label_column (STS-B: 5, 6 and 4 with header: false)")
+    rows, origins = read_delimited(source, [source.text_column, source.text_pair_column, source.label_column])
+    scores = []
+    for (_, _, score), origin in zip(rows, origins, strict=True):
+        try:
+            scores.append(float(score))
+        except ValueError as exc:
+            raise MtstError(f"{origin}: score '{score}' is not a number") from exc
+    limit = source.max_examples or len(rows)
+    return [r[0] for r in rows][:limit], [r[1] for r in rows][:limit], scores[:limit], origins[:limit]

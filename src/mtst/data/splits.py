@@ -1,0 +1,74 @@
+"""Deterministic train/dev/test splits of one file, and label sets (inferred, checked)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from mtst.data.readers import Examples, read_all, read_examples, take
+from mtst.data.sources import SplitSpec, TaskData
+from mtst.errors import MtstError
+from mtst.model.heads import HEADS
+
+SPLITS = ("train", "dev", "test")
+
+
+def split_examples(examples: Examples, spec: SplitSpec) -> dict[str, Examples]:
+    """Shuffle indices with ``spec.seed`` and cut by ratio; each split keeps file order.
+
+    A split with ratio 0 is left out; one with a positive ratio gets at least one example.
+    """
+    order = list(range(len(examples)))
+    random.Random(spec.seed).shuffle(order)
+    sizes = {name: max(1, round(len(order) * getattr(spec, name))) for name in ("dev", "test") if getattr(spec, name)}
+    sizes = {"train": len(order) - sum(sizes.values()), **sizes}
+    if sizes["train"] < 1:
+        raise MtstError(f"{examples.origins[0].rsplit(':', 1)[0]}: {len(examples)} example(s) are too few to split "
+                        f"into {list(sizes)}")
+    parts, start = {}, 0
+    for name, size in sizes.items():
+        parts[name] = take(examples, sorted(order[start : start + size]))
+        start += size
+    return parts
+
+
+def token_task(head_type: str) -> bool:
+    """True for heads that read token_embeddings (labels are one tag per word)."""
+    if head_type not in HEADS:
+        raise MtstError(f"unknown head type '{head_type}'; choose one of {', '.join(HEADS)}")
+    return HEADS[head_type].reads == "token_embeddings"
+
+
+def read_task_splits(name: str, head_type: str, data: TaskData) -> dict[str, Examples]:
+    """The configured splits of task ``name``, keyed among "train", "dev", "test"."""
+    token = token_task(head_type)
+    try:
+        if data.source is not None:
+            parts = split_examples(read_all(data.source, token), data.split)
+            limit = data.source.max_examples
+            return {name: take(part, range(min(len(part), limit or len(part)))) for name, part in parts.items()}
+        return {name: read_examples(source, token) for name in SPLITS if (source := getattr(data, name))}
+    except MtstError as exc:
+        raise MtstError(f"task '{name}': {exc}") from exc
+
+
+def infer_labels(examples: Examples, head_type: str) -> list[str]:
+    """Sorted label names; token tasks: "O", then B-/I- per entity type (both, even if one is unseen)."""
+    if token_task(head_type):
+        kinds = sorted({tag[2:] for tags in examples.labels for tag in tags if tag != "O"})
+        labels = ["O"] + [f"{prefix}-{kind}" for kind in kinds for prefix in ("B", "I")]
+    else:
+        labels = sorted(set(examples.labels))
+    if len(labels) < 2:
+        where = examples.origins[0].rsplit(":", 1)[0] if examples.origins else "the training data"
+        raise MtstError(f"{where}: found only the label(s) {labels}; a classifier needs at least two")
+    return labels
+
+
+def check_labels(examples: Examples, labels: Sequence[str]) -> None:
+    """Every example's label (or tag) must be in ``labels``."""
+    known = set(labels)
+    for label, origin in zip(examples.labels, examples.origins, strict=True):
+        for name in label if isinstance(label, list) else [label]:
+            if name not in known:
+                raise MtstError(f"{origin}: label '{name}' not in the label set {list(labels)}")

@@ -1,0 +1,82 @@
+"""What a model directory holds (`mtst info`): encoder settings, tasks, heads and labels, read from configs
+and safetensors headers only, so it is instant even for large models and never loads weights."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from mtst.errors import MtstError
+
+
+def describe(directory: Path | None) -> dict:
+    """Facts about an mtst model directory or a plain backbone, read from configs and file headers only."""
+    from mtst.model.config import CONFIG_FILE
+    from mtst.model.encoder import default_backbone_path
+    from mtst.model.storage import DEFAULT_MODEL_DIR, ENCODER_DIR, HEADS_FILE, read_config
+
+    note = None
+    if directory is None:  # the shipped default model, else the default backbone it would be built on
+        directory = DEFAULT_MODEL_DIR
+        if not (DEFAULT_MODEL_DIR / CONFIG_FILE).exists():
+            directory, note = default_backbone_path(), "no trained default model installed; showing its backbone"
+    if directory.is_dir() and not (directory / CONFIG_FILE).exists() and (directory / "config.json").exists():
+        return {**_describe_backbone(directory), "note": note}
+    from mtst.inference.export import read_export_info
+
+    config = read_config(directory)  # one-line errors for missing, foreign and corrupt directories
+    export = read_export_info(directory)
+    encoder_dir = directory / ENCODER_DIR
+    if not encoder_dir.is_dir() and config.encoder.backbone == "default":
+        encoder_dir = default_backbone_path()
+    sizes = _tensor_sizes(directory / HEADS_FILE)
+    tasks = {}
+    for name, head in config.heads.items():
+        widths = [head.input_dim, *([head.hidden_dim] if head.hidden_dim else []), len(head.labels)]
+        tasks[name] = {
+            "type": head.type, "sizes": " -> ".join(map(str, widths)), "labels": head.labels,
+            "parameters": sum(n for key, n in sizes.items() if key.startswith(f"{name}.")) or None,
+        }
+    enc = config.encoder
+    kind = "mtst model" if export is None else f"mtst {export['format']} export ({export.get('precision', 'fp32')})"
+    return {"path": str(directory), "kind": kind, "backbone": enc.backbone, **_encoder_facts(encoder_dir),
+            "hidden_size": enc.hidden_size, "pooling": enc.pooling, "normalize": enc.normalize,
+            "max_seq_length": enc.max_seq_length, "trained": config.trained, "tasks": tasks}
+
+
+def _describe_backbone(directory: Path) -> dict:
+    from transformers import AutoTokenizer
+
+    from mtst.model.encoder import read_backbone_settings
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise MtstError(f"cannot read the tokenizer in {directory}: {str(exc).strip()[:200]}") from exc
+    settings = read_backbone_settings(directory, tokenizer)
+    return {"path": str(directory), "kind": "backbone", "backbone": str(directory), **_encoder_facts(directory),
+            "pooling": settings.pooling, "normalize": settings.normalize, "max_seq_length": settings.max_seq_length,
+            "trained": None, "tasks": {}}
+
+
+def _encoder_facts(directory: Path) -> dict:
+    if not (directory / "config.json").exists():  # an export keeps only the graph
+        return {}
+    try:
+        hf = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MtstError(f"cannot read {directory / 'config.json'}; the encoder directory is incomplete") from exc
+    weights = _tensor_sizes(directory / "model.safetensors")
+    return {"architecture": hf.get("model_type"), "layers": hf.get("num_hidden_layers"),
+            "hidden_size": hf.get("hidden_size"), "parameters": sum(weights.values()) or None}
+
+
+def _tensor_sizes(file: Path) -> dict[str, int]:
+    """Tensor name -> element count, from the safetensors header (no weights are loaded)."""
+    from safetensors import safe_open
+
+    if not file.exists():
+        return {}
+    with safe_open(str(file), framework="np") as handle:
+        return {key: math.prod(handle.get_slice(key).get_shape()) for key in handle.keys()}

@@ -1,0 +1,266 @@
+"""Predictors for exported directories (ONNX Runtime, OpenVINO) with MultiTaskModel's inference surface.
+
+``encode`` and ``predict`` return exactly what MultiTaskModel returns: the graph gives numpy arrays,
+decoding reuses each head's ``decode`` (heads are rebuilt from their config; their weights are never
+used here, only their labels). Batches are cut by token length with a token budget, results come back
+in input order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtst.errors import MtstError, first_line
+from mtst.inference.export import INPUT_NAMES, file_sha256, read_export_info
+from mtst.model.config import CONFIG_FILE, ModelConfig
+from mtst.model.heads import Head, build_head
+from mtst.model.tokenization import TextTokenizer, Tokenized, map_batches
+
+DEFAULT_MAX_TOKENS = 8192  # padded tokens per batch: keeps long-text batches from growing without bound
+
+
+def default_threads() -> int:
+    """Cores this process may use (respects taskset / cgroup CPU affinity)."""
+    return len(os.sched_getaffinity(0))
+
+
+@contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Decoding runs tiny torch ops (softmax over (B, T, C) logits); with several intra-op threads on a busy
+    machine each one waited for a descheduled thread (29 ms instead of 1.8 ms per softmax, measured here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class ExportedPredictor:
+    """Shared part: config, tokenizer, head decoders, batching. Subclasses load and run the graph."""
+
+    backend = "exported"
+
+    def __init__(self, directory: str | Path, threads: int | None = None):
+        from transformers import AutoTokenizer
+
+        from mtst.model.storage import read_config
+
+        self.directory = Path(directory)
+        info = read_export_info(self.directory)
+        if info is None:
+            raise MtstError(f"{self.directory} is not an exported model (no export.json); "
+                            f"export it first: mtst export --model {self.directory} --format onnx --out DIR")
+        self.info = info
+        self.config: ModelConfig = read_config(self.directory)
+        if file_sha256(self.directory / CONFIG_FILE) != info.get("config_sha256"):
+            raise MtstError(f"{self.directory / CONFIG_FILE} does not match the exported graph (config hash differs); "
+                            "export the model again")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(self.directory), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise MtstError(f"cannot load the tokenizer in {self.directory}: {first_line(exc)}") from exc
+        if len(tokenizer) > int(info.get("vocab_size", 0)):
+            raise MtstError(f"tokenizer in {self.directory} has {len(tokenizer)} tokens but the graph's embedding has "
+                            f"{info.get('vocab_size')} rows; tokenizer and model do not match, export again")
+        self.tokenizer = TextTokenizer(tokenizer, self.config.encoder.max_seq_length)
+        self.heads: dict[str, Head] = {name: build_head(cfg) for name, cfg in self.config.heads.items()}
+        self.output_names: list[str] = list(info["outputs"])
+        self.threads = threads or default_threads()
+        if self.threads < 1:
+            raise MtstError(f"threads must be at least 1, got {self.threads}")
+        self.max_tokens = DEFAULT_MAX_TOKENS
+        graph = self.directory / info["graph"]
+        if not graph.exists():
+            raise MtstError(f"{graph} is missing; the exported directory is incomplete, export again")
+        self._load(graph)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.heads)
+
+    @property
+    def precision(self) -> str:
+        return str(self.info.get("precision", "fp32"))
+
+    def _load(self, graph: Path) -> None:
+        raise NotImplementedError
+
+    def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """input_ids / attention_mask (B, T) int64 -> every named output as a numpy array."""
+        raise NotImplementedError
+
+    def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, H) sentence embeddings; runtimes that can skip the heads override this."""
+        return self.run_graph(feeds)["sentence_embedding"]
+
+    # ---- MultiTaskModel's inference surface ------------------------------------------------
+    def encode(self, sentences: Sequence[str], batch_size: int = 64, normalize: bool | None = None,
+               show_progress: bool = False, convert_to: str = "numpy") -> np.ndarray | torch.Tensor:
+        """Sentences -> embeddings (N, H) in input order."""
+        from mtst.model.multitask import _as_list
+
+        if convert_to not in ("numpy", "torch"):
+            raise MtstError(f"unknown convert_to '{convert_to}'; use 'numpy' or 'torch'")
+        normalized = self.config.encoder.normalize
+        if normalize is False and normalized:
+            raise MtstError("this exported graph L2-normalises its embeddings; encode with normalize=None or True")
+
+        def embed(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], texts: list[str]) -> list:
+            vectors = self.run_embeddings(feeds).astype(np.float32)  # (B, H)
+            if normalize and not normalized:
+                vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+            return list(vectors)
+
+        rows = self._run_batched(_as_list(sentences), batch_size, show_progress, embed)
+        result = np.stack(rows) if rows else np.zeros((0, self.config.encoder.hidden_size), dtype=np.float32)
+        return torch.from_numpy(result) if convert_to == "torch" else result
+
+    def predict(self, sentences: Sequence[str], tasks: Sequence[str] | None = None, batch_size: int = 32,
+                include_embedding: bool = False, show_progress: bool = False) -> list[dict]:
+        """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}``, as MultiTaskModel.predict."""
+        from mtst.model.multitask import _as_list
+
+        tasks = list(tasks) if tasks is not None else self.tasks
+        unknown = [task for task in tasks if task not in self.heads]
+        if unknown:
+            known = ", ".join(self.heads) or "none (this model has no heads)"
+            raise MtstError(f"unknown task '{unknown[0]}'; this model's tasks are: {known}")
+
+        def run(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:
+            out = self.run_graph(feeds)
+            rows = [{"text": text} for text in batch_texts]
+            with _single_torch_thread():
+                for task in tasks:
+                    logits = torch.from_numpy(np.ascontiguousarray(out[f"logits_{task}"], dtype=np.float32))
+                    for row, value in zip(rows, self.heads[task].decode(logits, items, batch_texts), strict=True):
+                        row[task] = value
+            if include_embedding:
+                for row, vector in zip(rows, out["sentence_embedding"].astype(np.float32).tolist(), strict=True):
+                    row["embedding"] = vector
+            return rows
+
+        return self._run_batched(_as_list(sentences), batch_size, show_progress, run)
+
+    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool,
+                     fn: Callable[[dict, Sequence[Tokenized], list[str]], list]) -> list:
+        def on_numpy(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list:
+            return fn({name: batch[name].numpy() for name in INPUT_NAMES}, items, batch_texts)
+
+        return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, on_numpy)
+
+
+class OnnxPredictor(ExportedPredictor):
+    """ONNX Runtime on CPU; intra-op threads = ``threads``, one inter-op thread (one request at a time).
+
+    ONNX Runtime runs every node of a graph whatever outputs are fetched (its profiler showed the NER head's
+    convolution running for ``run(["sentence_embedding"])``), so ``encode`` runs the encoder part of the graph
+    cut at the embedding (``encoder_graph``; int8: 11.5 % less CPU). ``predict`` runs the whole graph in one
+    session, created on first use: the two parts one after the other made all heads cost 1.44x the embeddings
+    alone, the whole graph 1.06x (docs/performance.md). Encode-only users never load it.
+    """
+
+    backend = "onnx"
+
+    def _load(self, graph: Path) -> None:
+        import onnxruntime as ort
+
+        self._options = ort.SessionOptions()
+        self._options.intra_op_num_threads = self.threads
+        self._options.inter_op_num_threads = 1
+        self._options.log_severity_level = 3
+        self._graph, self._whole = graph, None
+        try:
+            encoder = encoder_graph(graph, self.output_names)
+            self.session = ort.InferenceSession(encoder, self._options, providers=["CPUExecutionProvider"])
+        except MtstError:
+            raise
+        except Exception as exc:  # onnx / onnxruntime raise their own exception types
+            raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
+
+    def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._whole is None:
+            import onnxruntime as ort
+
+            self._whole = ort.InferenceSession(str(self._graph), self._options, providers=["CPUExecutionProvider"])
+        return dict(zip(self.output_names, self._whole.run(self.output_names, feeds), strict=True))
+
+    def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["sentence_embedding"], feeds)[0]
+
+
+def encoder_graph(graph: Path, outputs: list[str]) -> bytes:
+    """The part of an exported ONNX graph that computes ``sentence_embedding`` from the inputs: no head's node
+    or weight (``encode`` loads this instead of the whole graph)."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(graph))
+    _check_outputs(graph, [o.name for o in model.graph.output], outputs)
+    return Extractor(model).extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString()
+
+
+class OpenVINOPredictor(ExportedPredictor):
+    """OpenVINO CPU with the LATENCY hint (THROUGHPUT splits 2 cores into 2 slower single-thread streams).
+    ``encode`` runs a graph compiled with the embedding output only; ``predict`` compiles the whole graph on
+    first use, so encode-only users (serving embeddings, bulk encoding) compile once.
+
+    ``inference_precision`` None lets OpenVINO choose (bf16 on CPUs with AVX512_BF16); "f32" forces fp32.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, directory: str | Path, threads: int | None = None, inference_precision: str | None = None):
+        self.inference_precision = inference_precision
+        super().__init__(directory, threads)
+
+    def _load(self, graph: Path) -> None:
+        import openvino as ov
+
+        self._config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
+        if self.inference_precision:
+            self._config["INFERENCE_PRECISION_HINT"] = self.inference_precision
+        self._graph, self._request = graph, None
+        try:
+            self._core = ov.Core()
+            self._model = self._core.read_model(str(graph))
+            _check_outputs(graph, [port.get_any_name() for port in self._model.outputs], self.output_names)
+            # encode() needs no head: a graph with only the embedding output lets OpenVINO drop every head (the
+            # NER convolution runs over every token); the whole graph is compiled on the first predict().
+            embedding_only = ov.Model([self._model.output("sentence_embedding")], self._model.get_parameters())
+            compiled = self._core.compile_model(embedding_only, "CPU", self._config)
+        except MtstError:
+            raise
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
+            raise MtstError(f"cannot load {graph}: {first_line(exc)}; the file looks corrupt, export again") from exc
+        self.embed_request = compiled.create_infer_request()
+        self.runtime_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16" | "f32"
+
+    def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._request is None:
+            try:
+                compiled = self._core.compile_model(self._model, "CPU", self._config)
+            except Exception as exc:
+                raise MtstError(f"cannot compile {self._graph}: {first_line(exc)}; export again") from exc
+            self._ports = {port.get_any_name(): port for port in compiled.outputs}
+            self._request = compiled.create_infer_request()
+        result = self._request.infer(feeds)
+        return {name: np.array(result[self._ports[name]]) for name in self.output_names}
+
+    def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.array(self.embed_request.infer(feeds)[0])
+
+
+def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:
+    missing = [name for name in expected if name not in found]
+    if missing:
+        raise MtstError(f"{graph} has no output '{missing[0]}' that export.json promises; export the model again")
+
+
+PREDICTORS: dict[str, type[ExportedPredictor]] = {"onnx": OnnxPredictor, "openvino": OpenVINOPredictor}

@@ -1,0 +1,67 @@
+"""Typed, validated model configuration and its JSON form on disk.
+
+The saved config stores registry *names* (``"mean"``, ``"token_classification"``), never
+import paths, so a rename inside mtst can't break old model directories.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "mtst_config.json"
+
+PoolingName = Literal["mean", "cls", "max"]
+# The keys of mtst.model.heads.HEADS (a test keeps the two equal): a Literal, so an unknown type is a config
+# error listing the choices, and this module needs nothing from the heads.
+HeadType = Literal["sentence_classification", "token_classification", "windowed_token_classification"]
+
+
+class StrictModel(BaseModel):
+    """Base for every config: unknown keys are errors that name the key."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EncoderConfig(StrictModel):
+    pooling: PoolingName = "mean"
+    normalize: bool = True
+    max_seq_length: int = Field(256, gt=1, le=8192)
+    hidden_size: int = Field(..., gt=0)
+    backbone: str = ""  # where the encoder originally came from (informational)
+
+
+class HeadConfig(StrictModel):
+    type: HeadType
+    labels: list[str] = Field(..., min_length=2)
+    input_dim: int = Field(..., gt=0)
+    hidden_dim: int | None = Field(None, gt=0)  # optional hidden layer (sentence heads)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels must be unique, got {labels}")
+        return labels
+
+
+class ModelConfig(StrictModel):
+    format_version: int = FORMAT_VERSION
+    encoder: EncoderConfig
+    heads: dict[str, HeadConfig] = Field(default_factory=dict)
+    trained: bool = False  # False: heads are seeded random weights (say so to users)
+
+
+def migrate(raw: dict) -> dict:
+    """Bring an older saved config up to FORMAT_VERSION (the one place migrations live)."""
+    version = raw.get("format_version")
+    if version is None:
+        raise ValueError("config has no 'format_version'")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"format_version {version} is newer than this mtst supports ({FORMAT_VERSION}); upgrade mtst"
+        )
+    return raw

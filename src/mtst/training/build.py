@@ -1,0 +1,55 @@
+"""What a training run is built from: seeds, the mixed-precision check, and the starting model."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from mtst.data.readers import Examples
+from mtst.data.splits import infer_labels
+from mtst.errors import MtstError
+from mtst.model.multitask import MultiTaskModel
+from mtst.training.config import TrainConfig
+
+
+def check_mixed_precision(mode: str, device: torch.device) -> None:
+    """bf16 autocast needs a GPU that has bf16 (Ampere or newer); CPUs always run it (fast with AVX512-BF16/AMX)."""
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise MtstError("run.mixed_precision: bf16 is not supported by this GPU; set it to \"no\"")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]]) -> MultiTaskModel:
+    """The model a run starts from: ``model.init_from`` or a backbone, plus a new head per task it lacks
+    (labels from the config, else inferred from the task's training split)."""
+    section = config.model
+    if section.init_from:
+        model = MultiTaskModel.load(section.init_from)
+    else:
+        model = MultiTaskModel.from_backbone(section.backbone, section.pooling, section.normalize,
+                                             section.max_seq_length)
+    for task in config.tasks:
+        if task.name in model.heads:
+            existing = model.config.heads[task.name]
+            if existing.type != task.type or (task.labels and task.labels != existing.labels):
+                raise MtstError(f"task '{task.name}' differs from the head in {section.init_from} "
+                                "(type or labels); rename the task or match it")
+            continue
+        labels = task.labels or infer_labels(splits[task.name]["train"], task.type)
+        model.add_head(task.name, task.type, labels, task.hidden_dim, task.dropout)
+    return model
+
+
+def resolved_config(config: TrainConfig, model: MultiTaskModel) -> dict:
+    """The config as run (config.yaml): every task's labels written in, inferred ones included."""
+    raw = config.model_dump(mode="json")
+    for task in raw["tasks"]:
+        task["labels"] = list(model.config.heads[task["name"]].labels)
+    return raw

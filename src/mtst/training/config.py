@@ -1,0 +1,147 @@
+"""The training config: one validated YAML file (``mtst train CONFIG.yaml``).
+
+Nested by concern (model, tasks, optimizer, freezing, sampling, loss weighting, embedding anchor,
+evaluation, run).
+Every choice is a ``Literal``; unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from mtst.data.sources import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, DataSource, TaskData
+from mtst.errors import MtstError
+from mtst.model.config import HeadType, StrictModel
+
+
+class TaskSpec(StrictModel):
+    name: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    type: HeadType
+    labels: list[str] | None = None  # None: inferred from the training data and stored
+    hidden_dim: int | None = Field(None, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    data: TaskData
+    loss_weight: float = Field(1.0, gt=0)  # static weighting
+    sampling_weight: float | None = Field(None, gt=0)  # used by sampling.strategy == "fixed"
+
+
+class ModelSection(StrictModel):
+    backbone: str | None = None  # local directory; None = all-MiniLM-L6-v2 from its package
+    init_from: str | None = None  # an mtst model directory to start from (its heads are kept)
+    pooling: Literal["mean", "cls", "max"] | None = None
+    normalize: bool | None = None
+    max_seq_length: int | None = Field(None, gt=1)
+
+
+class OptimizerSection(StrictModel):
+    lr: float = Field(2e-5, gt=0)  # encoder top-layer lr
+    head_lr: float | None = Field(None, gt=0)  # None: same as lr
+    layer_decay: float = Field(1.0, gt=0, le=1)  # lr of layer at depth d from the top = lr * decay**d
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    grad_accumulation: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    epochs: float | None = Field(None, gt=0)  # counted over the sampled task mixture
+    max_steps: int | None = Field(None, ge=1)  # optimizer steps; wins over epochs
+
+    @model_validator(mode="after")
+    def _has_length(self) -> OptimizerSection:
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set optimizer.epochs or optimizer.max_steps")
+        return self
+
+
+class FreezingSection(StrictModel):
+    mode: Literal["none", "encoder", "embeddings", "bottom_k", "all"] = "none"
+    bottom_k: int = Field(0, ge=0)  # layers above the embeddings frozen when mode == "bottom_k"
+    heads: list[str] = Field(default_factory=list)  # heads kept fixed (train one head, not another)
+    gradual_unfreeze_every: int | None = Field(None, ge=1)  # unfreeze one layer group from the top every N ...
+    gradual_unfreeze_unit: Literal["steps", "epochs"] = "steps"
+
+
+class SamplingSection(StrictModel):
+    strategy: Literal["proportional", "temperature", "round_robin", "fixed"] = "proportional"
+    temperature: float = Field(2.0, gt=0)  # p ~ n**(1/T)
+
+
+class LossWeightingSection(StrictModel):
+    mode: Literal["static", "uncertainty"] = "static"
+
+
+class EmbeddingAnchorSection(StrictModel):
+    """Self-distillation toward the starting encoder's sentence embeddings (see mtst.training.anchor)."""
+
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # 0 = off; added to the combined loss as weight * anchor
+    loss: Literal["cosine", "mse"] = "cosine"  # cosine: mean(1 - cos); mse: mean over the (B, H) elements
+
+
+class EvaluationSection(StrictModel):
+    every_steps: int | None = Field(None, ge=1)  # None: at the end of each epoch / of training
+    metric: str | None = None  # e.g. "ner/f1"; None: mean of each task's main metric ("mean/main")
+    greater_is_better: bool = True
+    patience: int | None = Field(None, ge=1)  # early stopping, in evaluations
+    sts: DataSource | None = None  # optional STS-style file: Spearman of cosine similarity
+    batch_size: int = Field(64, ge=1)
+
+
+class RunSection(StrictModel):
+    output_dir: Path = Path("runs/default")
+    seed: int = 42
+    checkpoint_every_steps: int | None = Field(None, ge=1)
+    keep_encoder_in_saved_model: bool = True  # False only for the untouched default backbone
+    log_every_steps: int = Field(10, ge=1)
+    # bf16: forward passes under torch.autocast (weights, optimizer state and evaluation stay fp32). About 2x
+    # faster training on CPUs with AVX512-BF16/AMX (and on recent GPUs); "no" reproduces fp32 runs bit for bit.
+    mixed_precision: Literal["no", "bf16"] = "no"
+
+
+class TrainConfig(StrictModel):
+    model: ModelSection = Field(default_factory=ModelSection)
+    tasks: list[TaskSpec] = Field(..., min_length=1)
+    optimizer: OptimizerSection
+    freezing: FreezingSection = Field(default_factory=FreezingSection)
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+    loss_weighting: LossWeightingSection = Field(default_factory=LossWeightingSection)
+    embedding_anchor: EmbeddingAnchorSection | None = None  # None (or weight 0): off
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    run: RunSection = Field(default_factory=RunSection)
+
+    @model_validator(mode="after")
+    def _unique_task_names(self) -> TrainConfig:
+        names = [task.name for task in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        return self
+
+
+def _expand_data_dir(text: str) -> str:
+    """``${MTST_DATA_DIR}`` in a config -> that variable, or ../shared/data when it is unset."""
+    return text.replace("${" + DATA_DIR_VARIABLE + "}", os.environ.get(DATA_DIR_VARIABLE, DEFAULT_DATA_DIR))
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML config. Relative paths resolve against the working directory."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(_expand_data_dir(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise MtstError(f"config file not found: {path}") from exc
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise MtstError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(raw, dict):
+        raise MtstError(f"{path} must hold a mapping of sections (model, tasks, optimizer, ...)")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise MtstError(f"invalid config {path}: {where}: {first['msg']}") from exc

@@ -1,0 +1,159 @@
+"""Metrics per task as one flat ``dict[str, float]`` with task-prefixed keys, in percent (0-100).
+
+Sentence tasks: ``task/accuracy`` and ``task/macro_f1`` (scikit-learn). Token tasks: entity-level
+``task/precision``, ``task/recall``, ``task/f1`` (seqeval, strict IOB2: an entity counts only when
+its type and both boundaries match). ``sts/spearman``: Spearman x 100 of cosine similarity against
+gold scores. ``mean/main``: the mean of each task's main metric, the default selection score.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from seqeval.metrics import f1_score as entity_f1
+from seqeval.metrics import precision_score as entity_precision
+from seqeval.metrics import recall_score as entity_recall
+from seqeval.scheme import IOB2
+from sklearn.metrics import accuracy_score, f1_score
+
+from mtst.data.readers import Examples, read_pairs
+from mtst.data.sources import DataSource
+from mtst.data.splits import read_task_splits, token_task
+from mtst.errors import MtstError
+from mtst.model.multitask import MultiTaskModel
+from mtst.model.spans import first_subtokens
+from mtst.training.config import TrainConfig
+
+logger = logging.getLogger("mtst")
+
+MEAN_KEY = "mean/main"
+STS_KEY = "sts/spearman"
+
+
+def main_metric(task: str, head_type: str) -> str:
+    """The one metric that stands for a task: entity F1 for token tasks, accuracy otherwise."""
+    return f"{task}/f1" if token_task(head_type) else f"{task}/accuracy"
+
+
+def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_size: int) -> list:
+    """Predicted label names per example; token tasks: one tag per word, read at its first
+    sub-token; words cut off by truncation (or with no sub-token at all) get "O"."""
+    token = token_task(model.config.heads[task].type)
+    names = model.heads[task].labels
+    items = model.tokenizer(examples.texts, is_split_into_words=token)
+    predictions: list = [None] * len(items)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for indices, features in model.tokenizer.sorted_batches(items, batch_size):
+                best = model(features, tasks=[task])["logits"][task].argmax(dim=-1).tolist()  # (B,) or (B, T)
+                for row, index in enumerate(indices):
+                    if not token:
+                        predictions[index] = names[best[row]]
+                        continue
+                    tags = ["O"] * len(examples.texts[index])
+                    for word, position in first_subtokens(items[index].word_ids).items():
+                        tags[word] = names[best[row][position]]
+                    predictions[index] = tags
+    finally:
+        model.train(was_training)
+    return predictions
+
+
+def evaluate_task(model: MultiTaskModel, task: str, examples: Examples, batch_size: int = 64) -> dict[str, float]:
+    """Metrics of one task on one split, in percent."""
+    if task not in model.heads:
+        raise MtstError(f"task '{task}' is not in the model; its tasks are: {', '.join(model.tasks) or 'none'}")
+    if len(examples) == 0:
+        raise MtstError(f"task '{task}': no examples to evaluate")
+    if batch_size < 1:
+        raise MtstError(f"batch_size must be at least 1, got {batch_size}")
+    predicted = _predict_labels(model, task, examples, batch_size)
+    gold = examples.labels
+    known = set(model.heads[task].labels)
+    unknown = {name for label in gold for name in (label if isinstance(label, list) else [label])} - known
+    if unknown:  # they can never be predicted, so they count as errors; say so instead of hiding it
+        logger.warning("task '%s': gold labels %s are not among the model's labels", task, sorted(unknown))
+    if token_task(model.config.heads[task].type):
+        options = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+        return {
+            f"{task}/precision": 100 * float(entity_precision(gold, predicted, **options)),
+            f"{task}/recall": 100 * float(entity_recall(gold, predicted, **options)),
+            f"{task}/f1": 100 * float(entity_f1(gold, predicted, **options)),
+        }
+    return {
+        f"{task}/accuracy": 100 * float(accuracy_score(gold, predicted)),
+        f"{task}/macro_f1": 100 * float(f1_score(gold, predicted, average="macro", zero_division=0)),
+    }
+
+
+def sts_spearman(model: MultiTaskModel, source: DataSource, batch_size: int = 64) -> float:
+    """Spearman x 100 between cosine(emb1, emb2) and the gold scores; each unique sentence is encoded once."""
+    first, second, scores, _ = read_pairs(source)
+    unique = list(dict.fromkeys(first + second))
+    position = {text: i for i, text in enumerate(unique)}
+    embeddings = model.encode(unique, batch_size=batch_size, normalize=True, convert_to="torch")  # (U, H)
+    left = embeddings[[position[text] for text in first]]  # (N, H)
+    right = embeddings[[position[text] for text in second]]  # (N, H)
+    cosine = (left * right).sum(dim=-1).numpy()  # (N,), unit vectors
+    value = spearmanr(cosine, np.asarray(scores)).statistic
+    if math.isnan(value):
+        raise MtstError(f"{source.path}: Spearman is undefined (constant scores or embeddings); check the file")
+    return 100 * float(value)
+
+
+def evaluate_all(model: MultiTaskModel, config: TrainConfig, split: str = "dev",
+                 splits: dict[str, dict[str, Examples]] | None = None) -> dict[str, float]:
+    """Every configured task that has ``split`` (+ STS when configured) and ``mean/main``.
+
+    ``splits`` holds data already read (task name -> split name -> Examples) to avoid re-reading files.
+    """
+    metrics: dict[str, float] = {}
+    mains: list[float] = []
+    for task in config.tasks:
+        if task.name not in model.heads:
+            raise MtstError(f"task '{task.name}' in the config is not in the model; its tasks are: "
+                            f"{', '.join(model.tasks) or 'none'}")
+        if model.config.heads[task.name].type != task.type:
+            raise MtstError(f"task '{task.name}' is a {task.type} task in the config but a "
+                            f"{model.config.heads[task.name].type} head in the model; fix the config's type")
+        if splits and task.name in splits:
+            data = splits[task.name]
+        else:
+            data = read_task_splits(task.name, task.type, task.data)
+        if split not in data:
+            continue
+        metrics.update(evaluate_task(model, task.name, data[split], config.evaluation.batch_size))
+        mains.append(metrics[main_metric(task.name, model.config.heads[task.name].type)])
+    if config.evaluation.sts is not None:
+        metrics[STS_KEY] = sts_spearman(model, config.evaluation.sts, config.evaluation.batch_size)
+    if not metrics:
+        raise MtstError(f"no task in the config has a '{split}' split; configure one or choose another split")
+    if mains:
+        metrics[MEAN_KEY] = sum(mains) / len(mains)
+    return metrics
+
+
+def markdown_table(metrics: dict[str, float]) -> str:
+    """One row per task (key prefix), one column per metric (key suffix), two decimals."""
+    rows: dict[str, dict[str, float]] = {}
+    columns: list[str] = []
+    for key, value in metrics.items():
+        task, _, metric = key.rpartition("/")
+        rows.setdefault(task or "-", {})[metric] = value
+        if metric not in columns:
+            columns.append(metric)
+    lines = [_row(["task", *columns]), _row(["---"] * (len(columns) + 1))]
+    for task, values in rows.items():
+        lines.append(_row([task, *(f"{values[c]:.2f}" if c in values else "" for c in columns)]))
+    return "\n".join(lines)
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"

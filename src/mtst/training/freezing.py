@@ -1,0 +1,104 @@
+"""Freezing by component name (``freezing.mode``, ``freezing.heads``) and gradual unfreezing from the top."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from torch import nn
+
+from mtst.errors import MtstError
+from mtst.training.config import TrainConfig
+
+logger = logging.getLogger("mtst")
+
+NOTHING_TO_TRAIN = "nothing to train: only evaluation makes sense"
+
+
+def _set_trainable(module: nn.Module, trainable: bool) -> None:
+    for param in module.parameters():
+        param.requires_grad_(trainable)
+
+
+def apply_freezing(model: nn.Module, cfg: TrainConfig) -> list[str]:
+    """Freeze components by name per ``cfg.freezing``; returns the names of frozen components.
+
+    Modes: ``encoder`` (all of it), ``embeddings``, ``bottom_k`` (embeddings + the lowest k layers),
+    ``all`` (encoder and every head: nothing left to train), plus ``heads`` by task name.
+    """
+    freezing = cfg.freezing
+    groups = model.encoder.layer_groups()  # bottom to top
+    frozen: list[str] = []
+    _set_trainable(model, True)
+    if freezing.mode in ("encoder", "all"):
+        _set_trainable(model.encoder, False)
+        frozen.append("encoder")
+    elif freezing.mode == "embeddings":
+        frozen += _freeze_groups(groups, 1 if groups and groups[0][0] == "embeddings" else 0)
+    elif freezing.mode == "bottom_k":
+        n_layers = len(groups) - (1 if groups and groups[0][0] == "embeddings" else 0)
+        if freezing.bottom_k > n_layers:
+            raise MtstError(f"freezing.bottom_k={freezing.bottom_k} but the encoder has only {n_layers} layers")
+        frozen += _freeze_groups(groups, len(groups) - n_layers + freezing.bottom_k)
+    unknown = [name for name in freezing.heads if name not in model.heads]
+    if unknown:
+        raise MtstError(f"freezing.heads names unknown task '{unknown[0]}'; tasks are: {', '.join(model.heads)}")
+    head_names = list(model.heads) if freezing.mode == "all" else list(freezing.heads)
+    for name in head_names:
+        _set_trainable(model.heads[name], False)
+        frozen.append(f"heads.{name}")
+    if freezing.mode == "all" or not any(p.requires_grad for p in model.parameters()):
+        logger.warning(NOTHING_TO_TRAIN)
+    return frozen
+
+
+def _freeze_groups(groups: list[tuple[str, nn.Module]], count: int) -> list[str]:
+    for _, module in groups[:count]:
+        _set_trainable(module, False)
+    return [f"encoder.{name}" for name, _ in groups[:count]]
+
+
+def nothing_to_train(model: nn.Module, loss_weighting: nn.Module | None = None) -> bool:
+    modules = [model] + ([loss_weighting] if loss_weighting is not None else [])
+    return not any(p.requires_grad for module in modules for p in module.parameters())
+
+
+class GradualUnfreezer:
+    """Start with the whole encoder frozen; unfreeze one layer group from the top every N steps/epochs.
+
+    Groups frozen by ``freezing.mode`` stay frozen. Encoder params outside every group unfreeze
+    with the top layer. The optimizer must be built with ``include_frozen=True``.
+    """
+
+    def __init__(self, model: nn.Module, every: int, unit: str):
+        self.every, self.unit = every, unit
+        statically_frozen = {id(p) for p in model.encoder.parameters() if not p.requires_grad}
+        groups = list(reversed(model.encoder.layer_groups()))  # top first
+        in_groups = {id(p) for _, module in groups for p in module.parameters()}
+        extra = [p for p in model.encoder.parameters() if id(p) not in in_groups]
+        self.schedule: list[tuple[str, list[nn.Parameter]]] = []
+        for index, (name, module) in enumerate(groups):
+            params = [p for p in module.parameters() if id(p) not in statically_frozen]
+            if index == 0:
+                params += [p for p in extra if id(p) not in statically_frozen]
+            if params:
+                self.schedule.append((name, params))
+        _set_trainable(model.encoder, False)
+        self.unfrozen = 0
+
+    def step(self, step: int, epoch: float) -> bool:
+        """Unfreeze the groups due by ``step`` (optimizer steps done) or ``epoch``; True if any changed."""
+        progress = step if self.unit == "steps" else epoch
+        due = min(len(self.schedule), int(math.floor(progress / self.every)))
+        changed = due > self.unfrozen
+        while self.unfrozen < due:
+            name, params = self.schedule[self.unfrozen]
+            for param in params:
+                param.requires_grad_(True)
+            logger.info("gradual unfreezing: %s now trains", name)
+            self.unfrozen += 1
+        return changed
+
+    @property
+    def unfrozen_names(self) -> list[str]:
+        return [name for name, _ in self.schedule[: self.unfrozen]]

@@ -1,0 +1,81 @@
+"""The quality benchmark's experiment definitions: every variant must be a valid training config.
+
+The benchmark itself needs the real data in ../shared/data and hours of CPU; these checks need neither
+(config validation does not open data files).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "quality"))
+
+from experiments import EXPERIMENTS, STEPS, Variant, _merge, build_config  # noqa: E402
+
+from mtst.training.config import TrainConfig  # noqa: E402
+
+ALL_VARIANTS = [(name, variant) for name, variants in EXPERIMENTS.items() for variant in variants]
+
+
+@pytest.mark.parametrize(("experiment", "variant"), ALL_VARIANTS, ids=[f"{e}/{v.name}" for e, v in ALL_VARIANTS])
+def test_every_variant_is_a_valid_train_config(experiment: str, variant: Variant) -> None:
+    raw = build_config(experiment, variant, seed=0, quick=False)
+    config = TrainConfig.model_validate(raw)
+    assert [task.name for task in config.tasks] == list(variant.tasks)
+    assert config.optimizer.max_steps == (variant.steps or STEPS * len(variant.tasks))
+    if variant.eval_every:  # a dev learning curve inside the trainer, STS-B dev included
+        assert config.evaluation.every_steps == variant.eval_every and config.evaluation.sts is not None
+        assert all(_has_dev(task) for task in config.tasks)
+    else:  # the harness evaluates test afterwards, not the trainer
+        assert not any(_has_dev(task) for task in config.tasks)
+
+
+def _has_dev(task) -> bool:
+    """A dev file, or a share of a split source (AG News) held out as dev."""
+    return task.data.dev is not None or (task.data.split is not None and task.data.split.dev > 0)
+
+
+def test_variant_names_are_unique_per_experiment() -> None:
+    for variants in EXPERIMENTS.values():
+        names = [variant.name for variant in variants]
+        assert len(names) == len(set(names))
+
+
+def test_init_from_points_at_a_variant_that_keeps_its_model() -> None:
+    for variants in EXPERIMENTS.values():
+        for variant in variants:
+            if variant.init_from is not None:
+                source_experiment, source_name = variant.init_from
+                source = next(v for v in EXPERIMENTS[source_experiment] if v.name == source_name)
+                assert source.keep_model
+
+
+def test_scarce_variants_cut_ner_to_the_stated_share() -> None:
+    sizes = {v.name: v.train_sizes["ner"] for v in EXPERIMENTS["scarce"]}
+    assert sizes["ner5pct-alone"] == 702 and sizes["ner1pct-alone"] == 140 and sizes["ner25pct-alone"] == 3510
+
+
+def test_merge_is_deep_and_leaves_inputs_alone() -> None:
+    base = {"optimizer": {"lr": 1.0, "batch_size": 16}}
+    merged = _merge(base, {"optimizer": {"lr": 2.0}})
+    assert merged == {"optimizer": {"lr": 2.0, "batch_size": 16}}
+    assert base["optimizer"]["lr"] == 1.0
+
+
+@pytest.mark.parametrize("head_type", ["token_classification", "windowed_token_classification"])
+def test_harness_scores_every_token_head_with_entity_f1(bare_model, head_type) -> None:
+    """The harness's test-set scoring reads a tag per word for any token head (a windowed NER head once
+    fell through to sentence accuracy)."""
+    from common import evaluate_task
+
+    from mtst.data.readers import Examples
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    bare_model.add_head("ner", head_type, labels)
+    words = [["john", "smith", "lives", "in", "paris"], ["mary", "visited", "london"]]
+    gold = [["B-PER", "I-PER", "O", "O", "B-LOC"], ["B-PER", "O", "B-LOC"]]
+    metrics = evaluate_task(bare_model, "ner", Examples(words, gold, ["a:1", "b:2"]))
+    assert list(metrics) == ["f1"] and 0.0 <= metrics["f1"] <= 100.0

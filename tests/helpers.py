@@ -1,0 +1,103 @@
+"""Plain helpers tests import (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from mtst.training.config import TrainConfig
+
+BULK_WORDS = ["the", "cat", "sat", "on", "mat", "john", "visited", "paris", "stock", "fell", "today", "great", "film"]
+
+
+def write_random_lines(path: Path, count: int, max_words: int, empty_line: int, seed: int) -> list[str]:
+    """``count`` lines of 1..max_words random words (line ``empty_line`` empty), written to ``path``."""
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(BULK_WORDS, size=int(rng.integers(1, max_words)))) for _ in range(count)]
+    lines[empty_line] = ""  # an empty line still gets a row, so rows and lines stay aligned
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL of the process: raised from a hook after some work is on disk."""
+
+
+# ---- training runs on hand-written data ----------------------------------------------------------
+TOPIC_ROWS = [
+    ("the team won the game", "sports"), ("the team play the game today", "sports"),
+    ("stock market fell today", "business"), ("the stock rose", "business"),
+    ("john lives in paris", "world"), ("mary visited london", "world"),
+    ("the dog sat on the mat", "world"), ("acme corp stock fell", "business"),
+    ("the team won", "sports"), ("market rose today", "business"),
+]
+NER_SENTENCES = [
+    [("john", "B-PER"), ("smith", "I-PER"), ("lives", "O"), ("in", "O"), ("paris", "B-LOC")],
+    [("mary", "B-PER"), ("visited", "O"), ("london", "B-LOC"), (".", "O")],
+    [("acme", "B-ORG"), ("corp", "I-ORG"), ("stock", "O"), ("fell", "O")],
+    [("john", "B-PER"), ("works", "O"), ("at", "O"), ("google", "B-ORG")],
+    [("the", "O"), ("cat", "O"), ("sat", "O"), ("in", "O"), ("new", "B-LOC"), ("york", "I-LOC")],
+    [("mary", "B-PER"), ("smith", "I-PER"), ("won", "O")],
+]
+
+
+def write_data(directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    topic = directory / "topic.csv"
+    topic.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in TOPIC_ROWS))
+    ner = directory / "ner.conll"
+    ner.write_text("\n\n".join("\n".join(f"{w} {tag}" for w, tag in s) for s in NER_SENTENCES) + "\n")
+    return {"topic": topic, "ner": ner}
+
+
+def make_config(tmp_path: Path, backbone: Path, **sections) -> TrainConfig:
+    files = write_data(tmp_path / "data")
+    raw = {
+        "model": {"backbone": str(backbone)},
+        "tasks": [
+            {"name": "topic", "type": "sentence_classification", "hidden_dim": 8, "dropout": 0.2,
+             "data": {"train": {"path": str(files["topic"]), "format": "csv"},
+                      "dev": {"path": str(files["topic"]), "format": "csv"}}},
+            {"name": "ner", "type": "token_classification", "dropout": 0.2,
+             "data": {"train": {"path": str(files["ner"]), "format": "conll"},
+                      "dev": {"path": str(files["ner"]), "format": "conll"}}},
+        ],
+        "optimizer": {"lr": 1e-3, "head_lr": 1e-2, "batch_size": 4, "max_steps": 6, "warmup_ratio": 0.0},
+        "evaluation": {"every_steps": 3},
+        "run": {"output_dir": str(tmp_path / "run"), "seed": 7, "log_every_steps": 2},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return TrainConfig.model_validate(raw)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---- a live HTTP server ---------------------------------------------------------------------------
+@contextmanager
+def live_server(app):
+    """Run ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(20)

@@ -1,0 +1,64 @@
+"""ONNX Runtime predictor: the graph cut at the embedding (encode runs no head) gives the whole graph's outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from mtst import MultiTaskModel
+from mtst.inference.backends import load_predictor
+from mtst.inference.export import export_model
+from mtst.inference.runtimes import encoder_graph
+
+SENTENCES = ["John Smith visited Paris.", "a", "The cat sat on the mat and the dog sat on the guitar in new york."]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_st_dir, tmp_path_factory):
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)
+    model.add_head("ner", "windowed_token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], hidden_dim=8)
+    return model.save(tmp_path_factory.mktemp("saved") / "model")
+
+
+@pytest.fixture(scope="module", params=[None, "int8"])
+def onnx_export(request, model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / f"onnx-{request.param or 'fp32'}"
+    return export_model(model_dir, out, format="onnx", quantize=request.param)
+
+
+def test_the_encoder_part_holds_no_head(onnx_export):
+    whole = onnx.load(str(onnx_export / "model.onnx"))
+    outputs = [o.name for o in whole.graph.output]
+    encoder = onnx.ModelProto.FromString(encoder_graph(onnx_export / "model.onnx", outputs))
+    assert [o.name for o in encoder.graph.output] == ["sentence_embedding"]
+    assert not any("/topic/" in n.name or "/ner/" in n.name for n in encoder.graph.node)  # no head in encode
+    head_nodes = [n for n in whole.graph.node if n.name.startswith(("/model/topic/", "/model/ner/"))]
+    assert head_nodes and len(encoder.graph.node) == len(whole.graph.node) - len(head_nodes)
+    head_weights = [init.name for init in whole.graph.initializer if ".heads." in init.name]
+    assert head_weights and not {init.name for init in encoder.graph.initializer} & set(head_weights)
+
+
+def test_encoder_part_and_predict_equal_the_whole_graph(onnx_export):
+    predictor = load_predictor(onnx_export)
+    feeds = {name: batch.numpy() for name, batch in
+             predictor.tokenizer.collate(predictor.tokenizer(SENTENCES)).items() if name in predictor.info["inputs"]}
+    whole = ort.InferenceSession(str(onnx_export / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = dict(zip(predictor.output_names, whole.run(predictor.output_names, feeds), strict=True))
+    got = predictor.run_graph(feeds)
+    for name in predictor.output_names:
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-6)
+    np.testing.assert_allclose(predictor.run_embeddings(feeds), got["sentence_embedding"], atol=1e-6)
+    rows = predictor.predict(SENTENCES, include_embedding=True, batch_size=len(SENTENCES))
+    np.testing.assert_allclose(predictor.encode(SENTENCES, batch_size=len(SENTENCES)),
+                               np.array([row["embedding"] for row in rows]), atol=1e-6)
+
+
+def test_a_model_without_heads_encodes_through_the_encoder_part(tiny_st_dir, tmp_path):
+    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    predictor = load_predictor(export_model(model.save(tmp_path / "bare"), tmp_path / "onnx", format="onnx"))
+    np.testing.assert_allclose(predictor.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from mtst import MtstError, MultiTaskModel
+from mtst.model.storage import CONFIG_FILE, HEADS_FILE
+
+SENTENCES = ["john works at google in paris", "the cat sat on the mat", ""]
+
+
+def test_round_trip_gives_identical_outputs(tiny_model, tmp_path):
+    saved = tiny_model.save(tmp_path / "model")
+    loaded = MultiTaskModel.load(saved)
+    assert np.array_equal(loaded.encode(SENTENCES), tiny_model.encode(SENTENCES))
+    assert loaded.predict(SENTENCES, include_embedding=True) == tiny_model.predict(SENTENCES, include_embedding=True)
+    assert loaded.config == tiny_model.config
+
+
+def test_config_is_human_readable_and_complete(tiny_model, tmp_path):
+    saved = tiny_model.save(tmp_path / "model")
+    config = json.loads((saved / CONFIG_FILE).read_text())
+    assert config["format_version"] == 1
+    assert config["encoder"]["pooling"] == "mean" and config["encoder"]["hidden_size"] == 32
+    assert config["heads"]["ner"]["type"] == "token_classification"
+    assert config["heads"]["topic"]["labels"] == ["world", "sports", "business"]
+    assert not list(saved.rglob("*.bin")) and not list(saved.rglob("*.pkl"))  # no pickle anywhere
+
+
+def test_encoder_directory_loads_in_sentence_transformers_unchanged(tiny_model, tmp_path):
+    saved = tiny_model.save(tmp_path / "model")
+    reference = SentenceTransformer(str(saved / "encoder"), device="cpu").encode(SENTENCES)
+    assert np.allclose(reference, tiny_model.encode(SENTENCES), atol=1e-6)
+
+
+def test_shared_encoder_stays_shared_after_load(tiny_model, tmp_path):
+    loaded = MultiTaskModel.load(tiny_model.save(tmp_path / "model")).train()
+    batch = loaded.tokenizer.collate(loaded.tokenizer(SENTENCES[:2]))
+    weight = loaded.encoder.transformer.embeddings.word_embeddings.weight
+    no_entities = torch.zeros_like(batch["input_ids"])
+    loaded(batch, labels={"topic": torch.tensor([0, 1]), "ner": no_entities})["loss"].backward()
+    both_tasks = weight.grad.clone()
+    loaded.zero_grad()
+    loaded(batch, labels={"ner": no_entities})["loss"].backward()
+    assert weight.grad.abs().sum() > 0 and not torch.equal(both_tasks, weight.grad)
+
+
+def test_saving_over_an_existing_model_replaces_it_whole(tiny_model, tmp_path):
+    target = tmp_path / "model"
+    tiny_model.save(target)
+    (target / "stale.txt").write_text("old")
+    tiny_model.save(target)
+    assert not (target / "stale.txt").exists() and (target / HEADS_FILE).exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp dirs left behind
+
+
+def test_save_without_encoder_needs_the_default_backbone(tiny_model, tmp_path):
+    with pytest.raises(MtstError, match="include_encoder=False"):
+        tiny_model.save(tmp_path / "model", include_encoder=False)
+    assert not (tmp_path / "model").exists()
+
+
+def _corrupt_config(path):
+    (path / CONFIG_FILE).write_text("{not json")
+
+
+def _drop_heads(path):
+    (path / HEADS_FILE).unlink()
+
+
+def _garbage_heads(path):
+    (path / HEADS_FILE).write_bytes(b"\x00" * 64)
+
+
+def _wrong_label_count(path):
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config["heads"]["topic"]["labels"].append("extra")
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def _future_version(path):
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config["format_version"] = 99
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def _unknown_key(path):
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config["encoder"]["poolng"] = "mean"
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_corrupt_config, "corrupt"),
+    (_drop_heads, "no heads.safetensors"),
+    (_garbage_heads, "corrupt or mismatched"),
+    (_wrong_label_count, "corrupt or mismatched"),
+    (_future_version, "newer than this mtst supports"),
+    (_unknown_key, "encoder.poolng"),
+])
+def test_damaged_directories_fail_with_one_line(tiny_model, tmp_path, damage, message):
+    saved = tiny_model.save(tmp_path / "model")
+    damage(saved)
+    with pytest.raises(MtstError, match=message) as info:
+        MultiTaskModel.load(saved)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_foreign_directories(tmp_path, tiny_st_dir):
+    with pytest.raises(MtstError, match="model directory not found"):
+        MultiTaskModel.load(tmp_path / "nope")
+    with pytest.raises(MtstError, match="looks like a backbone"):
+        MultiTaskModel.load(tiny_st_dir)
+
+
+def test_the_shipped_default_model_is_found_inside_the_package():
+    from mtst.model.config import CONFIG_FILE
+    from mtst.model.storage import DEFAULT_MODEL_DIR, HEADS_FILE
+
+    assert (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file() and (DEFAULT_MODEL_DIR / HEADS_FILE).is_file()
