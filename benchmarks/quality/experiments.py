@@ -201,6 +201,21 @@ EXPERIMENTS["long"] = [
 ]
 
 
+# The task branch (model.branch_at, issue 14): the long run's settings with the heads on a trainable copy of the
+# backbone's top L - k layers and the embedding path untouched. lr 1e-4 (the single-task sweep's winner for
+# SST-2; the branch never costs the embeddings, so a rate that moved them too far is fine here). The shared
+# bottom is cached once per training example, so a step costs only the branch's layers. fp32: the machine these
+# ran on (AMD EPYC, AVX2 only, no AVX512-BF16) runs a bf16 matmul ~37x slower than fp32 (383 vs 10.4 ms for
+# (416 x 384) @ (384 x 1536), one thread), where the earlier long runs' CPU ran it 2x faster.
+def _branch(k: int) -> Variant:
+    settings = _merge(LONG_ALL, {"model": {"branch_at": k}, "freezing": {"mode": "none"}, "optimizer": {"lr": 1e-4},
+                                 "run": {"mixed_precision": "no"}})
+    return Variant(f"joint-all-8000steps-fp32-branch{k}", ALL, settings, steps=8000, train_sizes=FULL_DATA,
+                   eval_every=1000, keep_model=True, task_overrides=WINDOWED_NER)
+
+
+EXPERIMENTS["branch"] = [_branch(k) for k in (5, 4, 3, 2)]
+
 # ---- running one variant --------------------------------------------------------------------
 def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
     """The TrainConfig dict of one run (validated by TrainConfig before training)."""

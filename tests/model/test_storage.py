@@ -8,6 +8,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from mtst import MtstError, MultiTaskModel
+from mtst.model.config import FORMAT_VERSION
 from mtst.model.storage import CONFIG_FILE, HEADS_FILE
 
 SENTENCES = ["john works at google in paris", "the cat sat on the mat", ""]
@@ -24,7 +25,7 @@ def test_round_trip_gives_identical_outputs(tiny_model, tmp_path):
 def test_config_is_human_readable_and_complete(tiny_model, tmp_path):
     saved = tiny_model.save(tmp_path / "model")
     config = json.loads((saved / CONFIG_FILE).read_text())
-    assert config["format_version"] == 1
+    assert config["format_version"] == FORMAT_VERSION == 2
     assert config["encoder"]["pooling"] == "mean" and config["encoder"]["hidden_size"] == 32
     assert config["heads"]["ner"]["type"] == "token_classification"
     assert config["heads"]["topic"]["labels"] == ["world", "sports", "business"]
@@ -58,10 +59,43 @@ def test_saving_over_an_existing_model_replaces_it_whole(tiny_model, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp dirs left behind
 
 
-def test_save_without_encoder_needs_the_default_backbone(tiny_model, tmp_path):
-    with pytest.raises(MtstError, match="include_encoder=False"):
+def test_save_without_encoder_references_the_backbone_and_loads_back(tiny_model, tmp_path):
+    saved = tiny_model.save(tmp_path / "model", include_encoder=False)
+    assert not (saved / "encoder").exists()
+    config = json.loads((saved / CONFIG_FILE).read_text())["encoder"]
+    assert config["backbone_sha256"] == tiny_model.encoder.fingerprint()
+    loaded = MultiTaskModel.load(saved)
+    assert loaded.predict(SENTENCES, include_embedding=True) == tiny_model.predict(SENTENCES, include_embedding=True)
+
+
+def test_save_without_encoder_refuses_an_encoder_that_trained(tiny_model, tmp_path):
+    with torch.no_grad():
+        tiny_model.encoder.transformer.embeddings.LayerNorm.bias.add_(0.01)
+    with pytest.raises(MtstError, match="the encoder changed since it was loaded"):
         tiny_model.save(tmp_path / "model", include_encoder=False)
     assert not (tmp_path / "model").exists()
+
+
+def test_a_missing_or_foreign_referenced_backbone_is_a_clear_error(tiny_st_dir, tmp_path):
+    import shutil
+
+    from helpers import build_tiny_encoder
+
+    backbone = tmp_path / "backbone"
+    shutil.copytree(tiny_st_dir, backbone)
+    model = MultiTaskModel.from_backbone(backbone)
+    saved = model.save(tmp_path / "model", include_encoder=False)
+    shutil.rmtree(backbone)
+    with pytest.raises(MtstError, match="references its backbone at .* backbone=DIR"):
+        MultiTaskModel.load(saved)
+    assert np.array_equal(MultiTaskModel.load(saved, backbone=tiny_st_dir).encode(SENTENCES), model.encode(SENTENCES))
+    foreign = build_tiny_encoder(tmp_path / "foreign", sentence_transformers_layout=True)
+    with torch.no_grad():  # same architecture and vocabulary, other weights
+        other = MultiTaskModel.from_backbone(foreign)
+        other.encoder.transformer.pooler.dense.bias.add_(1.0)
+        other.encoder.transformer.save_pretrained(str(foreign))
+    with pytest.raises(MtstError, match="is not the one .* was trained on"):
+        MultiTaskModel.load(saved, backbone=foreign)
 
 
 def _corrupt_config(path):

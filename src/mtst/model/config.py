@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: encoder.branch_at and encoder.backbone_sha256 (absent in 1: no branch)
 CONFIG_FILE = "mtst_config.json"
 
 PoolingName = Literal["mean", "cls", "max"]
@@ -30,7 +30,12 @@ class EncoderConfig(StrictModel):
     normalize: bool = True
     max_seq_length: int = Field(256, gt=1, le=8192)
     hidden_size: int = Field(..., gt=0)
-    backbone: str = ""  # where the encoder originally came from (informational)
+    backbone: str = ""  # where the encoder came from: "default" (the packaged model) or a directory
+    # Task branch (mtst.model.branch): heads read a trainable copy of layers branch_at+1..L; None: no branch
+    branch_at: int | None = Field(None, ge=0)
+    # Set when the model directory references its backbone instead of holding a copy (encoder/ left out):
+    # loading checks the backbone found has exactly these weights.
+    backbone_sha256: str | None = None
 
 
 class HeadConfig(StrictModel):
@@ -64,4 +69,6 @@ def migrate(raw: dict) -> dict:
         raise ValueError(
             f"format_version {version} is newer than this mtst supports ({FORMAT_VERSION}); upgrade mtst"
         )
+    if version == 1:  # version 2 only added optional encoder keys (a branch, a backbone reference)
+        raw = {**raw, "format_version": 2}
     return raw

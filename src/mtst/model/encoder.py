@@ -1,11 +1,14 @@
 """Backbone loading: sentence-transformers directories, plain HF encoders, the default model.
 
 The encoder maps ``input_ids``/``attention_mask`` to ``token_embeddings`` (B, T, H). It also
-exposes its layers bottom-to-top (embeddings, layer 0..L-1) for layer-wise LR decay and freezing.
+exposes its layers bottom-to-top (embeddings, layer 0..L-1) for layer-wise LR decay and freezing,
+and, for BERT-style encoders, the pieces of its own forward pass (``embed``, ``run_layers``), so a
+task branch can split off after layer k (mtst.model.branch).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import logging as hf_logging
 
 from mtst.errors import MtstError, first_line
@@ -93,15 +97,50 @@ class Encoder(nn.Module):
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return out.last_hidden_state  # (B, T, H)
 
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The transformer layers, bottom to top."""
+        return _find_layer_list(self.transformer)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first half of the HF forward pass: (embedding output (B, T, H), the mask the layers take).
+
+        Only BERT-style encoders (``embeddings`` + ``encoder.layer`` called as ``layer(hidden, mask)``);
+        ``mtst.model.branch`` checks that these pieces reproduce the encoder's own forward exactly.
+        """
+        hidden = self.transformer.embeddings(input_ids=input_ids)  # (B, T, H)
+        return hidden, self.layer_mask(attention_mask, hidden)
+
+    def layer_mask(self, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
+        """The (B, 1, T, T) mask (or None when nothing is padded) the layers expect, made as HF makes it."""
+        return create_bidirectional_mask(config=self.transformer.config, inputs_embeds=hidden,
+                                         attention_mask=attention_mask)
+
+    def fingerprint(self) -> str:
+        """sha256 over every weight (names, dtypes, shapes, bytes): tells an untouched backbone from any other."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.transformer.state_dict().items()):
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
         """Encoder parts from the bottom (embeddings) to the top layer, for decay and freezing."""
         groups: list[tuple[str, nn.Module]] = []
         embeddings = getattr(self.transformer, "embeddings", None)
         if embeddings is not None:
             groups.append(("embeddings", embeddings))
-        layers = _find_layer_list(self.transformer)
-        groups += [(f"layer.{i}", layer) for i, layer in enumerate(layers)]
+        groups += [(f"layer.{i}", layer) for i, layer in enumerate(self.layers)]
         return groups
+
+
+def run_layers(layers: nn.ModuleList | list[nn.Module], hidden: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+    """``hidden`` (B, T, H) through ``layers`` in order, as the HF encoder loop calls them."""
+    for layer in layers:
+        hidden = layer(hidden, mask)
+    return hidden
 
 
 def _find_layer_list(transformer: nn.Module) -> nn.ModuleList:

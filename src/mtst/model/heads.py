@@ -40,7 +40,7 @@ class Head(nn.Module):
 class SentenceClassificationHead(Head):
     """Pooled embedding -> dropout -> [hidden layer + GELU] -> label logits (B, C)."""
 
-    reads = "sentence_embedding"
+    reads = "task_embedding"
 
     def __init__(self, config: HeadConfig):
         super().__init__(config)

@@ -2,9 +2,13 @@
 
 Feature keys along the data flow, the same everywhere in mtst:
     input_ids, attention_mask, word_ids   (B, T)     from tokenization (word_ids: -1 = no word)
-    token_embeddings                      (B, T, H)  from the encoder
-    sentence_embedding                    (B, H)     pooled, L2-normalised when the config says so
-Every head reads one of the last two, so all tasks share one backbone forward pass.
+    shared_states                         (B, T, H)  optional input: the branch's shared bottom, precomputed
+    token_embeddings                      (B, T, H)  the task path's token states (padding zeroed)
+    task_embedding                        (B, H)     the task path pooled (L2-normalised when configured)
+    sentence_embedding                    (B, H)     the embedding path pooled: what ``encode`` returns
+Without a task branch both paths are the encoder itself and the two pooled vectors are one tensor. With
+one (``branch_at``, mtst.model.branch) the heads read the branch, the embedding stays the backbone's.
+Every head reads ``token_embeddings`` or ``task_embedding``, so all tasks share one forward pass.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from mtst.errors import MtstError
+from mtst.model.branch import TaskBranch, check_layerwise
 from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
-from mtst.model.encoder import Encoder, load_backbone
+from mtst.model.encoder import Encoder, load_backbone, run_layers
 from mtst.model.heads import build_head
 from mtst.model.onednn import use_onednn
 from mtst.model.pooling import Pooling
@@ -35,6 +40,12 @@ class MultiTaskModel(nn.Module):
         self.config = config
         self.encoder = encoder
         use_onednn(self.encoder)  # inference matmuls through oneDNN: ~2x faster than MKL here (see mtst.model.onednn)
+        self.branch: TaskBranch | None = None
+        if config.encoder.branch_at is not None:
+            check_layerwise(self.encoder)
+            self.branch = TaskBranch(self.encoder, config.encoder.branch_at)  # a copy of the backbone's top
+            self.encoder.requires_grad_(False)  # the embedding path never trains
+        self.backbone_sha256 = encoder.fingerprint()  # the encoder as loaded: save() can tell if it changed
         self.pooling = Pooling(config.encoder.pooling)
         self.heads = nn.ModuleDict({name: build_head(cfg) for name, cfg in config.heads.items()})
         self.tokenizer = TextTokenizer(tokenizer, config.encoder.max_seq_length)
@@ -44,10 +55,12 @@ class MultiTaskModel(nn.Module):
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_backbone(cls, backbone: str | Path | None = None, pooling: str | None = None,
-                      normalize: bool | None = None, max_seq_length: int | None = None) -> MultiTaskModel:
+                      normalize: bool | None = None, max_seq_length: int | None = None,
+                      branch_at: int | None = None) -> MultiTaskModel:
         """A model without heads on a local backbone (default: all-MiniLM-L6-v2 from its package).
 
-        Unset options follow the backbone's own sentence-transformers settings.
+        Unset options follow the backbone's own sentence-transformers settings. ``branch_at`` k gives the
+        heads a trainable copy of layers k+1..L while the embedding keeps the backbone's (mtst.model.branch).
         """
         encoder, tokenizer, settings = load_backbone(backbone)
         pooling = pooling or settings.pooling
@@ -57,7 +70,8 @@ class MultiTaskModel(nn.Module):
             normalize=settings.normalize if normalize is None else normalize,
             max_seq_length=settings.max_seq_length if max_seq_length is None else max_seq_length,
             hidden_size=encoder.hidden_size,
-            backbone="default" if backbone in (None, "") else str(backbone),
+            backbone="default" if backbone in (None, "") else str(Path(backbone).resolve()),
+            branch_at=branch_at,
         ))
         return cls(encoder, tokenizer, config)
 
@@ -77,24 +91,54 @@ class MultiTaskModel(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------
     def forward(self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None,
-                labels: dict[str, torch.Tensor] | None = None) -> dict:
-        """One encoder pass, then each requested head. Returns features + ``logits`` per task,
-        and ``losses`` per task plus their sum ``loss`` when labels are given."""
+                labels: dict[str, torch.Tensor] | None = None, embedding: bool = True) -> dict:
+        """One encoder pass, then each requested head. Returns the feature keys above + ``logits`` per task,
+        and ``losses`` per task plus their sum ``loss`` when labels are given. ``embedding=False`` skips the
+        embedding path's own layers when a branch makes them separate (training needs only the heads)."""
         tasks = self._check_tasks(tasks if tasks is not None else list(labels or self.heads))
         attention_mask = features["attention_mask"]
-        token_embeddings = self.encoder(features["input_ids"], attention_mask)  # (B, T, H)
+        token_states, embedding_states = self._paths(features, embedding)  # (B, T, H) each, or None
         # Zero the padding states (as the training feature cache does), so heads that look at
         # neighbouring tokens give the same logits whatever a sentence is batched with.
-        token_embeddings = token_embeddings * attention_mask[..., None].to(token_embeddings.dtype)
-        sentence_embedding = self.pooling(token_embeddings, attention_mask)  # (B, H)
-        if self.config.encoder.normalize:
-            sentence_embedding = nn.functional.normalize(sentence_embedding, p=2, dim=-1)
-        out: dict = {"token_embeddings": token_embeddings, "sentence_embedding": sentence_embedding}
+        token_embeddings = token_states * attention_mask[..., None].to(token_states.dtype)
+        out: dict = {"token_embeddings": token_embeddings,
+                     "task_embedding": self._pool(token_embeddings, attention_mask)}
+        if embedding_states is token_states:
+            out["sentence_embedding"] = out["task_embedding"]
+        elif embedding_states is not None:
+            out["sentence_embedding"] = self._pool(embedding_states, attention_mask)
         out["logits"] = {task: self.heads[task](out[self.heads[task].reads]) for task in tasks}
         if labels:
             out["losses"] = {task: self.heads[task].loss(out["logits"][task], labels[task]) for task in labels}
             out["loss"] = sum(out["losses"].values())
         return out
+
+    def _paths(self, features: dict[str, torch.Tensor], embedding: bool):
+        """(task path token states, embedding path token states): the same tensor without a branch."""
+        attention_mask = features["attention_mask"]
+        if self.branch is None:
+            states = self.encoder(features["input_ids"], attention_mask)
+            return states, states
+        if "shared_states" in features:  # the training cache ran the frozen bottom already
+            shared = features["shared_states"]
+            mask = self.encoder.layer_mask(attention_mask, shared)
+        else:
+            shared, mask = self.shared_states(features["input_ids"], attention_mask)
+        top = run_layers(self.encoder.layers[self.branch.at:], shared, mask) if embedding else None
+        return self.branch(shared, mask), top
+
+    def shared_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """The branch's shared bottom: (states after layer ``branch_at`` (B, T, H), the layers' mask)."""
+        hidden, mask = self.encoder.embed(input_ids, attention_mask)
+        return run_layers(self.encoder.layers[: self.branch.at], hidden, mask), mask
+
+    def _pool(self, token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.pooling(token_states, attention_mask)  # (B, H)
+        return nn.functional.normalize(pooled, p=2, dim=-1) if self.config.encoder.normalize else pooled
+
+    def tuned_encoder(self) -> nn.Module:
+        """The encoder part the task heads fine-tune: the branch when there is one, else the encoder."""
+        return self.encoder if self.branch is None else self.branch
 
     def _check_tasks(self, tasks: Sequence[str]) -> list[str]:
         unknown = [task for task in tasks if task not in self.heads]
@@ -113,7 +157,7 @@ class MultiTaskModel(nn.Module):
         hidden = self.config.encoder.hidden_size
 
         def embed(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], texts: list[str]) -> list:
-            token_embeddings = self.encoder(batch["input_ids"], batch["attention_mask"])
+            token_embeddings = self.encoder(batch["input_ids"], batch["attention_mask"])  # the backbone alone
             pooled = self.pooling(token_embeddings, batch["attention_mask"])
             if normalize:
                 pooled = nn.functional.normalize(pooled, p=2, dim=-1)
@@ -134,7 +178,7 @@ class MultiTaskModel(nn.Module):
         texts = _as_list(sentences)
 
         def run(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:
-            out = self.forward(batch, tasks=tasks)
+            out = self.forward(batch, tasks=tasks, embedding=include_embedding)
             rows = [{"text": text} for text in batch_texts]
             for task in tasks:
                 decoded = self.heads[task].decode(out["logits"][task], items, batch_texts)
@@ -158,14 +202,21 @@ class MultiTaskModel(nn.Module):
             self.train(was_training)
 
     # ---- persistence --------------------------------------------------------------------
-    def save(self, path: str | Path, include_encoder: bool = True) -> Path:
-        """Write a model directory atomically (see mtst.model.storage for the layout)."""
-        return save_model(self, Path(path), include_encoder=include_encoder)
+    def save(self, path: str | Path, include_encoder: bool = True, dtype: str = "float32") -> Path:
+        """Write a model directory atomically (layout: mtst.model.storage).
+
+        ``include_encoder=False`` references the untouched backbone instead of copying it (an error if the
+        encoder trained); ``dtype`` "bfloat16" / "float16" halves the stored branch and head weights.
+        """
+        return save_model(self, Path(path), include_encoder=include_encoder, dtype=dtype)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> MultiTaskModel:
-        """Load a model directory written by ``save`` (default: the trained model shipped with mtst)."""
-        return load_model(cls, path)
+    def load(cls, path: str | Path | None = None, backbone: str | Path | None = None) -> MultiTaskModel:
+        """Load a model directory written by ``save`` (default: the trained model shipped with mtst).
+
+        ``backbone``: where the backbone is, for a directory that references one not found where it was.
+        """
+        return load_model(cls, path, backbone)
 
 
 def _as_list(sentences: Sequence[str] | str) -> list[str]:

@@ -1,10 +1,13 @@
 """The model directory format. No pickle anywhere: JSON + safetensors only.
 
-    <dir>/mtst_config.json    format version, encoder settings, every head's type, sizes, labels
-    <dir>/heads.safetensors   head weights, keys "<task>.<param>"
-    <dir>/encoder/            a sentence-transformers directory: SentenceTransformer("<dir>/encoder")
-                              loads it unchanged. Optional when the encoder is the untouched
-                              default backbone (config backbone == "default"), to keep models small.
+    <dir>/mtst_config.json     format version, encoder settings, every head's type, sizes, labels
+    <dir>/heads.safetensors    head weights, keys "<task>.<param>"
+    <dir>/branch.safetensors   the task branch's layers (models with ``branch_at``), keys "layers.<i>.<param>"
+    <dir>/encoder/             a sentence-transformers directory: SentenceTransformer("<dir>/encoder")
+                               loads it unchanged. Left out when the encoder is the untouched backbone:
+                               the config then references it ("default" = the packaged model, or its
+                               directory) with the sha256 of its weights, checked at load time.
+Heads and branch may be stored as bfloat16 / float16 (``dtype``); they are loaded back as float32.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -26,7 +30,9 @@ if TYPE_CHECKING:
     from mtst.model.multitask import MultiTaskModel
 
 HEADS_FILE = "heads.safetensors"
+BRANCH_FILE = "branch.safetensors"
 ENCODER_DIR = "encoder"
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "pretrained" / "default"  # mtst/pretrained/default
 
 
@@ -55,19 +61,41 @@ def write_encoder(model: MultiTaskModel, directory: Path) -> None:
     write_json(directory / "sentence_bert_config.json", {"max_seq_length": cfg.max_seq_length, "do_lower_case": False})
 
 
-def save_model(model: MultiTaskModel, path: Path, include_encoder: bool = True) -> Path:
+def save_model(model: MultiTaskModel, path: Path, include_encoder: bool = True, dtype: str = "float32") -> Path:
     """Write everything into a temp dir beside ``path``, then swap it in: never half-written."""
-    if not include_encoder and model.config.encoder.backbone != "default":
-        raise MtstError("include_encoder=False only works for the untouched default backbone; save the encoder")
+    if dtype not in WEIGHT_DTYPES:
+        raise MtstError(f"unknown dtype '{dtype}'; choose one of {', '.join(WEIGHT_DTYPES)}")
+    reference = None if include_encoder else _backbone_reference(model)
+    config = model.config.model_copy(deep=True)
+    config.encoder.backbone_sha256 = reference
     path = path.resolve()
     with staged_dir(path) as staging:
-        write_json(staging / CONFIG_FILE, model.config.model_dump(mode="json"))
-        state = {key: value.detach().contiguous().cpu() for key, value in model.heads.state_dict().items()}
-        save_file(state, str(staging / HEADS_FILE), metadata={"format": "pt"})
+        write_json(staging / CONFIG_FILE, config.model_dump(mode="json"))
+        save_file(_weights(model.heads, dtype), str(staging / HEADS_FILE), metadata={"format": "pt"})
+        if model.branch is not None:
+            save_file(_weights(model.branch, dtype), str(staging / BRANCH_FILE), metadata={"format": "pt"})
         if include_encoder:
             (staging / ENCODER_DIR).mkdir()
             write_encoder(model, staging / ENCODER_DIR)
     return path
+
+
+def _backbone_reference(model: MultiTaskModel) -> str:
+    """The sha256 a directory without encoder/ records, once it is sure the backbone can be found again."""
+    source = model.config.encoder.backbone
+    if source != "default" and not Path(source).is_dir():
+        raise MtstError(f"include_encoder=False references the backbone by its directory, but {source!r} is not "
+                        "one; save the encoder (include_encoder=True)")
+    if model.encoder.fingerprint() != model.backbone_sha256:
+        raise MtstError("the encoder changed since it was loaded (it trained), so include_encoder=False would lose "
+                        "it; save the encoder (include_encoder=True)")
+    return model.backbone_sha256
+
+
+def _weights(module: torch.nn.Module, dtype: str) -> dict[str, torch.Tensor]:
+    cast = WEIGHT_DTYPES[dtype]
+    return {key: (value.to(cast) if value.is_floating_point() else value).detach().contiguous().cpu()
+            for key, value in module.state_dict().items()}
 
 
 def read_config(path: Path) -> ModelConfig:
@@ -91,25 +119,48 @@ def read_config(path: Path) -> ModelConfig:
         raise MtstError(f"invalid {config_file}: {exc}") from exc
 
 
-def load_model(cls: type[MultiTaskModel], path: str | Path | None) -> MultiTaskModel:
+def load_model(cls: type[MultiTaskModel], path: str | Path | None, backbone: str | Path | None = None
+               ) -> MultiTaskModel:
     path = DEFAULT_MODEL_DIR if path in (None, "") else Path(path)
     config = read_config(path)
-    encoder_dir = path / ENCODER_DIR
-    if encoder_dir.is_dir():
-        encoder, tokenizer, _ = load_backbone(encoder_dir)
-    elif config.encoder.backbone == "default":
-        encoder, tokenizer, _ = load_backbone(None)
-    else:
-        raise MtstError(f"{path} has no {ENCODER_DIR}/ directory; the model directory is incomplete")
+    source = _encoder_source(path, config, backbone)
+    encoder, tokenizer, _ = load_backbone(source)
     if encoder.hidden_size != config.encoder.hidden_size:
         raise MtstError(f"encoder hidden size {encoder.hidden_size} != config's {config.encoder.hidden_size} in {path}")
     model = cls(encoder, tokenizer, config)
-    heads_file = path / HEADS_FILE
-    if not heads_file.exists():
-        raise MtstError(f"{path} has no {HEADS_FILE}; the model directory is incomplete")
-    try:
-        state = load_file(str(heads_file))
-        model.heads.load_state_dict(state, strict=True)
-    except (SafetensorError, OSError, RuntimeError) as exc:
-        raise MtstError(f"corrupt or mismatched {heads_file}: {first_line(exc)}") from exc
+    expected = config.encoder.backbone_sha256
+    if expected and source != path / ENCODER_DIR and model.backbone_sha256 != expected:
+        raise MtstError(f"the backbone in {source or 'the default model package'} is not the one {path} was trained "
+                        "on (its weights differ); pass the original backbone")
+    _load_weights(model.heads, path / HEADS_FILE, path)
+    if model.branch is not None:
+        _load_weights(model.branch, path / BRANCH_FILE, path)
     return model.eval()
+
+
+def _encoder_source(path: Path, config: ModelConfig, backbone: str | Path | None) -> Path | None:
+    """Where the encoder comes from: the override, the directory's own encoder/, or the referenced backbone."""
+    if backbone not in (None, ""):
+        return Path(backbone)
+    if (path / ENCODER_DIR).is_dir():
+        return path / ENCODER_DIR
+    if config.encoder.backbone == "default":
+        return None
+    if config.encoder.backbone_sha256:
+        if not Path(config.encoder.backbone).is_dir():
+            raise MtstError(f"{path} references its backbone at {config.encoder.backbone} (it holds no copy), which "
+                            "is not a directory here; pass it: MultiTaskModel.load(path, backbone=DIR)")
+        return Path(config.encoder.backbone)
+    raise MtstError(f"{path} has no {ENCODER_DIR}/ directory; the model directory is incomplete")
+
+
+def _load_weights(module: torch.nn.Module, file: Path, path: Path) -> None:
+    """A safetensors file into ``module`` (strict), cast to float32 where it was stored smaller."""
+    if not file.exists():
+        raise MtstError(f"{path} has no {file.name}; the model directory is incomplete")
+    try:
+        stored = load_file(str(file))
+        state = {key: value.float() if value.is_floating_point() else value for key, value in stored.items()}
+        module.load_state_dict(state, strict=True)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise MtstError(f"corrupt or mismatched {file}: {first_line(exc)}") from exc

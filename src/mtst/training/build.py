@@ -32,9 +32,12 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]]) -> 
     section = config.model
     if section.init_from:
         model = MultiTaskModel.load(section.init_from)
+        if section.branch_at is not None and section.branch_at != model.config.encoder.branch_at:
+            raise MtstError(f"model.branch_at {section.branch_at} differs from {section.init_from}'s "
+                            f"({model.config.encoder.branch_at}); a model keeps its branch: drop model.branch_at")
     else:
         model = MultiTaskModel.from_backbone(section.backbone, section.pooling, section.normalize,
-                                             section.max_seq_length)
+                                             section.max_seq_length, section.branch_at)
     for task in config.tasks:
         if task.name in model.heads:
             existing = model.config.heads[task.name]

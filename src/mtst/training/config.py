@@ -36,6 +36,8 @@ class ModelSection(StrictModel):
     pooling: Literal["mean", "cls", "max"] | None = None
     normalize: bool | None = None
     max_seq_length: int | None = Field(None, gt=1)
+    # a task branch after this layer (mtst.model.branch): exact embeddings + fine-tuned heads; None: no branch
+    branch_at: int | None = Field(None, ge=0)
 
 
 class OptimizerSection(StrictModel):

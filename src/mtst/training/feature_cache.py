@@ -1,10 +1,13 @@
-"""Encoder outputs of every training example, computed once when the encoder is frozen.
+"""Frozen encoder outputs of every training example, computed once.
 
-A fully frozen encoder runs in eval mode (no dropout), so its output for an example never changes:
-running it again at every step would only burn CPU. The cache encodes each training example once
-(length-sorted batches, fixed composition, so a resumed run gets the very same tensors) and the
-heads then train on the stored features. Sentence heads store the pooled ``sentence_embedding``
-(H,), token heads the ``token_embeddings`` (T_i, H) of each example.
+What never trains runs in eval mode (no dropout), so its output for an example never changes: running it again
+at every step would only burn CPU. The cache encodes each training example once (length-sorted batches, fixed
+composition, so a resumed run gets the very same tensors) and training runs only what trains:
+
+- a task branch (``branch_at``): the shared bottom's states (T_i, H) of each example; the branch and the heads
+  train on them (mtst.model.branch: the bottom is part of the frozen backbone);
+- a fully frozen encoder without a branch: each head's input, the pooled ``task_embedding`` (H,) for sentence
+  heads and the ``token_embeddings`` (T_i, H) for token heads.
 """
 
 from __future__ import annotations
@@ -20,42 +23,48 @@ def encoder_frozen(model: nn.Module) -> bool:
     return not any(p.requires_grad for p in model.encoder.parameters())
 
 
+def cacheable(model: nn.Module, gradual_unfreezing: bool) -> bool:
+    """Whether training can start from cached features: a branch's bottom is always frozen; a plain encoder
+    must be frozen for the whole run (gradual unfreezing changes it)."""
+    return model.branch is not None or (encoder_frozen(model) and not gradual_unfreezing)
+
+
 class FeatureCache:
-    """``batch(task, indices)`` -> the head's input: (B, H) sentence embeddings or (B, T, H) token states."""
+    """``batch(task, indices)`` -> padded shared states (B, T, H) with a branch; else the head's input,
+    (B, H) task embeddings or (B, T, H) token states."""
 
     def __init__(self, model: nn.Module, encoded: dict[str, EncodedTask], batch_size: int = 64,
                  show_progress: bool = False):
         self.rows: dict[str, list[torch.Tensor]] = {}
-        self.reads = {task: model.heads[task].reads for task in encoded}
-        was_training = model.encoder.training
-        model.encoder.eval()
+        self.tokens = {task: model.branch is not None or model.heads[task].reads == "token_embeddings"
+                       for task in encoded}
+        was_training = model.training
+        model.eval()
         total = sum(len(e) for e in encoded.values())
         with torch.no_grad(), progress_bar(total, "encoding training data once", show_progress) as advance:
             for task, data in encoded.items():
-                self.rows[task] = self._encode(model, data, self.reads[task] == "token_embeddings", batch_size,
-                                               advance)
-        model.encoder.train(was_training)
+                self.rows[task] = self._encode(model, task, data, batch_size, advance)
+        model.train(was_training)
 
-    @staticmethod
-    def _encode(model: nn.Module, data: EncodedTask, token: bool, batch_size: int, advance) -> list[torch.Tensor]:
+    def _encode(self, model: nn.Module, task: str, data: EncodedTask, batch_size: int, advance) -> list[torch.Tensor]:
         device = next(model.parameters()).device
         rows: list[torch.Tensor] = [torch.empty(0)] * len(data)
         for indices, features in model.tokenizer.sorted_batches(data.items, batch_size):
-            mask = features["attention_mask"].to(device)
-            states = model.encoder(features["input_ids"].to(device), mask)  # (B, T, H)
-            if not token:
-                states = model.pooling(states, mask)  # (B, H)
-                if model.config.encoder.normalize:
-                    states = nn.functional.normalize(states, p=2, dim=-1)
+            ids, mask = features["input_ids"].to(device), features["attention_mask"].to(device)
+            if model.branch is not None:
+                states = model.shared_states(ids, mask)[0]  # (B, T, H)
+            else:
+                out = model({"input_ids": ids, "attention_mask": mask}, tasks=[])
+                states = out[model.heads[task].reads]  # (B, T, H) token states or (B, H) task embeddings
             for row, index in enumerate(indices):
                 length = len(data.items[index].input_ids)
-                rows[index] = (states[row, :length] if token else states[row]).clone()
+                rows[index] = (states[row, :length] if self.tokens[task] else states[row]).clone()
             advance(len(indices))
         return rows
 
     def batch(self, task: str, indices: list[int]) -> torch.Tensor:
         rows = [self.rows[task][i] for i in indices]
-        if self.reads[task] != "token_embeddings":
+        if not self.tokens[task]:
             return torch.stack(rows)  # (B, H)
         longest = max(row.shape[0] for row in rows)
         out = rows[0].new_zeros((len(rows), longest, rows[0].shape[-1]))  # (B, T, H), padding never labelled

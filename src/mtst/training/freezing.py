@@ -24,21 +24,27 @@ def apply_freezing(model: nn.Module, cfg: TrainConfig) -> list[str]:
     """Freeze components by name per ``cfg.freezing``; returns the names of frozen components.
 
     Modes: ``encoder`` (all of it), ``embeddings``, ``bottom_k`` (embeddings + the lowest k layers),
-    ``all`` (encoder and every head: nothing left to train), plus ``heads`` by task name.
+    ``all`` (encoder and every head: nothing left to train), plus ``heads`` by task name. With a task
+    branch the modes apply to the branch (its layers are "the encoder" the heads fine-tune) and the
+    backbone itself always stays frozen: the embedding path never trains.
     """
     freezing = cfg.freezing
-    groups = model.encoder.layer_groups()  # bottom to top
+    tuned = model.tuned_encoder()
+    prefix = "encoder" if tuned is model.encoder else "branch"
+    groups = tuned.layer_groups()  # bottom to top
     frozen: list[str] = []
     _set_trainable(model, True)
-    if freezing.mode in ("encoder", "all"):
+    if model.branch is not None:
         _set_trainable(model.encoder, False)
-        frozen.append("encoder")
+    if freezing.mode in ("encoder", "all"):
+        _set_trainable(tuned, False)
+        frozen.append(prefix)
     elif freezing.mode == "embeddings":
         frozen += _freeze_groups(groups, 1 if groups and groups[0][0] == "embeddings" else 0)
     elif freezing.mode == "bottom_k":
         n_layers = len(groups) - (1 if groups and groups[0][0] == "embeddings" else 0)
         if freezing.bottom_k > n_layers:
-            raise MtstError(f"freezing.bottom_k={freezing.bottom_k} but the encoder has only {n_layers} layers")
+            raise MtstError(f"freezing.bottom_k={freezing.bottom_k} but the {prefix} has only {n_layers} layers")
         frozen += _freeze_groups(groups, len(groups) - n_layers + freezing.bottom_k)
     unknown = [name for name in freezing.heads if name not in model.heads]
     if unknown:
@@ -55,7 +61,7 @@ def apply_freezing(model: nn.Module, cfg: TrainConfig) -> list[str]:
 def _freeze_groups(groups: list[tuple[str, nn.Module]], count: int) -> list[str]:
     for _, module in groups[:count]:
         _set_trainable(module, False)
-    return [f"encoder.{name}" for name, _ in groups[:count]]
+    return [name if name.startswith("branch.") else f"encoder.{name}" for name, _ in groups[:count]]
 
 
 def nothing_to_train(model: nn.Module, loss_weighting: nn.Module | None = None) -> bool:
@@ -64,7 +70,8 @@ def nothing_to_train(model: nn.Module, loss_weighting: nn.Module | None = None) 
 
 
 class GradualUnfreezer:
-    """Start with the whole encoder frozen; unfreeze one layer group from the top every N steps/epochs.
+    """Start with the whole encoder (or task branch) frozen; unfreeze one layer group from the top every
+    N steps/epochs.
 
     Groups frozen by ``freezing.mode`` stay frozen. Encoder params outside every group unfreeze
     with the top layer. The optimizer must be built with ``include_frozen=True``.
@@ -72,10 +79,11 @@ class GradualUnfreezer:
 
     def __init__(self, model: nn.Module, every: int, unit: str):
         self.every, self.unit = every, unit
-        statically_frozen = {id(p) for p in model.encoder.parameters() if not p.requires_grad}
-        groups = list(reversed(model.encoder.layer_groups()))  # top first
+        tuned = model.tuned_encoder()
+        statically_frozen = {id(p) for p in tuned.parameters() if not p.requires_grad}
+        groups = list(reversed(tuned.layer_groups()))  # top first
         in_groups = {id(p) for _, module in groups for p in module.parameters()}
-        extra = [p for p in model.encoder.parameters() if id(p) not in in_groups]
+        extra = [p for p in tuned.parameters() if id(p) not in in_groups]
         self.schedule: list[tuple[str, list[nn.Parameter]]] = []
         for index, (name, module) in enumerate(groups):
             params = [p for p in module.parameters() if id(p) not in statically_frozen]
@@ -83,7 +91,7 @@ class GradualUnfreezer:
                 params += [p for p in extra if id(p) not in statically_frozen]
             if params:
                 self.schedule.append((name, params))
-        _set_trainable(model.encoder, False)
+        _set_trainable(tuned, False)
         self.unfrozen = 0
 
     def step(self, step: int, epoch: float) -> bool:

@@ -26,16 +26,18 @@ logger = logging.getLogger("mtst")
 
 # ---- parameter groups -------------------------------------------------------------------
 def encoder_depths(model: nn.Module) -> dict[str, int]:
-    """Encoder parameter name -> depth from the top (top layer 0 ... embeddings = number of layers).
+    """Tuned-encoder parameter name -> depth from the top (top layer 0 ... embeddings = number of layers).
 
-    Encoder parameters outside every layer group (e.g. BERT's unused pooler) count as the top.
+    The tuned encoder is the task branch when there is one (its top layer is depth 0), else the encoder.
+    Parameters outside every layer group (e.g. BERT's unused pooler) count as the top.
     """
-    groups = model.encoder.layer_groups()  # bottom (embeddings) to top
+    tuned = model.tuned_encoder()
+    groups = tuned.layer_groups()  # bottom (embeddings) to top
     by_id = {}
     for index, (_, module) in enumerate(groups):
         for param in module.parameters():
             by_id[id(param)] = len(groups) - 1 - index
-    return {name: by_id.get(id(param), 0) for name, param in model.encoder.named_parameters()}
+    return {name: by_id.get(id(param), 0) for name, param in tuned.named_parameters()}
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig, loss_weighting: nn.Module | None = None,
@@ -49,7 +51,8 @@ def param_groups(model: nn.Module, cfg: TrainConfig, loss_weighting: nn.Module |
             must already hold them; AdamW skips params whose grad is None, so they stay untouched).
     Returns:
         Non-empty groups, each with ``params``, ``lr``, ``weight_decay`` and a readable ``name``
-        like ``encoder.depth2.decay``, ``heads.no_decay`` or ``loss_weighting``.
+        like ``encoder.depth2.decay`` (``branch.depth0.decay`` with a task branch), ``heads.no_decay`` or
+        ``loss_weighting``.
     """
     opt = cfg.optimizer
     head_lr = opt.head_lr if opt.head_lr is not None else opt.lr
@@ -62,13 +65,14 @@ def param_groups(model: nn.Module, cfg: TrainConfig, loss_weighting: nn.Module |
         group["params"].append(param)
 
     depths = encoder_depths(model)
-    for name, param in model.encoder.named_parameters():
+    prefix = "encoder" if model.branch is None else "branch"
+    for name, param in model.tuned_encoder().named_parameters():
         depth = depths[name]
         lr = opt.lr * opt.layer_decay**depth
         if param.dim() >= 2:
-            add(f"encoder.depth{depth}.decay", param, lr, opt.weight_decay)
+            add(f"{prefix}.depth{depth}.decay", param, lr, opt.weight_decay)
         else:
-            add(f"encoder.depth{depth}.no_decay", param, lr, 0.0)
+            add(f"{prefix}.depth{depth}.no_decay", param, lr, 0.0)
     for param in model.heads.parameters():
         if param.dim() >= 2:
             add("heads.decay", param, head_lr, opt.weight_decay)

@@ -29,7 +29,7 @@ from mtst.training.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_check
 from mtst.training.config import TrainConfig
 from mtst.training.distributed import average_gradients, broadcast_floats
 from mtst.training.evaluation import MEAN_KEY, evaluate_all
-from mtst.training.feature_cache import FeatureCache, encoder_frozen
+from mtst.training.feature_cache import FeatureCache, cacheable
 from mtst.training.freezing import NOTHING_TO_TRAIN, GradualUnfreezer, apply_freezing, nothing_to_train
 from mtst.training.loss_weighting import LossWeighting
 from mtst.training.optim import build_optimizer, build_scheduler, param_groups
@@ -77,8 +77,8 @@ class Recipe:
         every = cfg.freezing.gradual_unfreeze_every
         self.unfreezer = GradualUnfreezer(self.model, every, cfg.freezing.gradual_unfreeze_unit) if every else None
         if not cfg.run.keep_encoder_in_saved_model and self._encoder_may_change():
-            raise MtstError("run.keep_encoder_in_saved_model: false needs a frozen default encoder "
-                            "(freezing.mode: encoder); otherwise the trained encoder would be lost")
+            raise MtstError("run.keep_encoder_in_saved_model: false needs an encoder that does not train "
+                            "(freezing.mode: encoder, or model.branch_at); otherwise the trained encoder would be lost")
         sizes = {name: len(encoded) for name, encoded in self.encoded.items()}
         opt = cfg.optimizer
         self.examples_per_step = opt.batch_size * opt.grad_accumulation
@@ -95,7 +95,7 @@ class Recipe:
         if nothing_to_train(self.model, self.weighting):
             return
         self.cache = None
-        if encoder_frozen(self.model) and self.unfreezer is None:
+        if cacheable(self.model, gradual_unfreezing=self.unfreezer is not None):
             self.cache = FeatureCache(self.model, self.encoded, cfg.evaluation.batch_size,
                                       show_progress=self.main and sys.stderr.isatty())
         self.anchor = self._build_anchor()  # before _load_checkpoint: the teacher is the starting encoder
@@ -115,14 +115,16 @@ class Recipe:
         if section is None or section.weight == 0:
             return None
         if self.cache is not None:
-            logger.info("embedding_anchor skipped: the encoder is frozen, so the embeddings cannot move")
+            logger.info("embedding_anchor skipped: the embedding path does not train (a frozen encoder or a "
+                        "task branch), so the embeddings cannot move")
             return None
         return EmbeddingAnchor(self.model, self.encoded, section.loss, self.config.evaluation.batch_size,
                                show_progress=self.main and sys.stderr.isatty())
 
     def _encoder_may_change(self) -> bool:
+        """Whether the backbone itself may train (a task branch's unfreezing touches only the branch)."""
         trainable = any(p.requires_grad for p in self.model.encoder.parameters())
-        return trainable or self.unfreezer is not None or self.model.config.encoder.backbone != "default"
+        return trainable or (self.unfreezer is not None and self.model.branch is None)
 
     def _load_checkpoint(self) -> None:
         state = load_checkpoint(self.run_dir, self.model, self.weighting, self.optimizer, self.scheduler)
@@ -200,26 +202,29 @@ class Recipe:
             self._set_modes()
 
     def _forward(self, task: str, indices: list[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """({task: loss}, unweighted anchor loss or None) for one single-task batch; from cached encoder
-        outputs when the encoder is frozen."""
+        """({task: loss}, unweighted anchor loss or None) for one single-task batch; from cached frozen
+        outputs when there are any (mtst.training.feature_cache)."""
         device = self.accelerator.device
         features, labels = collate(self.model.tokenizer, self.encoded[task], indices)
         labels = labels.to(device)  # (B,) or (B, T)
-        if self.cache is not None:
-            head = self.model.heads[task]
-            return {task: head.loss(head(self.cache.batch(task, indices)), labels)}, None
         features = {k: features[k].to(device) for k in ("input_ids", "attention_mask")}
+        if self.cache is not None and self.model.branch is None:  # heads alone on a frozen encoder
+            head = self.model.heads[task]
+            return {task: head.loss(head(self.cache.batch(task, indices).to(device)), labels)}, None
+        if self.cache is not None:
+            features["shared_states"] = self.cache.batch(task, indices).to(device)  # (B, T, H)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.run.mixed_precision == "bf16"):
-            out = self.model(features, tasks=[task], labels={task: labels})
+            out = self.model(features, tasks=[task], labels={task: labels}, embedding=self.anchor is not None)
             anchor = self.anchor.loss(task, indices, out["sentence_embedding"]) if self.anchor else None  # ()
         return out["losses"], anchor
 
     def _set_modes(self) -> None:
-        """Heads (and trainable encoder parts) in train mode; a fully frozen encoder runs in eval
+        """Heads (and trainable encoder parts) in train mode; a fully frozen encoder (or branch) runs in eval
         mode, so it is a fixed feature extractor without dropout noise."""
         self.model.train()
-        if not any(p.requires_grad for p in self.model.encoder.parameters()):
-            self.model.encoder.eval()
+        for part in (self.model.encoder, self.model.branch):
+            if part is not None and not any(p.requires_grad for p in part.parameters()):
+                part.eval()
 
     def _epoch(self) -> float:
         return self.step / self.steps_per_epoch

@@ -1,0 +1,69 @@
+"""The task branch: exact embeddings and fine-tuned task heads from one forward pass.
+
+With ``branch_at: k`` the backbone's embedding layer and its first k transformer layers are shared and run
+once. From there two stacks run: the backbone's own, untouched layers k+1..L give the sentence embedding
+(so ``encode`` and the embedding of ``predict`` are exactly the backbone's), and the *task branch*, a
+trainable copy of layers k+1..L made when the branch is created, gives the token states every head reads.
+Training only ever changes the branch and the heads; the backbone stays frozen.
+
+    k = L      the branch is empty: heads read the backbone's top layer (a frozen-encoder model)
+    0 < k < L  predict costs about (L + (L - k)) / L of encode; the branch holds L - k layers
+    k = 0      only the embedding layer is shared: two full encoders (predict ~2x encode)
+
+Only BERT-style encoders can branch (their layers are called one by one); ``check_layerwise`` proves on a
+probe batch that the layer-by-layer pass is the encoder's own forward before a branch is built.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from mtst.errors import MtstError
+from mtst.model.encoder import Encoder, run_layers
+
+
+class TaskBranch(nn.Module):
+    """Trainable copies of the backbone's layers ``at``..L-1: shared states (B, T, H) -> task states (B, T, H)."""
+
+    def __init__(self, encoder: Encoder, at: int):
+        super().__init__()
+        layers = encoder.layers
+        if not 0 <= at <= len(layers):
+            raise MtstError(f"model.branch_at must be between 0 and {len(layers)} (the encoder's layers), got {at}")
+        self.at = at
+        # deepcopy with the HF config shared, not copied: attention reads config._attn_implementation at
+        # forward time, and export switches it to "eager" on the backbone's config for the branch too
+        memo = {id(encoder.transformer.config): encoder.transformer.config}
+        self.layers = nn.ModuleList(copy.deepcopy(layer, memo) for layer in layers[at:])
+
+    def forward(self, shared: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return run_layers(self.layers, shared, mask)
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        """Branch layers bottom to top, named after the backbone layer each one copies."""
+        return [(f"branch.layer.{self.at + i}", layer) for i, layer in enumerate(self.layers)]
+
+
+def check_layerwise(encoder: Encoder) -> None:
+    """Raise unless ``embed`` + ``run_layers`` give exactly the encoder's own forward (padding included)."""
+    vocab = int(encoder.transformer.get_input_embeddings().num_embeddings)
+    ids = torch.randint(1, vocab, (2, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])  # (2, 7): one padded row
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            expected = encoder(ids, mask)
+            hidden, layer_mask = encoder.embed(ids, mask)
+            got = run_layers(encoder.layers, hidden, layer_mask)
+    except (AttributeError, TypeError) as exc:
+        raise MtstError(f"model.branch_at needs a BERT-style encoder (embeddings + encoder.layer); "
+                        f"{type(encoder.transformer).__name__} is not one ({exc})") from exc
+    finally:
+        encoder.train(was_training)
+    if not torch.equal(got, expected):
+        raise MtstError(f"model.branch_at is not supported for {type(encoder.transformer).__name__}: running its "
+                        "layers one by one does not reproduce its forward pass")
