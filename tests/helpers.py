@@ -142,3 +142,11 @@ def live_server(app):
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def perturb(module: torch.nn.Module, seed: int = 1, scale: float = 0.05) -> None:
+    """What training does to a module, in one step: every weight moves (e.g. a task branch)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * scale)

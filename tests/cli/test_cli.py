@@ -191,6 +191,20 @@ def test_info_text_and_json_for_a_model(model_dir):
     assert facts["tasks"]["ner"]["parameters"] == 32 * 7 + 7
 
 
+def test_info_shows_the_branch_and_the_backbone_reference(tiny_st_dir, tmp_path):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1)
+    model.add_head("topic", "sentence_classification", TOPIC)
+    saved = model.save(tmp_path / "branched", include_encoder=False, dtype="bfloat16")
+    facts = json.loads(invoke("info", saved, "--json").stdout)
+    per_layer = sum(p.numel() for p in model.branch.layers[0].parameters())
+    assert facts["branch_at"] == 1 and facts["branch_layers"] == 1 and facts["branch_parameters"] == per_layer
+    assert facts["branch_dtype"] == "BF16" and facts["backbone_sha256"] == model.encoder.fingerprint()
+    text = invoke("info", saved).stdout
+    assert "branch_at" in text and "branch_parameters" in text
+    plain = MultiTaskModel.from_backbone(tiny_st_dir).save(tmp_path / "plain")
+    assert json.loads(invoke("info", plain, "--json").stdout)["branch_at"] is None
+
+
 def test_info_on_a_plain_backbone(tiny_encoder_dir):
     facts = json.loads(invoke("info", tiny_encoder_dir, "--json").stdout)
     assert facts["kind"] == "backbone" and facts["tasks"] == {} and facts["layers"] == 2

@@ -8,11 +8,12 @@ import re
 import pytest
 import torch
 
+from helpers import perturb
 from mtst import MtstError, MultiTaskModel
 from mtst.inference.agreement import label_agreement, predicted_labels
 from mtst.inference.backends import load_predictor
 from mtst.inference.export import export_model
-from mtst.inference.quantize import ENCODER_SCOPE, NNCF_FLOAT_SCOPE
+from mtst.inference.quantize import BRANCH_SCOPE, ENCODER_SCOPE, NNCF_FLOAT_SCOPE
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("nncf") is None
                                     or importlib.util.find_spec("openvino") is None, reason="openvino / nncf missing")
@@ -20,10 +21,13 @@ SENTENCES = ["John Smith visited Paris.", "a", "Stock fell!",
              "Mary works at Acme Corp in London, and John lives in Paris with a cat and a dog."]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_st_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=[None, 1], ids=["plain", "branch1"])
+def model_dir(tiny_st_dir, tmp_path_factory, request):
+    """Every export test runs on a plain model and on one with a (trained-looking) task branch."""
     torch.manual_seed(0)
-    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=request.param)
+    if model.branch is not None:
+        perturb(model.branch)
     model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)
     model.add_head("ner", "token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
     return model.save(tmp_path_factory.mktemp("saved") / "model")
@@ -67,7 +71,9 @@ def test_onnx_int8_quantizes_only_the_encoder(model_dir, tmp_path):
     out = export_model(model_dir, tmp_path / "onnx8", format="onnx", quantize="int8")
     nodes = onnx.load(str(out / "model.onnx")).graph.node
     quantized = [n.name for n in nodes if n.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")]
-    assert quantized and all(name.startswith(ENCODER_SCOPE) for name in quantized)
+    assert quantized and all(name.startswith((ENCODER_SCOPE, BRANCH_SCOPE)) for name in quantized)
+    has_branch = MultiTaskModel.load(model_dir).branch is not None
+    assert any(name.startswith(BRANCH_SCOPE) for name in quantized) is has_branch  # the branch is int8 too
     heads = [n for n in nodes if n.name.startswith(("/model/topic/", "/model/ner/"))]
     assert "MatMul" in {n.op_type for n in heads}  # float ops (the quantiser rewrites Gemm as MatMul + Add)
     assert not any(n.op_type == "DequantizeLinear" for n in nodes)  # the embedding table is not int8 either
@@ -87,7 +93,7 @@ def test_openvino_int8_keeps_heads_fp32(model_dir, tmp_path):
         return source.get_type_name() == "Constant" and source.get_element_type() == ov.Type.f32
 
     heads = [op for op in weighted if op.get_friendly_name().startswith(("/model/topic/", "/model/ner/"))]
-    encoder = [op for op in weighted if op.get_friendly_name().startswith(ENCODER_SCOPE)]
+    encoder = [op for op in weighted if op.get_friendly_name().startswith((ENCODER_SCOPE, BRANCH_SCOPE))]
     kept = [op for op in encoder if re.match(NNCF_FLOAT_SCOPE[1], op.get_friendly_name())]
     assert heads and all(weight_is_plain_fp32(op) for op in heads)
     assert len(kept) == 2 and all(weight_is_plain_fp32(op) for op in kept)  # FFN output of layers 0 and 1

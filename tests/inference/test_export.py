@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import perturb
 from mtst import MtstError, MultiTaskModel
 from mtst.inference.agreement import parity_report
 from mtst.inference.backends import load_predictor
@@ -38,10 +39,13 @@ needs_openvino = pytest.mark.skipif(not _has_openvino(), reason="openvino / nncf
 FORMATS = ["onnx", pytest.param("openvino", marks=needs_openvino)]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_st_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=[None, 1], ids=["plain", "branch1"])
+def model_dir(tiny_st_dir, tmp_path_factory, request):
+    """Every export test runs on a plain model and on one with a (trained-looking) task branch."""
     torch.manual_seed(0)
-    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=request.param)
+    if model.branch is not None:
+        perturb(model.branch)
     model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)
     model.add_head("ner", "token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"])
     return model.save(tmp_path_factory.mktemp("saved") / "model")

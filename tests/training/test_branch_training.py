@@ -57,7 +57,7 @@ def test_the_branch_cache_holds_the_shared_bottom(tiny_st_dir):
     cache = FeatureCache(model, encoded)
     batch = model.tokenizer.collate([encoded["ner"].items[i] for i in (0, 1, 2)])
     with torch.no_grad():
-        shared, _ = model.shared_states(batch["input_ids"], batch["attention_mask"])
+        shared = model.shared_states(batch["input_ids"], batch["attention_mask"])
     mask = batch["attention_mask"][..., None].bool()
     cached = cache.batch("ner", [0, 1, 2])
     torch.testing.assert_close(cached.masked_fill(~mask, 0), shared.masked_fill(~mask, 0), rtol=1e-5, atol=1e-6)

@@ -35,8 +35,9 @@ def print_info(facts: dict) -> None:
     summary = Table(show_header=False, box=None)
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    for key in ("note", "path", "kind", "backbone", "architecture", "layers", "hidden_size", "parameters", "pooling",
-                "normalize", "max_seq_length", "trained"):
+    for key in ("note", "path", "kind", "backbone", "backbone_sha256", "architecture", "layers", "hidden_size",
+                "parameters", "branch_at", "branch_layers", "branch_parameters", "branch_dtype", "pooling", "normalize",
+                "max_seq_length", "trained"):
         if facts.get(key) is not None:
             summary.add_row(key, Text(str(facts[key])))
     console.print(summary)

@@ -42,7 +42,20 @@ def describe(directory: Path | None) -> dict:
     kind = "mtst model" if export is None else f"mtst {export['format']} export ({export.get('precision', 'fp32')})"
     return {"path": str(directory), "kind": kind, "backbone": enc.backbone, **_encoder_facts(encoder_dir),
             "hidden_size": enc.hidden_size, "pooling": enc.pooling, "normalize": enc.normalize,
-            "max_seq_length": enc.max_seq_length, "trained": config.trained, "tasks": tasks}
+            "max_seq_length": enc.max_seq_length, **_branch_facts(directory, enc.branch_at),
+            "backbone_sha256": enc.backbone_sha256, "trained": config.trained, "tasks": tasks}
+
+
+def _branch_facts(directory: Path, branch_at: int | None) -> dict:
+    """branch_at, how many layers the branch holds, its parameter count and stored dtype (from the file header)."""
+    from mtst.model.storage import BRANCH_FILE
+
+    if branch_at is None:
+        return {"branch_at": None}
+    sizes, dtypes = _tensor_sizes(directory / BRANCH_FILE), _tensor_dtypes(directory / BRANCH_FILE)
+    layers = {key.split(".")[1] for key in sizes if key.startswith("layers.")}
+    return {"branch_at": branch_at, "branch_layers": len(layers) if sizes else None,
+            "branch_parameters": sum(sizes.values()) or None, "branch_dtype": ", ".join(sorted(set(dtypes))) or None}
 
 
 def _describe_backbone(directory: Path) -> dict:
@@ -74,9 +87,17 @@ def _encoder_facts(directory: Path) -> dict:
 
 def _tensor_sizes(file: Path) -> dict[str, int]:
     """Tensor name -> element count, from the safetensors header (no weights are loaded)."""
+    return {key: math.prod(shape) for key, (shape, _) in _tensor_headers(file).items()}
+
+
+def _tensor_dtypes(file: Path) -> list[str]:
+    return [dtype for _, dtype in _tensor_headers(file).values()]
+
+
+def _tensor_headers(file: Path) -> dict[str, tuple[list[int], str]]:
     from safetensors import safe_open
 
     if not file.exists():
         return {}
     with safe_open(str(file), framework="np") as handle:
-        return {key: math.prod(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        return {key: (handle.get_slice(key).get_shape(), handle.get_slice(key).get_dtype()) for key in handle.keys()}

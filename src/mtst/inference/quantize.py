@@ -27,7 +27,8 @@ def read_calibration(path: str | Path | None) -> list[str]:
 
 
 ENCODER_SCOPE = "/model/encoder/"  # ONNX node names of the encoder; heads are /model/<task>/..., pooling /model/...
-NOT_ENCODER = "/model/(?!encoder/)"  # the same as a regular expression (prefix match) for NNCF's ignored_scope
+BRANCH_SCOPE = "/model/branch/"  # a task branch's layers (mtst.model.branch): quantised like the encoder's
+NOT_ENCODER = "/model/(?!encoder/|branch/)"  # neither, as a regular expression (prefix match) for NNCF's ignored_scope
 
 
 def quantize_onnx_int8(source: Path, target: Path) -> dict:
@@ -40,7 +41,8 @@ def quantize_onnx_int8(source: Path, target: Path) -> dict:
 
     graph = onnx.load(str(source), load_external_data=False).graph
     # a list of what to quantise, not of what to leave out: the quantiser renames a head's Gemm to "<name>_MatMul"
-    encoder = [node.name for node in graph.node if node.op_type == "MatMul" and node.name.startswith(ENCODER_SCOPE)]
+    encoder = [node.name for node in graph.node
+               if node.op_type == "MatMul" and node.name.startswith((ENCODER_SCOPE, BRANCH_SCOPE))]
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                      op_types_to_quantize=["MatMul"], nodes_to_quantize=encoder)
     return {"method": "onnxruntime.quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
@@ -51,7 +53,9 @@ def quantize_onnx_int8(source: Path, target: Path) -> dict:
 # the FFN output projection of the first two encoder layers (BERT naming; a pattern that matches nothing is a
 # no-op). The heads are small and encode() never runs them; the two projections cost ~6 % CPU time and lift task
 # agreement with torch to >= 98 % on MiniLM (docs/performance.md has the sweep).
-NNCF_FLOAT_SCOPE = [NOT_ENCODER, ENCODER_SCOPE + r"transformer/encoder/layer\.[01]/output/dense/"]
+# A branched model runs the encoder's layers one by one (mtst.model.branch), so they are named
+# /model/encoder/layer.<i>/... instead of /model/encoder/transformer/encoder/layer.<i>/...: the pattern takes both.
+NNCF_FLOAT_SCOPE = [NOT_ENCODER, ENCODER_SCOPE + r"(transformer/encoder/)?layer\.[01]/output/dense/"]
 
 
 def convert_openvino(onnx_path: Path, target: Path, quantize: str | None, calibration: list[dict]) -> dict:

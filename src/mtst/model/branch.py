@@ -48,7 +48,7 @@ class TaskBranch(nn.Module):
 
 
 def check_layerwise(encoder: Encoder) -> None:
-    """Raise unless ``embed`` + ``run_layers`` give exactly the encoder's own forward (padding included)."""
+    """Raise unless the encoder run layer by layer gives exactly its own forward (padding included)."""
     vocab = int(encoder.transformer.get_input_embeddings().num_embeddings)
     ids = torch.randint(1, vocab, (2, 7), generator=torch.Generator().manual_seed(0))
     mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])  # (2, 7): one padded row
@@ -57,8 +57,7 @@ def check_layerwise(encoder: Encoder) -> None:
     try:
         with torch.no_grad():
             expected = encoder(ids, mask)
-            hidden, layer_mask = encoder.embed(ids, mask)
-            got = run_layers(encoder.layers, hidden, layer_mask)
+            got = encoder(ids, mask, layers=slice(0, None))
     except (AttributeError, TypeError) as exc:
         raise MtstError(f"model.branch_at needs a BERT-style encoder (embeddings + encoder.layer); "
                         f"{type(encoder.transformer).__name__} is not one ({exc})") from exc

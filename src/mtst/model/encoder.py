@@ -93,23 +93,26 @@ class Encoder(nn.Module):
     def hidden_size(self) -> int:
         return int(self.transformer.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        return out.last_hidden_state  # (B, T, H)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor | None = None,
+                layers: slice | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, H) token states: the HF model's own forward pass.
+
+        With ``layers`` only that slice of the transformer layers runs, from ``hidden`` (B, T, H) or, when it
+        is None, from the embedding layer: the pieces a task branch splits the pass into (mtst.model.branch).
+        Only BERT-style encoders (``embeddings`` + ``encoder.layer`` called as ``layer(hidden, mask)``).
+        Going through this module keeps every encoder op under ``/model/encoder/`` in exported graphs.
+        """
+        if layers is None:
+            out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+            return out.last_hidden_state  # (B, T, H)
+        if hidden is None:
+            hidden = self.transformer.embeddings(input_ids=input_ids)  # (B, T, H)
+        return run_layers(self.layers[layers], hidden, self.layer_mask(attention_mask, hidden))
 
     @property
     def layers(self) -> nn.ModuleList:
         """The transformer layers, bottom to top."""
         return _find_layer_list(self.transformer)
-
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The first half of the HF forward pass: (embedding output (B, T, H), the mask the layers take).
-
-        Only BERT-style encoders (``embeddings`` + ``encoder.layer`` called as ``layer(hidden, mask)``);
-        ``mtst.model.branch`` checks that these pieces reproduce the encoder's own forward exactly.
-        """
-        hidden = self.transformer.embeddings(input_ids=input_ids)  # (B, T, H)
-        return hidden, self.layer_mask(attention_mask, hidden)
 
     def layer_mask(self, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
         """The (B, 1, T, T) mask (or None when nothing is padded) the layers expect, made as HF makes it."""

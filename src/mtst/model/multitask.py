@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from mtst.errors import MtstError
 from mtst.model.branch import TaskBranch, check_layerwise
 from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
-from mtst.model.encoder import Encoder, load_backbone, run_layers
+from mtst.model.encoder import Encoder, load_backbone
 from mtst.model.heads import build_head
 from mtst.model.onednn import use_onednn
 from mtst.model.pooling import Pooling
@@ -115,22 +115,21 @@ class MultiTaskModel(nn.Module):
 
     def _paths(self, features: dict[str, torch.Tensor], embedding: bool):
         """(task path token states, embedding path token states): the same tensor without a branch."""
-        attention_mask = features["attention_mask"]
+        input_ids, attention_mask = features["input_ids"], features["attention_mask"]
         if self.branch is None:
-            states = self.encoder(features["input_ids"], attention_mask)
+            states = self.encoder(input_ids, attention_mask)
             return states, states
-        if "shared_states" in features:  # the training cache ran the frozen bottom already
-            shared = features["shared_states"]
-            mask = self.encoder.layer_mask(attention_mask, shared)
-        else:
-            shared, mask = self.shared_states(features["input_ids"], attention_mask)
-        top = run_layers(self.encoder.layers[self.branch.at:], shared, mask) if embedding else None
-        return self.branch(shared, mask), top
+        shared = features.get("shared_states")  # the training cache ran the frozen bottom already
+        if shared is None:
+            shared = self.shared_states(input_ids, attention_mask)
+        tasks = self.branch(shared, self.encoder.layer_mask(attention_mask, shared))
+        if not embedding:
+            return tasks, None
+        return tasks, self.encoder(input_ids, attention_mask, hidden=shared, layers=slice(self.branch.at, None))
 
-    def shared_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """The branch's shared bottom: (states after layer ``branch_at`` (B, T, H), the layers' mask)."""
-        hidden, mask = self.encoder.embed(input_ids, attention_mask)
-        return run_layers(self.encoder.layers[: self.branch.at], hidden, mask), mask
+    def shared_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The branch's shared bottom: the states after layer ``branch_at`` (B, T, H)."""
+        return self.encoder(input_ids, attention_mask, layers=slice(0, self.branch.at))
 
     def _pool(self, token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.pooling(token_states, attention_mask)  # (B, H)

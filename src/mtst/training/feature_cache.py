@@ -52,7 +52,7 @@ class FeatureCache:
         for indices, features in model.tokenizer.sorted_batches(data.items, batch_size):
             ids, mask = features["input_ids"].to(device), features["attention_mask"].to(device)
             if model.branch is not None:
-                states = model.shared_states(ids, mask)[0]  # (B, T, H)
+                states = model.shared_states(ids, mask)  # (B, T, H)
             else:
                 out = model({"input_ids": ids, "attention_mask": mask}, tasks=[])
                 states = out[model.heads[task].reads]  # (B, T, H) token states or (B, H) task embeddings
