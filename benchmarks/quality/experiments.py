@@ -216,6 +216,31 @@ def _branch(k: int) -> Variant:
 
 EXPERIMENTS["branch"] = [_branch(k) for k in (5, 4, 3, 2)]
 
+# NER heads on a branch (issue 15): CoNLL alone with the NER share of the long run (2,080 steps), then the best
+# head in the three-task run. Windowed = the shipped head; + shape = word-shape embeddings (the backbone is
+# uncased); + CRF = BIO-constrained CRF loss and Viterbi decoding.
+NER_HEADS = {
+    "linear": {"type": "token_classification"},
+    "windowed": WINDOWED_NER["ner"],
+    "windowed-shape": {**WINDOWED_NER["ner"], "word_shape": "on"},
+    "windowed-shape-crf": {**WINDOWED_NER["ner"], "word_shape": "on", "crf": True},
+}
+
+
+def _branch_ner(k: int, head: str, seeds: int = 3) -> Variant:
+    base = _branch(k)
+    return Variant(f"single-ner-2080steps-fp32-branch{k}-{head}", ("ner",), base.overrides, steps=2080,
+                   train_sizes=FULL_DATA, eval_every=520, task_overrides={"ner": NER_HEADS[head]}, max_seeds=seeds)
+
+
+def _branch_with_ner_head(k: int, head: str) -> Variant:
+    base = _branch(k)
+    return Variant(f"{base.name}-{head}", ALL, base.overrides, steps=8000, train_sizes=FULL_DATA, eval_every=1000,
+                   keep_model=True, task_overrides={"ner": NER_HEADS[head]})
+
+
+EXPERIMENTS["ner"] = [_branch_ner(5, head) for head in NER_HEADS] + [_branch_with_ner_head(5, "windowed-shape-crf")]
+
 # ---- running one variant --------------------------------------------------------------------
 def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
     """The TrainConfig dict of one run (validated by TrainConfig before training)."""

@@ -39,15 +39,17 @@ needs_openvino = pytest.mark.skipif(not _has_openvino(), reason="openvino / nncf
 FORMATS = ["onnx", pytest.param("openvino", marks=needs_openvino)]
 
 
-@pytest.fixture(scope="module", params=[None, 1], ids=["plain", "branch1"])
+@pytest.fixture(scope="module", params=[None, 1], ids=["plain", "branch1-shapes-crf"])
 def model_dir(tiny_st_dir, tmp_path_factory, request):
-    """Every export test runs on a plain model and on one with a (trained-looking) task branch."""
+    """Every export test runs on a plain model and on one with a (trained-looking) task branch whose NER head
+    reads word shapes (a third graph input) and decodes through a CRF (its transitions travel beside the graph)."""
     torch.manual_seed(0)
     model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=request.param)
     if model.branch is not None:
         perturb(model.branch)
     model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)
-    model.add_head("ner", "token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"])
+    extras = {} if model.branch is None else {"word_shape": "on", "crf": True}
+    model.add_head("ner", "token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"], **extras)
     return model.save(tmp_path_factory.mktemp("saved") / "model")
 
 

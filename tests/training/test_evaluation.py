@@ -29,7 +29,7 @@ def control_ner(model, monkeypatch) -> None:
     """Replace the forward pass: ner logits (B, T, C) are one-hot on TOKEN_TAGS of each input id."""
     vocab = model.tokenizer.tokenizer.convert_ids_to_tokens
 
-    def forward(features, tasks=None, labels=None):
+    def forward(features, tasks=None, labels=None, embedding=True):
         ids = features["input_ids"]  # (B, T)
         logits = torch.zeros((*ids.shape, len(NER)))  # (B, T, C)
         for row in range(ids.shape[0]):

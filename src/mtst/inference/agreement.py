@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mtst.errors import MtstError
-from mtst.inference.export import INPUT_NAMES, PARITY_SENTENCES, feeds_for, torch_outputs
+from mtst.inference.export import PARITY_SENTENCES, feeds_for, graph_inputs, torch_outputs
 
 if TYPE_CHECKING:
     from mtst.model.multitask import MultiTaskModel
@@ -48,11 +48,15 @@ def predicted_labels(runner, sentences: list[str], batch_size: int = 64) -> list
             return {task: out[f"logits_{task}"] for task in heads}
         return dict(zip(heads, torch_outputs(runner, feeds)[1:], strict=True))
 
+    inputs = graph_inputs(runner.config)
+
     def run(batch: dict[str, torch.Tensor], items, texts: list[str]) -> list[dict]:
-        logits = logits_of({name: batch[name].numpy() for name in INPUT_NAMES})  # task -> (B, C) | (B, T, C)
+        logits = logits_of({name: batch[name].numpy() for name in inputs})  # task -> (B, C) | (B, T, C)
         rows: list[dict] = [{} for _ in texts]
         for task, head in heads.items():
-            best = np.asarray(logits[task]).argmax(-1)  # (B,) | (B, T)
+            scores = torch.from_numpy(np.ascontiguousarray(logits[task], dtype=np.float32))
+            token = head.reads == "token_embeddings"
+            best = (head.best_tags(scores, items) if token else scores.argmax(-1)).numpy()  # (B,) | (B, T)
             for row, item, winner in zip(rows, items, best, strict=True):
                 if winner.ndim == 0:
                     row[task] = head.labels[int(winner)]

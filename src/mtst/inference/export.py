@@ -29,7 +29,8 @@ from torch import nn
 from mtst.errors import MtstError
 from mtst.files import staged_dir, write_json
 from mtst.inference.quantize import convert_openvino, quantize_onnx_int8, read_calibration
-from mtst.model.config import CONFIG_FILE
+from mtst.model.config import CONFIG_FILE, ModelConfig
+from mtst.model.storage import HEADS_FILE
 
 if TYPE_CHECKING:
     from mtst.model.multitask import MultiTaskModel
@@ -40,7 +41,8 @@ OPENVINO_FILE = "openvino_model.xml"
 FORMATS = ("onnx", "openvino")
 QUANTIZATIONS = (None, "int8")
 OPSET = 17
-INPUT_NAMES = ["input_ids", "attention_mask"]
+INPUT_NAMES = ["input_ids", "attention_mask"]  # every graph; the embedding needs no more
+SHAPE_INPUT = "shape_ids"  # (B, T) int64, an input only when a token head reads word shapes
 PARITY_SENTENCES = [
     "The cat sat on the mat.",
     "John Smith visited Paris and London last year to meet the team at Acme Corp.",
@@ -61,8 +63,12 @@ class ExportWrapper(nn.Module):
     def output_names(self) -> list[str]:
         return ["sentence_embedding"] + [f"logits_{task}" for task in self.tasks]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model({"input_ids": input_ids, "attention_mask": attention_mask}, tasks=self.tasks)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                shape_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        features = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if shape_ids is not None:
+            features[SHAPE_INPUT] = shape_ids
+        out = self.model(features, tasks=self.tasks)
         return (out["sentence_embedding"], *(out["logits"][task] for task in self.tasks))  # (B, H), (B, [T,] C)...
 
 
@@ -85,15 +91,20 @@ def read_export_info(directory: Path) -> dict | None:
     return info
 
 
+def graph_inputs(config: ModelConfig) -> list[str]:
+    """The graph's inputs for a model: ids and mask, plus shape_ids when a head reads word shapes."""
+    return INPUT_NAMES + ([SHAPE_INPUT] if any(head.word_shape_dim for head in config.heads.values()) else [])
+
+
 def feeds_for(model: MultiTaskModel, sentences: list[str]) -> dict[str, np.ndarray]:
     batch = model.tokenizer.collate(model.tokenizer(sentences))
-    return {name: batch[name].numpy() for name in INPUT_NAMES}
+    return {name: batch[name].numpy() for name in graph_inputs(model.config)}
 
 
 def torch_outputs(model: MultiTaskModel, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     wrapper = ExportWrapper(model).eval()
     with torch.inference_mode():
-        out = wrapper(*(torch.from_numpy(feeds[name]) for name in INPUT_NAMES))
+        out = wrapper(*(torch.from_numpy(feeds[name]) for name in graph_inputs(model.config)))
     return [tensor.float().numpy() for tensor in out]
 
 
@@ -105,7 +116,8 @@ def export_onnx_graph(model: MultiTaskModel, path: Path, opset: int = OPSET) -> 
     transformer.set_attn_implementation("eager")  # SDPA's mask handling does not trace cleanly
     wrapper = ExportWrapper(model).eval()
     names = wrapper.output_names
-    dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    inputs = graph_inputs(model.config)
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in inputs}
     for task, name in zip(wrapper.tasks, names[1:], strict=True):
         token_level = model.heads[task].reads == "token_embeddings"
         dynamic[name] = {0: "batch", 1: "sequence"} if token_level else {0: "batch"}
@@ -115,8 +127,8 @@ def export_onnx_graph(model: MultiTaskModel, path: Path, opset: int = OPSET) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about python branches on shapes
             torch.onnx.export(
-                wrapper, (sample["input_ids"], sample["attention_mask"]), str(path), dynamo=False,
-                opset_version=opset, input_names=INPUT_NAMES, output_names=names, dynamic_axes=dynamic,
+                wrapper, tuple(sample[name] for name in inputs), str(path), dynamo=False,
+                opset_version=opset, input_names=inputs, output_names=names, dynamic_axes=dynamic,
                 do_constant_folding=True,
             )
     finally:
@@ -164,13 +176,14 @@ def export_model(model_dir: str | Path | None, out_dir: str | Path, format: str 
             fp32_path.unlink()
         model.tokenizer.tokenizer.save_pretrained(str(staging))
         shutil.copyfile(source / CONFIG_FILE, staging / CONFIG_FILE)
+        shutil.copyfile(source / HEADS_FILE, staging / HEADS_FILE)  # decoding parameters (a CRF's transitions)
         info = {
             "format": format,
             "graph": graph_file,
             "precision": quantize or "fp32",
             "quantization": settings or None,
             "opset": OPSET,
-            "inputs": INPUT_NAMES,
+            "inputs": graph_inputs(model.config),
             "outputs": outputs,
             "source": str(source.resolve()),
             "config_sha256": file_sha256(staging / CONFIG_FILE),

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from mtst.errors import MtstError, first_line
-from mtst.inference.export import INPUT_NAMES, file_sha256, read_export_info
+from mtst.inference.export import INPUT_NAMES, SHAPE_INPUT, file_sha256, read_export_info
 from mtst.model.config import CONFIG_FILE, ModelConfig
 from mtst.model.heads import Head, build_head
+from mtst.model.storage import HEADS_FILE, load_weights
 from mtst.model.tokenization import TextTokenizer, Tokenized, map_batches
 
 DEFAULT_MAX_TOKENS = 8192  # padded tokens per batch: keeps long-text batches from growing without bound
@@ -71,6 +73,9 @@ class ExportedPredictor:
                             f"{info.get('vocab_size')} rows; tokenizer and model do not match, export again")
         self.tokenizer = TextTokenizer(tokenizer, self.config.encoder.max_seq_length)
         self.heads: dict[str, Head] = {name: build_head(cfg) for name, cfg in self.config.heads.items()}
+        self._load_head_weights()
+        self.inputs: list[str] = list(info.get("inputs", INPUT_NAMES))
+        self.tokenizer.word_shapes = SHAPE_INPUT in self.inputs
         self.output_names: list[str] = list(info["outputs"])
         self.threads = threads or default_threads()
         if self.threads < 1:
@@ -80,6 +85,15 @@ class ExportedPredictor:
         if not graph.exists():
             raise MtstError(f"{graph} is missing; the exported directory is incomplete, export again")
         self._load(graph)
+
+    def _load_head_weights(self) -> None:
+        """Decoding needs head parameters the graph does not hold (a CRF's transitions); exports before
+        heads.safetensors was copied along decode by arg-max only, which needs none."""
+        heads_file = self.directory / HEADS_FILE
+        if heads_file.exists():
+            load_weights(nn.ModuleDict(self.heads), heads_file, self.directory)
+        elif any(cfg.crf for cfg in self.config.heads.values()):
+            raise MtstError(f"{self.directory} has no {HEADS_FILE}, which its CRF heads decode with; export again")
 
     @property
     def tasks(self) -> list[str]:
@@ -151,7 +165,8 @@ class ExportedPredictor:
     def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool,
                      fn: Callable[[dict, Sequence[Tokenized], list[str]], list]) -> list:
         def on_numpy(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list:
-            return fn({name: batch[name].numpy() for name in INPUT_NAMES}, items, batch_texts)
+            # encode tokenizes ids only (no shape_ids): its embedding graph needs no more
+            return fn({name: batch[name].numpy() for name in self.inputs if name in batch}, items, batch_texts)
 
         return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, on_numpy)
 
@@ -192,7 +207,7 @@ class OnnxPredictor(ExportedPredictor):
         return dict(zip(self.output_names, self._whole.run(self.output_names, feeds), strict=True))
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(["sentence_embedding"], feeds)[0]
+        return self.session.run(["sentence_embedding"], {name: feeds[name] for name in INPUT_NAMES})[0]
 
 
 def encoder_graph(graph: Path, outputs: list[str]) -> bytes:
@@ -233,7 +248,8 @@ class OpenVINOPredictor(ExportedPredictor):
             _check_outputs(graph, [port.get_any_name() for port in self._model.outputs], self.output_names)
             # encode() needs no head: a graph with only the embedding output lets OpenVINO drop every head (the
             # NER convolution runs over every token); the whole graph is compiled on the first predict().
-            embedding_only = ov.Model([self._model.output("sentence_embedding")], self._model.get_parameters())
+            needed = [p for p in self._model.get_parameters() if p.get_friendly_name() in INPUT_NAMES]
+            embedding_only = ov.Model([self._model.output("sentence_embedding")], needed)
             compiled = self._core.compile_model(embedding_only, "CPU", self._config)
         except MtstError:
             raise
@@ -254,7 +270,7 @@ class OpenVINOPredictor(ExportedPredictor):
         return {name: np.array(result[self._ports[name]]) for name in self.output_names}
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return np.array(self.embed_request.infer(feeds)[0])
+        return np.array(self.embed_request.infer({name: feeds[name] for name in INPUT_NAMES})[0])
 
 
 def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FORMAT_VERSION = 2  # 2: encoder.branch_at and encoder.backbone_sha256 (absent in 1: no branch)
 CONFIG_FILE = "mtst_config.json"
@@ -44,6 +44,14 @@ class HeadConfig(StrictModel):
     input_dim: int = Field(..., gt=0)
     hidden_dim: int | None = Field(None, gt=0)  # optional hidden layer (sentence heads)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    word_shape_dim: int = Field(0, ge=0)  # token heads: embed each word's shape (mtst.model.word_shapes); 0 = off
+    crf: bool = False  # token heads: a BIO-constrained CRF over the words (mtst.model.crf): its loss and Viterbi
+
+    @model_validator(mode="after")
+    def _token_options_on_token_heads(self) -> HeadConfig:
+        if self.type == "sentence_classification" and (self.crf or self.word_shape_dim):
+            raise ValueError("crf and word_shape_dim are token-head options; a sentence head has neither")
+        return self
 
     @field_validator("labels")
     @classmethod

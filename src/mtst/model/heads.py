@@ -1,7 +1,8 @@
 """Task heads and their registry. Adding a head type = one class here + one HEADS entry.
 
-A head declares the feature key it reads (``sentence_embedding`` (B, H) or ``token_embeddings``
-(B, T, H)), returns logits, owns its loss, and decodes logits into plain Python predictions.
+A head declares the feature key it reads (``task_embedding`` (B, H) or ``token_embeddings`` (B, T, H)),
+returns logits, owns its loss, and decodes logits into plain Python predictions. Token heads may also read
+each word's shape (``shape_ids`` (B, T): ``word_shape_dim``) and decode through a BIO-constrained CRF (``crf``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import torch
 from torch import nn
 
 from mtst.model.config import HeadConfig
+from mtst.model.crf import BioCRF
 from mtst.model.spans import bio_to_entities, first_subtokens, word_spans
 from mtst.model.tokenization import Tokenized
+from mtst.model.word_shapes import NO_SHAPE, SHAPES
 
 IGNORE_INDEX = -100  # label for sub-tokens after the first one, special tokens and padding
 
@@ -32,6 +35,9 @@ class Head(nn.Module):
         return nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
         )
+
+    def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list:
         raise NotImplementedError
@@ -52,8 +58,8 @@ class SentenceClassificationHead(Head):
         layers.append(nn.Linear(width, len(config.labels)))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+    def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(features)  # (B, C)
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[dict]:
         probs = logits.float().softmax(dim=-1).tolist()
@@ -69,10 +75,11 @@ class SentenceClassificationHead(Head):
 
 
 class TokenClassificationHead(Head):
-    """Token states -> dropout -> [hidden layer + GELU + dropout] -> BIO label logits (B, T, C).
+    """Token states [+ word-shape embedding] -> dropout -> [hidden layer + GELU + dropout] -> BIO logits (B, T, C).
 
     Words are labelled on their first sub-token. Without ``hidden_dim`` the head is one linear layer,
-    with the same parameter names as before, so models saved that way still load.
+    with the same parameter names as before, so models saved that way still load. With ``crf`` the loss is
+    the CRF's negative log-likelihood over each sentence's words and decoding is its Viterbi path.
     """
 
     reads = "token_embeddings"
@@ -80,31 +87,88 @@ class TokenClassificationHead(Head):
     def __init__(self, config: HeadConfig):
         super().__init__(config)
         self.dropout = nn.Dropout(config.dropout)
-        width = config.input_dim
+        width = self._add_shapes(config)
         self.hidden: nn.Module = nn.Identity()
         if config.hidden_dim:
             self.hidden = nn.Sequential(nn.Linear(width, config.hidden_dim), nn.GELU(), nn.Dropout(config.dropout))
             width = config.hidden_dim
         self.classifier = nn.Linear(width, len(config.labels))
+        self._add_crf(config)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.hidden(self.dropout(features)))
+    def _add_shapes(self, config: HeadConfig) -> int:
+        """The shape embedding when configured (its padding row stays zero, like padding states); returns the
+        width the head's first layer reads."""
+        if config.word_shape_dim:
+            self.shapes = nn.Embedding(len(SHAPES), config.word_shape_dim, padding_idx=NO_SHAPE)
+        return config.input_dim + config.word_shape_dim
+
+    def _add_crf(self, config: HeadConfig) -> None:
+        self.crf = BioCRF(config.labels) if config.crf else None
+
+    def inputs(self, features: torch.Tensor, shape_ids: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, H) token states, with the shape embedding (B, T, S) appended when configured, after dropout."""
+        if self.config.word_shape_dim:
+            if shape_ids is None:
+                raise ValueError("this head reads word shapes: pass the shape_ids the model's tokenizer adds")
+            features = torch.cat([features, self.shapes(shape_ids).to(features.dtype)], dim=-1)
+        return self.dropout(features)
+
+    def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classifier(self.hidden(self.inputs(features, shape_ids)))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.crf is None:
+            return super().loss(logits, labels)
+        keep = labels != IGNORE_INDEX  # (B, T): each word's first sub-token
+        rows = keep.any(dim=1)  # a sentence whose words were all cut off has nothing to score
+        emissions, mask = _left_packed(logits[rows].float(), keep[rows])
+        tags, _ = _left_packed(labels[rows].unsqueeze(-1), keep[rows])
+        return -self.crf(emissions, tags.squeeze(-1), mask, reduction="token_mean")
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[list[dict]]:
         # One max over the whole batch, then plain lists: a tiny torch op per word made decoding cost
         # as much as the encoder's forward pass in `predict`.
-        scores, best = logits.float().softmax(dim=-1).max(dim=-1)  # (B, T) each
+        probs = logits.float().softmax(dim=-1)  # (B, T, C)
+        best = self.best_tags(logits, items)  # (B, T)
+        scores = probs.gather(-1, best.unsqueeze(-1)).squeeze(-1)  # (B, T)
         scores, best = scores.tolist(), best.tolist()
         return [
             self._entities(scores[row], best[row], item, text)
             for row, (item, text) in enumerate(zip(items, texts, strict=True))
         ]
 
+    def best_tags(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> torch.Tensor:
+        """(B, T) tag ids, read at each word's first sub-token: the arg-max, or the CRF's Viterbi path."""
+        return logits.argmax(dim=-1) if self.crf is None else self._viterbi(logits.float(), items)
+
+    def _viterbi(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> torch.Tensor:
+        """(B, T) tag ids: the CRF's best path over each sentence's words, placed at the first sub-tokens."""
+        first = torch.zeros(logits.shape[:2], dtype=torch.bool)
+        for row, item in enumerate(items):
+            first[row, list(first_subtokens(item.word_ids).values())] = True
+        best = torch.zeros(logits.shape[:2], dtype=torch.long)
+        rows = first.any(dim=1)
+        if rows.any():
+            emissions, mask = _left_packed(logits[rows], first[rows])
+            paths = self.crf.decode(emissions, mask)
+            best[rows] = best[rows].masked_scatter(first[rows], torch.tensor([t for p in paths for t in p]))
+        return best
+
     def _entities(self, scores: list[float], best: list[int], item: Tokenized, text: str) -> list[dict]:
         words = word_spans(item)
         first = first_subtokens(item.word_ids)
         labelled = [(words[word], self.labels[best[token]], scores[token]) for word, token in sorted(first.items())]
         return bio_to_entities(labelled, text)
+
+
+def _left_packed(values: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, C) values at the ``keep`` (B, T) positions, moved to the front of each row in order:
+    (B, W, C) and its (B, W) mask, W = the most kept positions in a row."""
+    counts = keep.sum(dim=1)  # (B,)
+    width = int(counts.max()) if counts.numel() else 0
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]  # kept positions first
+    packed = values.gather(1, order.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+    return packed, torch.arange(width)[None, :] < counts[:, None]
 
 
 class WindowedTokenClassificationHead(TokenClassificationHead):
@@ -125,12 +189,14 @@ class WindowedTokenClassificationHead(TokenClassificationHead):
         Head.__init__(self, config)
         channels = config.hidden_dim or self.DEFAULT_CHANNELS
         self.dropout = nn.Dropout(config.dropout)
-        self.conv = nn.Conv1d(config.input_dim, channels, self.KERNEL, padding=self.KERNEL // 2)
+        width = self._add_shapes(config)
+        self.conv = nn.Conv1d(width, channels, self.KERNEL, padding=self.KERNEL // 2)
         self.activation = nn.GELU()
-        self.classifier = nn.Linear(config.input_dim + channels, len(config.labels))
+        self.classifier = nn.Linear(width + channels, len(config.labels))
+        self._add_crf(config)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        states = self.dropout(features)  # (B, T, H)
+    def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        states = self.inputs(features, shape_ids)  # (B, T, H [+ S])
         window = self.activation(self.conv(states.transpose(1, 2))).transpose(1, 2)  # (B, T, channels)
         return self.classifier(torch.cat([states, self.dropout(window)], dim=-1))  # (B, T, C)
 

@@ -30,6 +30,10 @@ from mtst.model.onednn import use_onednn
 from mtst.model.pooling import Pooling
 from mtst.model.storage import load_model, save_model
 from mtst.model.tokenization import BatchFn, TextTokenizer, Tokenized, map_batches
+from mtst.model.word_shapes import is_uncased
+
+WORD_SHAPE_CHOICES = ("off", "on", "auto")
+WORD_SHAPE_DIM = 16  # the shape embedding's width when a head reads word shapes
 
 
 class MultiTaskModel(nn.Module):
@@ -49,6 +53,7 @@ class MultiTaskModel(nn.Module):
         self.pooling = Pooling(config.encoder.pooling)
         self.heads = nn.ModuleDict({name: build_head(cfg) for name, cfg in config.heads.items()})
         self.tokenizer = TextTokenizer(tokenizer, config.encoder.max_seq_length)
+        self.tokenizer.word_shapes = any(head.word_shape_dim for head in config.heads.values())
         self.max_tokens: int | None = None  # padded tokens per inference batch (None: batch_size only)
         self.eval()
 
@@ -76,14 +81,24 @@ class MultiTaskModel(nn.Module):
         return cls(encoder, tokenizer, config)
 
     def add_head(self, name: str, type: str, labels: Sequence[str], hidden_dim: int | None = None,
-                 dropout: float = 0.1) -> None:
-        """Attach a new, randomly initialised head (seed torch first for reproducible weights)."""
+                 dropout: float = 0.1, *, word_shape: str = "off", crf: bool = False) -> None:
+        """Attach a new, randomly initialised head (seed torch first for reproducible weights).
+
+        Token heads only: ``word_shape`` "on" embeds each word's shape (Xxxx, XXXX, dd, ...) beside its token
+        state, "auto" does so when the backbone is uncased (it cannot see casing itself); ``crf`` decodes
+        through a BIO-constrained CRF.
+        """
         if name in self.heads:
             raise MtstError(f"task '{name}' already exists; choose another name")
+        if word_shape not in WORD_SHAPE_CHOICES:
+            raise MtstError(f"unknown word_shape '{word_shape}'; choose one of {', '.join(WORD_SHAPE_CHOICES)}")
+        shapes = word_shape == "on" or (word_shape == "auto" and is_uncased(self.tokenizer.tokenizer))
         head_config = HeadConfig(type=type, labels=list(labels), input_dim=self.config.encoder.hidden_size,
-                                 hidden_dim=hidden_dim, dropout=dropout)
+                                 hidden_dim=hidden_dim, dropout=dropout, crf=crf,
+                                 word_shape_dim=WORD_SHAPE_DIM if shapes else 0)
         self.config.heads = {**self.config.heads, name: head_config}
         self.heads[name] = build_head(head_config).train(self.training)
+        self.tokenizer.word_shapes = any(c.word_shape_dim for c in self.config.heads.values())
 
     @property
     def tasks(self) -> list[str]:
@@ -107,7 +122,8 @@ class MultiTaskModel(nn.Module):
             out["sentence_embedding"] = out["task_embedding"]
         elif embedding_states is not None:
             out["sentence_embedding"] = self._pool(embedding_states, attention_mask)
-        out["logits"] = {task: self.heads[task](out[self.heads[task].reads]) for task in tasks}
+        shape_ids = features.get("shape_ids")  # (B, T), only when a head reads word shapes
+        out["logits"] = {task: self.heads[task](out[self.heads[task].reads], shape_ids) for task in tasks}
         if labels:
             out["losses"] = {task: self.heads[task].loss(out["logits"][task], labels[task]) for task in labels}
             out["loss"] = sum(out["losses"].values())

@@ -132,9 +132,9 @@ def load_model(cls: type[MultiTaskModel], path: str | Path | None, backbone: str
     if expected and source != path / ENCODER_DIR and model.backbone_sha256 != expected:
         raise MtstError(f"the backbone in {source or 'the default model package'} is not the one {path} was trained "
                         "on (its weights differ); pass the original backbone")
-    _load_weights(model.heads, path / HEADS_FILE, path)
+    load_weights(model.heads, path / HEADS_FILE, path)
     if model.branch is not None:
-        _load_weights(model.branch, path / BRANCH_FILE, path)
+        load_weights(model.branch, path / BRANCH_FILE, path)
     return model.eval()
 
 
@@ -154,7 +154,7 @@ def _encoder_source(path: Path, config: ModelConfig, backbone: str | Path | None
     raise MtstError(f"{path} has no {ENCODER_DIR}/ directory; the model directory is incomplete")
 
 
-def _load_weights(module: torch.nn.Module, file: Path, path: Path) -> None:
+def load_weights(module: torch.nn.Module, file: Path, path: Path) -> None:
     """A safetensors file into ``module`` (strict), cast to float32 where it was stored smaller."""
     if not file.exists():
         raise MtstError(f"{path} has no {file.name}; the model directory is incomplete")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from mtst.errors import MtstError
+from mtst.model.word_shapes import NO_SHAPE, text_token_shapes, token_shapes
 from mtst.progress import progress_bar
 
 logger = logging.getLogger("mtst")
@@ -29,6 +30,7 @@ class Tokenized:
     word_ids: list[int]
     offsets: list[tuple[int, int]]
     truncated: bool
+    shape_ids: list[int] = field(default_factory=list)  # word shape per token (mtst.model.word_shapes), if asked
 
 
 class TextTokenizer:
@@ -37,6 +39,7 @@ class TextTokenizer:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_seq_length: int):
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
+        self.word_shapes = False  # also compute shape_ids (set by the model when a head reads them)
         self._warned = False
 
     def __call__(self, texts: Sequence[str] | Sequence[Sequence[str]], is_split_into_words: bool = False,
@@ -63,6 +66,10 @@ class TextTokenizer:
             )
             for i in range(len(texts))
         ]
+        if self.word_shapes and not ids_only:
+            items = [replace(item, shape_ids=token_shapes(item.word_ids, words) if is_split_into_words
+                             else text_token_shapes(item.word_ids, item.offsets, words))
+                     for item, words in zip(items, texts, strict=True)]
         cut = sum(item.truncated for item in items)
         if cut and not self._warned:
             logger.warning("%d text(s) longer than max_seq_length=%d tokens were truncated", cut, self.max_seq_length)
@@ -71,7 +78,8 @@ class TextTokenizer:
 
     def collate(self, items: Sequence[Tokenized]) -> dict[str, torch.Tensor]:
         """Pad to the longest item: input_ids, attention_mask and word_ids, each (B, T) (word_ids all NO_WORD
-        for ``ids_only`` items). One tensor from padded lists: a tensor per row cost more than the lists."""
+        for ``ids_only`` items), and shape_ids when the items carry them. One tensor from padded lists: a tensor
+        per row cost more than the lists."""
         lengths = [len(item.input_ids) for item in items]
         longest = max(lengths)
         pad_id = self.tokenizer.pad_token_id or 0
@@ -80,7 +88,11 @@ class TextTokenizer:
         attention_mask = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long()  # (B, T)
         word_ids = torch.tensor([[*(item.word_ids or [NO_WORD] * n), *[NO_WORD] * (longest - n)] for item, n in rows],
                                 dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "word_ids": word_ids}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "word_ids": word_ids}
+        if items and items[0].shape_ids:
+            batch["shape_ids"] = torch.tensor([[*item.shape_ids, *[NO_SHAPE] * (longest - n)] for item, n in rows],
+                                              dtype=torch.long)
+        return batch
 
     def sorted_batches(self, items: Sequence[Tokenized], batch_size: int
                        ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:

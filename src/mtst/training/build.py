@@ -46,7 +46,8 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]]) -> 
                                 "(type or labels); rename the task or match it")
             continue
         labels = task.labels or infer_labels(splits[task.name]["train"], task.type)
-        model.add_head(task.name, task.type, labels, task.hidden_dim, task.dropout)
+        model.add_head(task.name, task.type, labels, task.hidden_dim, task.dropout, word_shape=task.word_shape,
+                       crf=task.crf)
     return model
 
 

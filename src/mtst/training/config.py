@@ -25,6 +25,9 @@ class TaskSpec(StrictModel):
     labels: list[str] | None = None  # None: inferred from the training data and stored
     hidden_dim: int | None = Field(None, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
+    # token tasks: word shapes beside the token states (auto: only on an uncased backbone); a BIO CRF on top
+    word_shape: Literal["off", "on", "auto"] = "off"
+    crf: bool = False
     data: TaskData
     loss_weight: float = Field(1.0, gt=0)  # static weighting
     sampling_weight: float | None = Field(None, gt=0)  # used by sampling.strategy == "fixed"

@@ -52,7 +52,9 @@ def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_
     try:
         with torch.inference_mode():
             for indices, features in model.tokenizer.sorted_batches(items, batch_size):
-                best = model(features, tasks=[task])["logits"][task].argmax(dim=-1).tolist()  # (B,) or (B, T)
+                logits = model(features, tasks=[task], embedding=False)["logits"][task]  # (B, C) or (B, T, C)
+                best = (model.heads[task].best_tags(logits, [items[i] for i in indices]) if token
+                        else logits.argmax(dim=-1)).tolist()  # (B,) or (B, T)
                 for row, index in enumerate(indices):
                     if not token:
                         predictions[index] = names[best[row]]

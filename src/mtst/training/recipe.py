@@ -207,10 +207,11 @@ class Recipe:
         device = self.accelerator.device
         features, labels = collate(self.model.tokenizer, self.encoded[task], indices)
         labels = labels.to(device)  # (B,) or (B, T)
-        features = {k: features[k].to(device) for k in ("input_ids", "attention_mask")}
+        features = {k: v.to(device) for k, v in features.items() if k != "word_ids"}
         if self.cache is not None and self.model.branch is None:  # heads alone on a frozen encoder
             head = self.model.heads[task]
-            return {task: head.loss(head(self.cache.batch(task, indices).to(device)), labels)}, None
+            logits = head(self.cache.batch(task, indices).to(device), features.get("shape_ids"))
+            return {task: head.loss(logits, labels)}, None
         if self.cache is not None:
             features["shared_states"] = self.cache.batch(task, indices).to(device)  # (B, T, H)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.run.mixed_precision == "bf16"):

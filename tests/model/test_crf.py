@@ -1,0 +1,96 @@
+"""The BIO-constrained CRF and what token heads decode: always valid BIO, exact character spans."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtst import MultiTaskModel
+from mtst.model.config import HeadConfig
+from mtst.model.crf import PENALTY, BioCRF, bio_constraints
+from mtst.model.heads import IGNORE_INDEX, build_head
+from mtst.model.spans import first_subtokens
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def valid_bio(tags: list[str]) -> bool:
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            return False
+        previous = tag
+    return True
+
+
+def test_constraints_forbid_exactly_the_invalid_moves():
+    start, moves = bio_constraints(LABELS)
+    assert start.tolist() == [0, 0, PENALTY, 0, PENALTY]
+    allowed = {(a, b) for i, a in enumerate(LABELS) for j, b in enumerate(LABELS) if moves[i, j] == 0}
+    assert ("B-PER", "I-PER") in allowed and ("I-PER", "I-PER") in allowed and ("O", "B-LOC") in allowed
+    assert not {("O", "I-PER"), ("B-LOC", "I-PER"), ("I-LOC", "I-PER")} & allowed
+
+
+def test_crf_decoding_never_returns_an_invalid_path_and_learns():
+    crf = BioCRF(LABELS)
+    emissions = torch.randn(8, 7, 5)
+    emissions[..., 2] += 5.0  # every word wants I-PER on its own
+    paths = crf.decode(emissions, torch.ones(8, 7, dtype=torch.bool))
+    assert all(valid_bio([LABELS[t] for t in path]) for path in paths)
+    assert sorted(crf.state_dict()) == ["end_transitions", "start_transitions", "transitions"]  # no buffers saved
+    tags = torch.tensor([[1, 2, 0, 3, 4, 0, 0]] * 8)
+    loss = -crf(emissions, tags, torch.ones(8, 7, dtype=torch.bool), reduction="token_mean")
+    loss.backward()
+    assert crf._parameters["transitions"].grad.abs().sum() > 0
+
+
+def test_crf_head_loss_counts_first_sub_tokens_and_skips_empty_rows():
+    head = build_head(HeadConfig(type="token_classification", labels=LABELS, input_dim=4, crf=True))
+    logits = torch.randn(3, 5, 5, requires_grad=True)
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2, IGNORE_INDEX, IGNORE_INDEX],
+                           [IGNORE_INDEX] * 5,  # every word cut off: no path to score
+                           [IGNORE_INDEX, 0, IGNORE_INDEX, 3, IGNORE_INDEX]])
+    loss = head.loss(logits, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and logits.grad[1].abs().sum() == 0 and logits.grad[0, 1].abs().sum() > 0
+    assert logits.grad[0, 3].abs().sum() == 0  # a later sub-token is not a word
+
+
+def test_sentence_heads_reject_token_options():
+    with pytest.raises(ValueError, match="token-head options"):
+        HeadConfig(type="sentence_classification", labels=["a", "b"], input_dim=4, crf=True)
+
+
+WORD = st.sampled_from(["John", "smith", "PARIS", "Ölfeld", "北京", "naïve", "3.5", "(", ")", "-", "x", "e\u0301",
+                        "New", "york", "ACME", "corp", "!", "\u00e9t\u00e9", "ß"])
+SPACE = st.sampled_from([" ", "  ", "\t", "\n", "\u00a0", "\u3000", " \u2003 "])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(WORD, min_size=1, max_size=12), spaces=st.lists(SPACE, min_size=12, max_size=12),
+       lead=SPACE, seed=st.integers(0, 2**16), crf=st.booleans(), head_type=st.sampled_from(
+           ["token_classification", "windowed_token_classification"]))
+def test_decoded_entities_are_valid_spans_of_the_original_text(tiny_st_dir, words, spaces, lead, seed, crf,
+                                                               head_type):
+    text = lead + "".join(word + space for word, space in zip(words, spaces, strict=False)).rstrip(" ")
+    torch.manual_seed(seed)
+    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    model.add_head("ner", head_type, LABELS, hidden_dim=8, word_shape="on", crf=crf)
+    torch.nn.init.normal_(model.heads["ner"].classifier.weight, std=3.0)  # decisive, varied scores
+    (row,) = model.predict([text])
+    entities = row["ner"]
+    end = -1
+    for entity in entities:
+        assert entity["label"] in ("PER", "LOC") and 0 <= entity["start"] < entity["end"] <= len(text)
+        assert text[entity["start"] : entity["end"]] == entity["text"] and entity["start"] >= end
+        assert entity["text"] == entity["text"].strip() and 0.0 <= entity["score"] <= 1.0
+        end = entity["end"]
+    if crf:  # the tag sequence itself is valid BIO, not only the repaired spans
+        batch = model.tokenizer.collate(items := model.tokenizer([text]))
+        with torch.no_grad():
+            logits = model(batch, tasks=["ner"])["logits"]["ner"]
+        best = model.heads["ner"].best_tags(logits, items)[0]
+        first = first_subtokens(items[0].word_ids)
+        assert valid_bio([LABELS[int(best[first[word]])] for word in sorted(first)])
