@@ -239,6 +239,18 @@ def _branch_with_ner_head(k: int, head: str) -> Variant:
                    keep_model=True, task_overrides={"ner": NER_HEADS[head]})
 
 
+# Training the embedding itself (issue 17): STS-B train (5,749 scored pairs) with CoSENT, 4 epochs of 32
+# (sentence-transformers' recipe: lr 2e-5, 10 % warm-up) on the whole encoder; beside a task branch only the
+# embedding path's own top layers train (lr 1e-4, like the branch runs).
+STS_RECIPE = {"optimizer": {"batch_size": 32, "lr": 2e-5, "head_lr": 1e-3, "warmup_ratio": 0.1},
+              "freezing": {"mode": "none"}, "run": {"mixed_precision": "no"}}
+EXPERIMENTS["pairs"] = [
+    Variant("single-sts-720steps", ("sts",), STS_RECIPE, steps=720, eval_every=180, keep_model=True),
+    *[Variant(f"single-sts-720steps-branch{k}-top", ("sts",),
+              _merge(STS_RECIPE, {"model": {"branch_at": k}, "optimizer": {"lr": 1e-4}}), steps=720, eval_every=180)
+      for k in (5, 4)],
+]
+
 EXPERIMENTS["ner"] = [_branch_ner(5, head) for head in NER_HEADS] + [_branch_with_ner_head(5, "windowed-shape-crf")]
 
 # ---- running one variant --------------------------------------------------------------------

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from mtst.data.readers import Examples, read_examples, read_pairs
+from mtst.data.pairs import read_pairs
+from mtst.data.readers import Examples, read_examples
 from mtst.data.sources import DataSource, SplitSpec
 from mtst.data.splits import check_labels, infer_labels, read_task_splits, split_examples, token_task
 from mtst.data.task_encoding import collate, encode_task
@@ -130,10 +131,10 @@ def test_read_pairs_errors(tmp_path):
     path = write(tmp_path, "sts.csv", "g\tx\t2012\t1\t2.5\ta\tb\ng\tx\t2012\t2\tn/a\tc\td\n")
     with pytest.raises(MtstError, match="sts.csv:2: score 'n/a' is not a number"):
         read_pairs(source(path, "tsv", header=False, text_column=5, text_pair_column=6, label_column=4))
-    with pytest.raises(MtstError, match="sentence pairs need format csv or tsv with text_column, text_pair_column"):
+    with pytest.raises(MtstError, match="sentence pairs need text_pair_column"):
         read_pairs(source(path, "tsv", header=False, text_column=5, label_column=4))
     spec = source(path, "tsv", header=False, text_column=5, text_pair_column=6, label_column=4)
-    with pytest.raises(MtstError, match="text_pair_column is only read by evaluation.sts"):
+    with pytest.raises(MtstError, match="text_pair_column is for pair tasks"):
         read_examples(spec, token=False)
 
 

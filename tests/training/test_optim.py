@@ -40,7 +40,7 @@ def test_layerwise_decay_gives_exact_lrs(tiny_model):
     assert group_of(groups, bert.pooler.dense.weight)["lr"] == pytest.approx(1e-3)  # outside every group: top
     for param in tiny_model.heads.parameters():
         assert group_of(groups, param)["lr"] == pytest.approx(5e-3)
-    assert encoder_depths(tiny_model)["transformer.embeddings.LayerNorm.weight"] == 2
+    assert encoder_depths(tiny_model.encoder)["transformer.embeddings.LayerNorm.weight"] == 2
 
 
 def test_every_trainable_param_in_exactly_one_group(tiny_model):

@@ -249,7 +249,8 @@ def _to_examples(records: list[tuple[object, object, str]], source: DataSource, 
 
 def read_all(source: DataSource, token: bool) -> Examples:
     if source.text_pair_column is not None:
-        raise MtstError(f"{source.path}: text_pair_column is only read by evaluation.sts; remove it from task data")
+        raise MtstError(f"{source.path}: text_pair_column is for pair tasks (scored_pairs, positive_pairs) and "
+                        "evaluation.sts; remove it from this task's data")
     if source.format in ("csv", "tsv"):
         if token:
             raise MtstError(f"{source.path}: token tasks read conll, jsonl or hf_disk data, not {source.format}")
@@ -270,19 +271,3 @@ def read_examples(source: DataSource, token: bool) -> Examples:
     """One file -> Examples (the first ``max_examples`` when set)."""
     examples = read_all(source, token)
     return take(examples, range(min(len(examples), source.max_examples or len(examples))))
-
-
-def read_pairs(source: DataSource) -> tuple[list[str], list[str], list[float], list[str]]:
-    """An STS-style csv/tsv: (first sentences, second sentences, gold scores, origins)."""
-    if source.format not in ("csv", "tsv") or source.text_pair_column is None:
-        raise MtstError(f"{source.path}: sentence pairs need format csv or tsv with text_column, text_pair_column "
-                        "and label_column (STS-B: 5, 6 and 4 with header: false)")
-    rows, origins = read_delimited(source, [source.text_column, source.text_pair_column, source.label_column])
-    scores = []
-    for (_, _, score), origin in zip(rows, origins, strict=True):
-        try:
-            scores.append(float(score))
-        except ValueError as exc:
-            raise MtstError(f"{origin}: score '{score}' is not a number") from exc
-    limit = source.max_examples or len(rows)
-    return [r[0] for r in rows][:limit], [r[1] for r in rows][:limit], scores[:limit], origins[:limit]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from mtst.data.pairs import read_pair_examples
 from mtst.data.readers import Examples, read_all, read_examples, take
-from mtst.data.sources import SplitSpec, TaskData
+from mtst.data.sources import DataSource, SplitSpec, TaskData
 from mtst.errors import MtstError
+from mtst.model.config import PAIR_TYPES
 from mtst.model.heads import HEADS
 
 SPLITS = ("train", "dev", "test")
@@ -41,19 +43,30 @@ def token_task(head_type: str) -> bool:
 
 def read_task_splits(name: str, head_type: str, data: TaskData) -> dict[str, Examples]:
     """The configured splits of task ``name``, keyed among "train", "dev", "test"."""
-    token = token_task(head_type)
+    pair = head_type in PAIR_TYPES
+    token = not pair and token_task(head_type)
+
+    def read(source: DataSource, whole: bool) -> Examples:  # whole: max_examples applies per split, later
+        if pair:
+            return read_pair_examples(source.model_copy(update={"max_examples": None}) if whole else source,
+                                      scored=head_type == "scored_pairs")
+        return read_all(source, token) if whole else read_examples(source, token)
+
     try:
         if data.source is not None:
-            parts = split_examples(read_all(data.source, token), data.split)
+            parts = split_examples(read(data.source, whole=True), data.split)
             limit = data.source.max_examples
-            return {name: take(part, range(min(len(part), limit or len(part)))) for name, part in parts.items()}
-        return {name: read_examples(source, token) for name in SPLITS if (source := getattr(data, name))}
+            return {split: take(part, range(min(len(part), limit or len(part)))) for split, part in parts.items()}
+        return {split: read(source, whole=False) for split in SPLITS if (source := getattr(data, split))}
     except MtstError as exc:
         raise MtstError(f"task '{name}': {exc}") from exc
 
 
 def infer_labels(examples: Examples, head_type: str) -> list[str]:
-    """Sorted label names; token tasks: "O", then B-/I- per entity type (both, even if one is unseen)."""
+    """Sorted label names; token tasks: "O", then B-/I- per entity type (both, even if one is unseen);
+    pair tasks: none (their labels are scores)."""
+    if head_type in PAIR_TYPES:
+        return []
     if token_task(head_type):
         kinds = sorted({tag[2:] for tags in examples.labels for tag in tags if tag != "O"})
         labels = ["O"] + [f"{prefix}-{kind}" for kind in kinds for prefix in ("B", "I")]

@@ -9,6 +9,7 @@ import torch
 
 from mtst.data.readers import Examples
 from mtst.data.splits import check_labels, token_task
+from mtst.model.config import PAIR_TYPES
 from mtst.model.heads import IGNORE_INDEX
 from mtst.model.spans import first_subtokens
 from mtst.model.tokenization import TextTokenizer, Tokenized
@@ -19,7 +20,9 @@ class EncodedTask:
     """A split tokenized once (unpadded); labels aligned to sub-tokens for token tasks."""
 
     items: list[Tokenized]
-    label_ids: list  # list[int] (sentence) or list[list[int]] per sub-token, IGNORE_INDEX where unlabelled
+    label_ids: list  # list[int] (sentence) or list[list[int]] per sub-token, IGNORE_INDEX where unlabelled;
+    # pair tasks: list[float] scores
+    second: list[Tokenized] | None = None  # pair tasks: the second sentence of each pair
 
     def __len__(self) -> int:
         return len(self.items)
@@ -35,7 +38,11 @@ def align_labels(word_ids: Sequence[int], tag_ids: Sequence[int]) -> list[int]:
 
 
 def encode_task(tokenizer: TextTokenizer, examples: Examples, labels: Sequence[str], head_type: str) -> EncodedTask:
-    """Check labels, tokenize every example once and map label names to ids."""
+    """Check labels, tokenize every example once and map label names to ids (pair tasks: both sentences,
+    the scores as they are)."""
+    if head_type in PAIR_TYPES:
+        return EncodedTask(items=tokenizer([first for first, _ in examples.texts]), label_ids=list(examples.labels),
+                           second=tokenizer([second for _, second in examples.texts]))
     check_labels(examples, labels)
     index = {name: i for i, name in enumerate(labels)}
     if token_task(head_type):
@@ -60,3 +67,11 @@ def collate(tokenizer: TextTokenizer, encoded: EncodedTask, indices: Sequence[in
     else:
         labels = torch.tensor(rows, dtype=torch.long)  # (B,)
     return features, labels
+
+
+def collate_pairs(tokenizer: TextTokenizer, encoded: EncodedTask, indices: Sequence[int]
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """Both sides' features (each padded to its own longest) and the (B,) float scores of a pair batch."""
+    first = tokenizer.collate([encoded.items[i] for i in indices])
+    second = tokenizer.collate([encoded.second[i] for i in indices])
+    return first, second, torch.tensor([encoded.label_ids[i] for i in indices], dtype=torch.float32)

@@ -40,7 +40,7 @@ def predicted_labels(runner, sentences: list[str], batch_size: int = 64) -> list
     from mtst.model.spans import first_subtokens
     from mtst.model.tokenization import map_batches
 
-    heads = dict(runner.heads.items())
+    heads = {task: runner.heads[task] for task in runner.tasks}  # pair tasks predict nothing
 
     def logits_of(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # one graph / forward run per batch
         if hasattr(runner, "run_graph"):

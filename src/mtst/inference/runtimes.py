@@ -19,7 +19,7 @@ from torch import nn
 
 from mtst.errors import MtstError, first_line
 from mtst.inference.export import INPUT_NAMES, SHAPE_INPUT, file_sha256, read_export_info
-from mtst.model.config import CONFIG_FILE, ModelConfig
+from mtst.model.config import CONFIG_FILE, PAIR_TYPES, ModelConfig
 from mtst.model.heads import Head, build_head
 from mtst.model.storage import HEADS_FILE, load_weights
 from mtst.model.tokenization import TextTokenizer, Tokenized, map_batches
@@ -97,7 +97,7 @@ class ExportedPredictor:
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.heads)
+        return [name for name, cfg in self.config.heads.items() if cfg.type not in PAIR_TYPES]
 
     @property
     def precision(self) -> str:

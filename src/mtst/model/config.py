@@ -16,7 +16,9 @@ CONFIG_FILE = "mtst_config.json"
 PoolingName = Literal["mean", "cls", "max"]
 # The keys of mtst.model.heads.HEADS (a test keeps the two equal): a Literal, so an unknown type is a config
 # error listing the choices, and this module needs nothing from the heads.
-HeadType = Literal["sentence_classification", "token_classification", "windowed_token_classification"]
+HeadType = Literal["sentence_classification", "token_classification", "windowed_token_classification",
+                   "scored_pairs", "positive_pairs"]
+PAIR_TYPES = ("scored_pairs", "positive_pairs")  # tasks on sentence pairs: they train the embedding itself
 
 
 class StrictModel(BaseModel):
@@ -40,7 +42,7 @@ class EncoderConfig(StrictModel):
 
 class HeadConfig(StrictModel):
     type: HeadType
-    labels: list[str] = Field(..., min_length=2)
+    labels: list[str] = Field(default_factory=list)  # classification: >= 2 label names; pair tasks: none
     input_dim: int = Field(..., gt=0)
     hidden_dim: int | None = Field(None, gt=0)  # optional hidden layer (sentence heads)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
@@ -48,9 +50,14 @@ class HeadConfig(StrictModel):
     crf: bool = False  # token heads: a BIO-constrained CRF over the words (mtst.model.crf): its loss and Viterbi
 
     @model_validator(mode="after")
-    def _token_options_on_token_heads(self) -> HeadConfig:
-        if self.type == "sentence_classification" and (self.crf or self.word_shape_dim):
-            raise ValueError("crf and word_shape_dim are token-head options; a sentence head has neither")
+    def _options_fit_the_type(self) -> HeadConfig:
+        token = self.type in ("token_classification", "windowed_token_classification")
+        if not token and (self.crf or self.word_shape_dim):
+            raise ValueError("crf and word_shape_dim are token-head options; this head has neither")
+        if self.type in PAIR_TYPES and self.labels:
+            raise ValueError(f"a {self.type} task has no labels (it scores sentence pairs); drop 'labels'")
+        if self.type not in PAIR_TYPES and len(self.labels) < 2:
+            raise ValueError(f"a {self.type} head needs at least 2 labels, got {len(self.labels)}")
         return self
 
     @field_validator("labels")

@@ -201,10 +201,53 @@ class WindowedTokenClassificationHead(TokenClassificationHead):
         return self.classifier(torch.cat([states, self.dropout(window)], dim=-1))  # (B, T, C)
 
 
+class PairHead(Head):
+    """A sentence-pair task: no parameters, no per-sentence prediction; its loss trains the embedding path.
+
+    ``pair_loss(first, second, scores)`` takes the two sides' sentence embeddings (B, H) and comes from
+    sentence-transformers (its losses work on embeddings alone; they never see our model object). It is
+    imported on first use: sentence-transformers takes seconds to import, and only training needs it.
+    """
+
+    reads = "sentence_embedding"
+    objective_name: str
+
+    @property
+    def objective(self) -> nn.Module:
+        if not hasattr(self, "_objective"):
+            from sentence_transformers.sentence_transformer import losses
+
+            # object.__setattr__: a plain attribute, not a submodule (it holds no weights and is never saved)
+            object.__setattr__(self, "_objective", getattr(losses, self.objective_name)(None))  # scale 20
+        return self._objective
+
+    def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return features  # the embeddings are the pair task's "logits"
+
+    def pair_loss(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.objective.compute_loss_from_embeddings([first.float(), second.float()], scores)
+
+
+class ScoredPairHead(PairHead):
+    """Pairs with a similarity score (STS-style): CoSENT, which only asks that higher-scored pairs get a
+    higher cosine than lower-scored ones."""
+
+    objective_name = "CoSENTLoss"
+
+
+class PositivePairHead(PairHead):
+    """Matching pairs (query-passage, duplicates): multiple-negatives ranking, every other second sentence in the
+    batch is a negative for a first one."""
+
+    objective_name = "MultipleNegativesRankingLoss"
+
+
 HEADS: dict[str, type[Head]] = {
     "sentence_classification": SentenceClassificationHead,
     "token_classification": TokenClassificationHead,
     "windowed_token_classification": WindowedTokenClassificationHead,
+    "scored_pairs": ScoredPairHead,
+    "positive_pairs": PositivePairHead,
 }
 
 

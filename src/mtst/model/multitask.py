@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mtst.errors import MtstError
 from mtst.model.branch import TaskBranch, check_layerwise
-from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
+from mtst.model.config import PAIR_TYPES, EncoderConfig, HeadConfig, ModelConfig
 from mtst.model.encoder import Encoder, load_backbone
 from mtst.model.heads import build_head
 from mtst.model.onednn import use_onednn
@@ -102,7 +102,12 @@ class MultiTaskModel(nn.Module):
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.heads.keys())
+        """The tasks ``predict`` answers; pair tasks (``pair_tasks``) only train the embedding."""
+        return [name for name, head in self.config.heads.items() if head.type not in PAIR_TYPES]
+
+    @property
+    def pair_tasks(self) -> list[str]:
+        return [name for name, head in self.config.heads.items() if head.type in PAIR_TYPES]
 
     # ---- forward ------------------------------------------------------------------------
     def forward(self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None,
@@ -147,6 +152,17 @@ class MultiTaskModel(nn.Module):
         """The branch's shared bottom: the states after layer ``branch_at`` (B, T, H)."""
         return self.encoder(input_ids, attention_mask, layers=slice(0, self.branch.at))
 
+    def embed(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The embedding path alone, (B, H): what pair tasks train. From ``shared_states`` when a branch's
+        training cache gives them, else from the input ids."""
+        input_ids, attention_mask = features["input_ids"], features["attention_mask"]
+        shared = features.get("shared_states")
+        if self.branch is not None and shared is not None:
+            states = self.encoder(input_ids, attention_mask, hidden=shared, layers=slice(self.branch.at, None))
+        else:
+            states = self.encoder(input_ids, attention_mask)
+        return self._pool(states * attention_mask[..., None].to(states.dtype), attention_mask)
+
     def _pool(self, token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.pooling(token_states, attention_mask)  # (B, H)
         return nn.functional.normalize(pooled, p=2, dim=-1) if self.config.encoder.normalize else pooled
@@ -190,6 +206,9 @@ class MultiTaskModel(nn.Module):
         ``{text, label, start, end, score}`` with character offsets into the input text.
         """
         tasks = self._check_tasks(tasks if tasks is not None else self.tasks)
+        if any(task in self.pair_tasks for task in tasks):
+            raise MtstError(f"'{next(t for t in tasks if t in self.pair_tasks)}' is a pair task: it has no "
+                            "per-sentence prediction; its training shows in encode()")
         texts = _as_list(sentences)
 
         def run(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:

@@ -21,10 +21,12 @@ from seqeval.metrics import recall_score as entity_recall
 from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score, f1_score
 
-from mtst.data.readers import Examples, read_pairs
+from mtst.data.pairs import read_pairs
+from mtst.data.readers import Examples
 from mtst.data.sources import DataSource
 from mtst.data.splits import read_task_splits, token_task
 from mtst.errors import MtstError
+from mtst.model.config import PAIR_TYPES
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.spans import first_subtokens
 from mtst.training.config import TrainConfig
@@ -36,8 +38,10 @@ STS_KEY = "sts/spearman"
 
 
 def main_metric(task: str, head_type: str) -> str:
-    """The one metric that stands for a task: entity F1 for token tasks, accuracy otherwise."""
-    return f"{task}/f1" if token_task(head_type) else f"{task}/accuracy"
+    """The one metric that stands for a task: entity F1 for token tasks, Spearman for scored pairs, MRR for
+    positive pairs, accuracy otherwise."""
+    special = {"scored_pairs": "spearman", "positive_pairs": "mrr"}
+    return f"{task}/{special.get(head_type) or ('f1' if token_task(head_type) else 'accuracy')}"
 
 
 def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_size: int) -> list:
@@ -76,6 +80,8 @@ def evaluate_task(model: MultiTaskModel, task: str, examples: Examples, batch_si
         raise MtstError(f"task '{task}': no examples to evaluate")
     if batch_size < 1:
         raise MtstError(f"batch_size must be at least 1, got {batch_size}")
+    if model.config.heads[task].type in PAIR_TYPES:
+        return evaluate_pairs(model, task, examples, batch_size)
     predicted = _predict_labels(model, task, examples, batch_size)
     gold = examples.labels
     known = set(model.heads[task].labels)
@@ -95,19 +101,44 @@ def evaluate_task(model: MultiTaskModel, task: str, examples: Examples, batch_si
     }
 
 
-def sts_spearman(model: MultiTaskModel, source: DataSource, batch_size: int = 64) -> float:
-    """Spearman x 100 between cosine(emb1, emb2) and the gold scores; each unique sentence is encoded once."""
-    first, second, scores, _ = read_pairs(source)
+def pair_cosines(model: MultiTaskModel, first: list[str], second: list[str], batch_size: int = 64
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit embeddings of the first and second sentences, (N, H) each; each unique sentence is encoded once."""
     unique = list(dict.fromkeys(first + second))
     position = {text: i for i, text in enumerate(unique)}
     embeddings = model.encode(unique, batch_size=batch_size, normalize=True, convert_to="torch")  # (U, H)
-    left = embeddings[[position[text] for text in first]]  # (N, H)
-    right = embeddings[[position[text] for text in second]]  # (N, H)
+    return embeddings[[position[text] for text in first]], embeddings[[position[text] for text in second]]
+
+
+def _spearman(left: torch.Tensor, right: torch.Tensor, scores: list[float], where: str) -> float:
     cosine = (left * right).sum(dim=-1).numpy()  # (N,), unit vectors
     value = spearmanr(cosine, np.asarray(scores)).statistic
     if math.isnan(value):
-        raise MtstError(f"{source.path}: Spearman is undefined (constant scores or embeddings); check the file")
+        raise MtstError(f"{where}: Spearman is undefined (constant scores or embeddings); check the data")
     return 100 * float(value)
+
+
+def sts_spearman(model: MultiTaskModel, source: DataSource, batch_size: int = 64) -> float:
+    """Spearman x 100 between cosine(emb1, emb2) and the gold scores."""
+    first, second, scores, _ = read_pairs(source)
+    return _spearman(*pair_cosines(model, first, second, batch_size), scores, str(source.path))
+
+
+def evaluate_pairs(model: MultiTaskModel, task: str, examples: Examples, batch_size: int = 64) -> dict[str, float]:
+    """Scored pairs: Spearman of cosine vs score. Positive pairs: each first sentence ranks every second
+    sentence of the split by cosine; MRR and recall@1 / @10 of its own (ties count against it)."""
+    first, second = [a for a, _ in examples.texts], [b for _, b in examples.texts]
+    left, right = pair_cosines(model, first, second, batch_size)
+    if model.config.heads[task].type == "scored_pairs":
+        return {f"{task}/spearman": _spearman(left, right, list(examples.labels), f"task '{task}'")}
+    candidates = list(dict.fromkeys(second))
+    index = {text: i for i, text in enumerate(candidates)}
+    pool = right[[second.index(text) for text in candidates]]  # (M, H), one row per unique candidate
+    similarity = left @ pool.T  # (N, M)
+    own = similarity[torch.arange(len(first)), [index[text] for text in second]]  # (N,)
+    rank = (similarity >= own[:, None]).sum(dim=1).float()  # 1 = best
+    return {f"{task}/mrr": 100 * float((1 / rank).mean()), f"{task}/recall@1": 100 * float((rank <= 1).float().mean()),
+            f"{task}/recall@10": 100 * float((rank <= 10).float().mean())}
 
 
 def evaluate_all(model: MultiTaskModel, config: TrainConfig, split: str = "dev",

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mtst.data.task_encoding import EncodedTask
+from mtst.model.tokenization import Tokenized
 from mtst.progress import progress_bar
 
 
@@ -29,42 +30,49 @@ def cacheable(model: nn.Module, gradual_unfreezing: bool) -> bool:
     return model.branch is not None or (encoder_frozen(model) and not gradual_unfreezing)
 
 
+SECOND = ":second"  # cache key suffix for the second sentences of a pair task
+
+
 class FeatureCache:
-    """``batch(task, indices)`` -> padded shared states (B, T, H) with a branch; else the head's input,
-    (B, H) task embeddings or (B, T, H) token states."""
+    """``batch(key, indices)`` -> padded shared states (B, T, H) with a branch; else the head's input,
+    (B, H) task embeddings or (B, T, H) token states. Keys are task names, and ``task + SECOND`` for the
+    second sentences of a pair task."""
 
     def __init__(self, model: nn.Module, encoded: dict[str, EncodedTask], batch_size: int = 64,
                  show_progress: bool = False):
+        groups = {task: data.items for task, data in encoded.items()}
+        groups.update({task + SECOND: data.second for task, data in encoded.items() if data.second is not None})
+        reads = {key: model.heads[key.removesuffix(SECOND)].reads for key in groups}
+        self.tokens = {key: model.branch is not None or reads[key] == "token_embeddings" for key in groups}
         self.rows: dict[str, list[torch.Tensor]] = {}
-        self.tokens = {task: model.branch is not None or model.heads[task].reads == "token_embeddings"
-                       for task in encoded}
         was_training = model.training
         model.eval()
-        total = sum(len(e) for e in encoded.values())
+        total = sum(len(items) for items in groups.values())
         with torch.no_grad(), progress_bar(total, "encoding training data once", show_progress) as advance:
-            for task, data in encoded.items():
-                self.rows[task] = self._encode(model, task, data, batch_size, advance)
+            for key, items in groups.items():
+                self.rows[key] = self._encode(model, items, reads[key], self.tokens[key], batch_size, advance)
         model.train(was_training)
 
-    def _encode(self, model: nn.Module, task: str, data: EncodedTask, batch_size: int, advance) -> list[torch.Tensor]:
+    @staticmethod
+    def _encode(model: nn.Module, items: list[Tokenized], reads: str, tokens: bool, batch_size: int,
+                advance) -> list[torch.Tensor]:
         device = next(model.parameters()).device
-        rows: list[torch.Tensor] = [torch.empty(0)] * len(data)
-        for indices, features in model.tokenizer.sorted_batches(data.items, batch_size):
+        rows: list[torch.Tensor] = [torch.empty(0)] * len(items)
+        for indices, features in model.tokenizer.sorted_batches(items, batch_size):
             ids, mask = features["input_ids"].to(device), features["attention_mask"].to(device)
             if model.branch is not None:
                 states = model.shared_states(ids, mask)  # (B, T, H)
             else:
-                out = model({"input_ids": ids, "attention_mask": mask}, tasks=[])
-                states = out[model.heads[task].reads]  # (B, T, H) token states or (B, H) task embeddings
+                states = model({"input_ids": ids, "attention_mask": mask}, tasks=[])[reads]  # (B, T, H) or (B, H)
             for row, index in enumerate(indices):
-                length = len(data.items[index].input_ids)
-                rows[index] = (states[row, :length] if self.tokens[task] else states[row]).clone()
+                length = len(items[index].input_ids)
+                rows[index] = (states[row, :length] if tokens else states[row]).clone()
             advance(len(indices))
         return rows
 
-    def batch(self, task: str, indices: list[int]) -> torch.Tensor:
-        rows = [self.rows[task][i] for i in indices]
-        if not self.tokens[task]:
+    def batch(self, key: str, indices: list[int]) -> torch.Tensor:
+        rows = [self.rows[key][i] for i in indices]
+        if not self.tokens[key]:
             return torch.stack(rows)  # (B, H)
         longest = max(row.shape[0] for row in rows)
         out = rows[0].new_zeros((len(rows), longest, rows[0].shape[-1]))  # (B, T, H), padding never labelled

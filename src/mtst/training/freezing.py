@@ -49,6 +49,11 @@ def apply_freezing(model: nn.Module, cfg: TrainConfig) -> list[str]:
     unknown = [name for name in freezing.heads if name not in model.heads]
     if unknown:
         raise MtstError(f"freezing.heads names unknown task '{unknown[0]}'; tasks are: {', '.join(model.heads)}")
+    if model.branch is not None and model.pair_tasks and freezing.mode != "all":
+        # pair tasks train the embedding path: above the branch point it is the backbone's own top layers,
+        # which nothing else reads; the shared bottom stays frozen, so the task branch's input does not move
+        for layer in model.encoder.layers[model.branch.at:]:
+            _set_trainable(layer, True)
     head_names = list(model.heads) if freezing.mode == "all" else list(freezing.heads)
     for name in head_names:
         _set_trainable(model.heads[name], False)

@@ -25,19 +25,16 @@ logger = logging.getLogger("mtst")
 
 
 # ---- parameter groups -------------------------------------------------------------------
-def encoder_depths(model: nn.Module) -> dict[str, int]:
-    """Tuned-encoder parameter name -> depth from the top (top layer 0 ... embeddings = number of layers).
-
-    The tuned encoder is the task branch when there is one (its top layer is depth 0), else the encoder.
-    Parameters outside every layer group (e.g. BERT's unused pooler) count as the top.
-    """
-    tuned = model.tuned_encoder()
-    groups = tuned.layer_groups()  # bottom (embeddings) to top
+def encoder_depths(module: nn.Module) -> dict[str, int]:
+    """Parameter name -> depth from the top (top layer 0 ... embeddings = number of layers) for an encoder or a
+    task branch (anything with ``layer_groups``). Parameters outside every group (BERT's unused pooler) count as
+    the top."""
+    groups = module.layer_groups()  # bottom (embeddings) to top
     by_id = {}
-    for index, (_, module) in enumerate(groups):
-        for param in module.parameters():
+    for index, (_, group) in enumerate(groups):
+        for param in group.parameters():
             by_id[id(param)] = len(groups) - 1 - index
-    return {name: by_id.get(id(param), 0) for name, param in tuned.named_parameters()}
+    return {name: by_id.get(id(param), 0) for name, param in module.named_parameters()}
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig, loss_weighting: nn.Module | None = None,
@@ -51,28 +48,32 @@ def param_groups(model: nn.Module, cfg: TrainConfig, loss_weighting: nn.Module |
             must already hold them; AdamW skips params whose grad is None, so they stay untouched).
     Returns:
         Non-empty groups, each with ``params``, ``lr``, ``weight_decay`` and a readable ``name``
-        like ``encoder.depth2.decay`` (``branch.depth0.decay`` with a task branch), ``heads.no_decay`` or
-        ``loss_weighting``.
+        like ``encoder.depth2.decay`` (``branch.depth0.decay`` for a task branch's layers), ``heads.no_decay``
+        or ``loss_weighting``.
     """
     opt = cfg.optimizer
     head_lr = opt.head_lr if opt.head_lr is not None else opt.lr
     buckets: dict[str, dict] = {}
 
-    def add(name: str, param: nn.Parameter, lr: float, weight_decay: float) -> None:
-        if not (param.requires_grad or include_frozen):
+    def add(name: str, param: nn.Parameter, lr: float, weight_decay: float, may_unfreeze: bool = True) -> None:
+        if not (param.requires_grad or (include_frozen and may_unfreeze)):
             return
         group = buckets.setdefault(name, {"name": name, "params": [], "lr": lr, "weight_decay": weight_decay})
         group["params"].append(param)
 
-    depths = encoder_depths(model)
-    prefix = "encoder" if model.branch is None else "branch"
-    for name, param in model.tuned_encoder().named_parameters():
-        depth = depths[name]
-        lr = opt.lr * opt.layer_decay**depth
-        if param.dim() >= 2:
-            add(f"{prefix}.depth{depth}.decay", param, lr, opt.weight_decay)
-        else:
-            add(f"{prefix}.depth{depth}.no_decay", param, lr, 0.0)
+    # the branch (heads fine-tune it) and the encoder (trainable without a branch, or its top under pair tasks)
+    for prefix, module in (("branch", model.branch), ("encoder", model.encoder)):
+        if module is None:
+            continue
+        depths = encoder_depths(module)
+        unfreezes = module is model.tuned_encoder()  # gradual unfreezing only ever touches this one
+        for name, param in module.named_parameters():
+            depth = depths[name]
+            lr = opt.lr * opt.layer_decay**depth
+            if param.dim() >= 2:
+                add(f"{prefix}.depth{depth}.decay", param, lr, opt.weight_decay, unfreezes)
+            else:
+                add(f"{prefix}.depth{depth}.no_decay", param, lr, 0.0, unfreezes)
     for param in model.heads.parameters():
         if param.dim() >= 2:
             add("heads.decay", param, head_lr, opt.weight_decay)

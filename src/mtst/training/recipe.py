@@ -20,10 +20,12 @@ from accelerate import Accelerator
 
 from mtst.data.sampling import TaskSampler
 from mtst.data.splits import check_labels, read_task_splits
-from mtst.data.task_encoding import collate, encode_task
+from mtst.data.task_encoding import encode_task
 from mtst.errors import MtstError
+from mtst.model.config import PAIR_TYPES
 from mtst.progress import TrainingProgress
 from mtst.training.anchor import EmbeddingAnchor
+from mtst.training.batch_losses import BatchLosses
 from mtst.training.build import build_model, check_mixed_precision, resolved_config, seed_everything
 from mtst.training.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from mtst.training.config import TrainConfig
@@ -65,7 +67,7 @@ class Recipe:
         self.encoded = {}
         for task in cfg.tasks:
             head = self.model.config.heads[task.name]
-            for split in ("dev", "test"):
+            for split in ("dev", "test") if head.type not in PAIR_TYPES else ():  # pairs carry scores
                 if split in self.splits[task.name]:
                     check_labels(self.splits[task.name][split], head.labels)
             self.encoded[task.name] = encode_task(self.model.tokenizer, self.splits[task.name]["train"],
@@ -99,6 +101,8 @@ class Recipe:
             self.cache = FeatureCache(self.model, self.encoded, cfg.evaluation.batch_size,
                                       show_progress=self.main and sys.stderr.isatty())
         self.anchor = self._build_anchor()  # before _load_checkpoint: the teacher is the starting encoder
+        self.batch_losses = BatchLosses(self.model, self.encoded, self.cache, self.anchor,
+                                        bf16=cfg.run.mixed_precision == "bf16", device=self.accelerator.device)
         groups = param_groups(self.model, cfg, self.weighting, include_frozen=self.unfreezer is not None)
         self.optimizer = build_optimizer(groups, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
@@ -118,7 +122,8 @@ class Recipe:
             logger.info("embedding_anchor skipped: the embedding path does not train (a frozen encoder or a "
                         "task branch), so the embeddings cannot move")
             return None
-        return EmbeddingAnchor(self.model, self.encoded, section.loss, self.config.evaluation.batch_size,
+        sentences = {task: data for task, data in self.encoded.items() if task not in self.model.pair_tasks}
+        return EmbeddingAnchor(self.model, sentences, section.loss, self.config.evaluation.batch_size,
                                show_progress=self.main and sys.stderr.isatty())
 
     def _encoder_may_change(self) -> bool:
@@ -179,7 +184,7 @@ class Recipe:
         total = torch.zeros((), device=self.accelerator.device)
         for _ in range(accumulation):
             task, indices = self.sampler.next_batch()
-            task_losses, anchor = self._forward(task, indices)
+            task_losses, anchor = self.batch_losses(task, indices)
             loss = self.weighting(task_losses)
             if anchor is not None:  # outside the task weighting: uncertainty weights cannot shrink it
                 loss = loss + self.config.embedding_anchor.weight * anchor
@@ -200,24 +205,6 @@ class Recipe:
         self.step += 1
         if self.unfreezer and self.unfreezer.step(self.step, self._epoch()):
             self._set_modes()
-
-    def _forward(self, task: str, indices: list[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """({task: loss}, unweighted anchor loss or None) for one single-task batch; from cached frozen
-        outputs when there are any (mtst.training.feature_cache)."""
-        device = self.accelerator.device
-        features, labels = collate(self.model.tokenizer, self.encoded[task], indices)
-        labels = labels.to(device)  # (B,) or (B, T)
-        features = {k: v.to(device) for k, v in features.items() if k != "word_ids"}
-        if self.cache is not None and self.model.branch is None:  # heads alone on a frozen encoder
-            head = self.model.heads[task]
-            logits = head(self.cache.batch(task, indices).to(device), features.get("shape_ids"))
-            return {task: head.loss(logits, labels)}, None
-        if self.cache is not None:
-            features["shared_states"] = self.cache.batch(task, indices).to(device)  # (B, T, H)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.run.mixed_precision == "bf16"):
-            out = self.model(features, tasks=[task], labels={task: labels}, embedding=self.anchor is not None)
-            anchor = self.anchor.loss(task, indices, out["sentence_embedding"]) if self.anchor else None  # ()
-        return out["losses"], anchor
 
     def _set_modes(self) -> None:
         """Heads (and trainable encoder parts) in train mode; a fully frozen encoder (or branch) runs in eval
