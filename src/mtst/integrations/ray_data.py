@@ -119,6 +119,8 @@ def output_fields(predictor, options: PredictOptions) -> list[pa.Field]:
         fields.append(pa.field(task, kind))
     if options.embedding:
         fields.append(pa.field(EMBEDDING, pa.list_(pa.float32(), int(predictor.config.encoder.hidden_size))))
+    if not fields:
+        raise MtstError("nothing to compute: this model has no heads; ask for the embedding")
     return fields
 
 
@@ -138,8 +140,6 @@ class MtstPredictor:
         self.spec, self.options = spec, options
         self.tasks = resolve_tasks(self.predictor, options.tasks)
         self.fields = output_fields(self.predictor, options)
-        if not self.fields:
-            raise MtstError("nothing to compute: this model has no heads; ask for the embedding")
 
     def __call__(self, batch) -> pa.Table:
         """A batch (pyarrow Table, dict of numpy arrays or pandas DataFrame) -> a pyarrow Table with the columns
