@@ -77,6 +77,9 @@ def test_npy_equals_one_process_exactly_with_an_actor_killed_mid_task(cluster, b
         killer.stop.set()
     assert killer.killed is not None, "no actor was caught running a task"
     assert np.array_equal(np.load(out), single), "same chunks, same batches: the same floats, every row once"
+    other = np.load(encode_file(bare_model, path, tmp_path / "other.npy", chunk_size=7))
+    assert not np.array_equal(other, single), "the comparison is sharp: other batches give other float roundings"
+    (tmp_path / "other.npy").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "one.npy", "ray.npy"]
 
 

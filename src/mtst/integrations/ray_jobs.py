@@ -78,7 +78,7 @@ def run_job(job: RayJob, spec: ModelSpec, options: PredictOptions, show_progress
     sink = PartsSink(job.output, plan.rows) if kind == "parts" else FileSink(kind, job.output, plan.rows,
                                                                              _empty_schema(options, fields))
     try:
-        with connected(ray, job.address):
+        with connected(ray, job.address), _quiet("ray.data"):
             if plan.rows:
                 dataset = ray.data.read_datasource(ChunkedSource(plan), num_cpus=0)  # reading is cheap next to encoding
                 dataset = _predict(ray, dataset, job, spec, options, getattr(sink, "staging", None))
@@ -112,6 +112,19 @@ def connected(ray, address: str) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Ray Data's own INFO/WARNING chatter off for the job (our bar counts rows; its full logs stay in Ray's log
+    folder, /tmp/ray/session_latest/logs/ray-data)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _predict(ray, dataset, job: RayJob, spec: ModelSpec, options: PredictOptions, folder: Path | None):
