@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from helpers import write_random_lines
+from helpers import run_doc_snippet, write_random_lines
 from mtst.cli import app
 from mtst.inference.bulk import encode_file
 from mtst.integrations.ray_data import EMBEDDING, ROW, ModelSpec, PredictOptions
@@ -136,3 +136,21 @@ def test_an_error_inside_ray_is_one_line_and_writes_nothing(cluster, tiny_st_dir
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "line 3 is not valid JSON" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["in.jsonl"]
+
+
+def test_the_docs_pipeline_snippet_runs(cluster, model_dir, tmp_path):
+    from mtst import MultiTaskModel
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    texts = ["john smith lives in paris", "the stock fell", "mary visited london today", "the cat sat"]
+    pq.write_table(pa.table({"text": texts[:2]}), folder / "a.parquet")
+    pq.write_table(pa.table({"text": texts[2:]}), folder / "b.parquet")
+    run_doc_snippet("ray.md", "ray-pipeline", {"/shared/my-model": str(model_dir), "/shared/docs/": str(folder),
+                                               "/shared/predictions/": str(tmp_path / "out"), "size=7": "size=1"})
+    rows = sorted(pq.read_table(tmp_path / "out").to_pylist(), key=lambda row: texts.index(row["text"]))
+    expected = MultiTaskModel.load(model_dir).predict(texts, include_embedding=True)
+    assert [row["topic"]["label"] for row in rows] == [row["topic"]["label"] for row in expected]
+    spans = [[(e["text"], e["label"], e["start"], e["end"]) for e in row["ner"]] for row in expected]
+    assert [[(e["text"], e["label"], e["start"], e["end"]) for e in row["ner"]] for row in rows] == spans
+    np.testing.assert_allclose(np.float32([r[EMBEDDING] for r in rows]), [r[EMBEDDING] for r in expected], atol=1e-6)
