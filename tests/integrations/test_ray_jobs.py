@@ -67,11 +67,11 @@ class KillBusyActor(threading.Thread):
 def test_npy_equals_one_process_exactly_with_an_actor_killed_mid_task(cluster, bare_model, tiny_st_dir, tmp_path):
     path = tmp_path / "in.txt"
     write_random_lines(path, count=2400, max_words=30, empty_line=3, seed=1)
-    single = np.load(encode_file(bare_model, path, tmp_path / "one.npy", chunk_size=300))
+    single = np.load(encode_file(bare_model, path, tmp_path / "one.npy", chunk_size=800))
     killer = KillBusyActor()
     killer.start()
     try:
-        job = RayJob(path, tmp_path / "ray.npy", actors=2, chunk_size=300)
+        job = RayJob(path, tmp_path / "ray.npy", actors=2, chunk_size=800)  # 3 chunks: fewer tasks than Ray wants
         out = run_job(job, ModelSpec(backbone=str(tiny_st_dir)), PredictOptions())
     finally:
         killer.stop.set()

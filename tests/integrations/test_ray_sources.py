@@ -55,6 +55,17 @@ def test_every_task_yields_whole_chunks(tmp_path):
             assert rows[0] % 10 == 0 and (len(rows) == 10 or rows[-1] == 94)
 
 
+def test_the_task_count_is_fixed_whatever_parallelism_ray_asks_for(tmp_path):
+    """Ray splits each task's output into smaller blocks when it gets fewer tasks than it wants; the job passes
+    ``override_num_blocks=num_tasks`` so that it never cuts a chunk."""
+    path = tmp_path / "in.txt"
+    path.write_text("x\n" * 95, encoding="utf-8")
+    source = ray_sources.ChunkedSource(ray_sources.plan_input(path, 10, "text"))
+    assert source.num_tasks == 10 == len(source.get_read_tasks(1)) == len(source.get_read_tasks(500))
+    big = ray_sources.Plan("text", ("f",), 10**9, 4096, tuple(range(244141)))
+    assert ray_sources.ChunkedSource(big).chunks_per_task == ray_sources.MAX_CHUNKS_PER_TASK
+
+
 def test_invalid_utf8_names_the_line(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"ok\nfine\nbad \xff byte\n")

@@ -28,6 +28,7 @@ from mtst.integrations.ray_data import ROW
 
 FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 MAX_CHUNKS_PER_TASK = 16  # bounds a block (what one actor call gets): 16 x 4096 rows by default
+TASKS = 256  # read tasks for inputs of up to 256 chunks: one chunk each, so every actor gets work
 SCAN_BYTES = 1 << 24
 
 
@@ -121,19 +122,26 @@ def _plan_parquet(path: Path, chunk_size: int, text_column: str) -> Plan:
 
 
 class ChunkedSource(Datasource):
-    """A Ray datasource over a Plan: each read task yields a run of whole chunks, rows numbered in ``row``."""
+    """A Ray datasource over a Plan: each read task yields a run of whole chunks, rows numbered in ``row``.
+
+    Read with ``ray.data.read_datasource(source, override_num_blocks=source.num_tasks)``: the number of tasks is
+    fixed here, and Ray, given fewer tasks than the parallelism it wants, splits each task's output into smaller
+    blocks, which would cut chunks apart (other batches, other float roundings).
+    """
 
     def __init__(self, plan: Plan):
         super().__init__()
         self.plan = plan
+        self.chunks_per_task = min(MAX_CHUNKS_PER_TASK, max(1, math.ceil(plan.chunks / TASKS)))
+        self.num_tasks = math.ceil(plan.chunks / self.chunks_per_task)
 
     def estimate_inmemory_data_size(self) -> int:
         return sum(Path(file).stat().st_size for file in self.plan.files)
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
-        plan = self.plan
-        per_task = min(MAX_CHUNKS_PER_TASK, max(1, math.ceil(plan.chunks / max(1, parallelism))))
+        """The planned tasks, whatever ``parallelism`` Ray asks for (see the class docstring)."""
+        plan, per_task = self.plan, self.chunks_per_task
         size = self.estimate_inmemory_data_size()
         tasks = []
         for first in range(0, plan.chunks, per_task):
