@@ -83,7 +83,7 @@ def victim(mode: str, pid: int) -> int | None:
         return pid
     for process in psutil.Process(pid).children(recursive=True):
         try:
-            title = " ".join(process.cmdline())
+            title = " ".join(process.cmdline()).strip()  # Ray's process titles come padded with empty arguments
         except psutil.Error:
             continue
         if mode.startswith("ray") and title.startswith("ray::MapWorker(") and title.endswith(".submit"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -72,3 +73,15 @@ def test_without_ray_installed_the_error_says_how_to_get_it(monkeypatch, tiny_st
     assert result.exit_code == 1
     assert result.stderr == "error: --engine ray needs Ray: pip install 'mtst[ray]' (it installs ray[data])\n"
     assert [p.name for p in tmp_path.iterdir()] == ["in.txt"]
+
+
+@pytest.mark.skipif(not HAS_RAY, reason="ray is not installed")
+def test_an_empty_input_gives_an_empty_array_without_starting_ray(tiny_st_dir, tmp_path):
+    import ray
+
+    source = tmp_path / "empty.txt"
+    source.write_bytes(b"")
+    result = runner.invoke(app, ["encode", "-i", str(source), "-o", str(tmp_path / "o.npy"), "--engine", "ray",
+                                 "--backbone", str(tiny_st_dir)])
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "o.npy").shape == (0, 32) and not ray.is_initialized()

@@ -79,25 +79,30 @@ def run_job(job: RayJob, spec: ModelSpec, options: PredictOptions, show_progress
     sink = PartsSink(job.output, plan.rows) if kind == "parts" else FileSink(kind, job.output, plan.rows,
                                                                              _empty_schema(options, fields))
     try:
-        with connected(ray, job.address), _quiet("ray.data"):
-            if plan.rows:
+        if plan.rows:  # an empty input needs no cluster
+            with connected(ray, job.address), _quiet("ray.data"):
                 source = ChunkedSource(plan)  # reading reserves no CPU: cheap next to encoding
                 dataset = ray.data.read_datasource(source, num_cpus=0, override_num_blocks=source.num_tasks)
                 dataset = _predict(ray, dataset, job, spec, options, getattr(sink, "staging", None))
                 verb = "encoding" if options.tasks == () else "predicting"
-                with progress_bar(plan.rows, verb, enabled=show_progress) as advance:
-                    warned = False
-                    for block in _blocks(dataset):
-                        warned = warned or _warn_if_cut(block, plan)
-                        sink.add(block)
-                        advance(block.num_rows)
-                        if on_block is not None:
-                            on_block(sink.ledger.done)
+                _stream(dataset, plan, sink, verb, show_progress, on_block)
         sink.finish()
     except BaseException:
         sink.abort()
         raise
     return job.output
+
+
+def _stream(dataset, plan, sink, verb: str, show_progress: bool, on_block: Callable[[int], None] | None) -> None:
+    """The dataset's blocks into the sink as they come back, counted on a progress bar."""
+    with progress_bar(plan.rows, verb, enabled=show_progress) as advance:
+        warned = False
+        for block in _blocks(dataset):
+            warned = warned or _warn_if_cut(block, plan)
+            sink.add(block)
+            advance(block.num_rows)
+            if on_block is not None:
+                on_block(sink.ledger.done)
 
 
 @contextmanager
