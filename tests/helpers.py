@@ -150,3 +150,21 @@ def perturb(module: torch.nn.Module, seed: int = 1, scale: float = 0.05) -> None
     with torch.no_grad():
         for param in module.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * scale)
+
+
+# ---- code snippets in the docs, run as tests ----------------------------------------------------
+def run_doc_snippet(doc: str, name: str, replace: dict[str, str]) -> dict:
+    """Run the ```python block under ``<!-- snippet: NAME -->`` in docs/DOC (each ``replace`` key swapped for its
+    value first, e.g. the docs' URL for a live server's) and return the names it defined."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / doc).read_text(encoding="utf-8")
+    found = re.search(rf"<!-- snippet: {re.escape(name)} -->\n```python\n(.*?)```", text, flags=re.S)
+    assert found, f"docs/{doc} lost its '{name}' snippet"
+    code = found.group(1)
+    for old, new in replace.items():
+        assert old in code, f"the '{name}' snippet no longer contains {old!r}"
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, f"docs/{doc}:{name}", "exec"), namespace)
+    return namespace

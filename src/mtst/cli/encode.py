@@ -24,6 +24,7 @@ from mtst.cli.app import (
     SentencesArg,
     ThreadsOpt,
 )
+from mtst.cli.engine import ActorsOpt, AddressOpt, ColumnOpt, EngineOpt, check_engine, ray_job, show_progress
 from mtst.cli.io import emit_jsonl, read_sentences, short, stdout_is_terminal, wants_progress
 from mtst.cli.loading import check_choice, load_encoder
 from mtst.errors import MtstError
@@ -52,8 +53,24 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
         num_processes: Annotated[int, typer.Option("--num-processes", help="Worker processes for a file into .npy "
                                                    "(threads are split between them).")] = 1,
+        engine: EngineOpt = "local",
+        address: AddressOpt = None,
+        actors: ActorsOpt = None,
+        column: ColumnOpt = None,
     ) -> None:
         """Sentences -> fixed-length embeddings (a table, JSON lines or a .npy matrix)."""
+        if check_engine(engine, address, actors, column):  # threads: per actor
+            from mtst.integrations.ray_data import ModelSpec, PredictOptions
+            from mtst.integrations.ray_jobs import run_job
+
+            if output_format is not None or num_processes != 1:
+                raise MtstError(f"{'--format' if output_format else '--num-processes'} is for --engine local; with "
+                                "--engine ray the format comes from --output's name and --actors sets the workers")
+            job = ray_job(sentences, input_path, output, threads, actors, address)
+            spec = ModelSpec(None if model is None else str(model), backend, backbone, pooling, normalize,
+                             max_seq_length)
+            run_job(job, spec, PredictOptions(batch_size=batch_size, text_column=column or "text"), show_progress())
+            return
         fmt = _encode_format(output_format, output)
         streams = fmt == "npy" and not sentences and input_path not in (None, "-")
         if num_processes < 1:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mtst.cli.app import BackendOpt, BatchOpt, InputOpt, ModelOpt, SentencesArg, ThreadsOpt
+from mtst.cli.engine import ActorsOpt, AddressOpt, ColumnOpt, EngineOpt, check_engine, ray_job, show_progress
 from mtst.cli.io import emit_jsonl, read_sentences, wants_progress
 from mtst.cli.loading import load_task_model
 from mtst.errors import MtstError
@@ -25,11 +26,28 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 32,
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
+        engine: EngineOpt = "local",
+        address: AddressOpt = None,
+        actors: ActorsOpt = None,
+        column: ColumnOpt = None,
     ) -> None:
         """Every task head's predictions as JSON lines, one per sentence (one forward pass each)."""
+        wanted = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
+        if check_engine(engine, address, actors, column):  # threads: per actor
+            from mtst.cli.showcase import trained_default_available
+            from mtst.integrations.ray_data import ModelSpec, PredictOptions
+            from mtst.integrations.ray_jobs import run_job
+            from mtst.model.storage import DEFAULT_MODEL_DIR
+
+            job = ray_job(sentences, input_path, output, threads, actors, address)
+            if model is None and not trained_default_available():
+                raise MtstError("--engine ray needs --model DIR: no trained default model is installed")
+            spec = ModelSpec(str(model or DEFAULT_MODEL_DIR), backend)
+            options = PredictOptions(embedding, None if wanted is None else tuple(wanted), column or "text", batch_size)
+            run_job(job, spec, options, show_progress())
+            return
         texts = read_sentences(sentences, input_path)
         predictor = load_task_model(model, backend, threads)
-        wanted = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
         for task in wanted or []:
             if task not in predictor.tasks:
                 known = ", ".join(predictor.tasks) or "none (this model has no heads)"
