@@ -168,3 +168,19 @@ def run_doc_snippet(doc: str, name: str, replace: dict[str, str]) -> dict:
     namespace: dict = {}
     exec(compile(code, f"docs/{doc}:{name}", "exec"), namespace)
     return namespace
+
+
+def export_test_model(backbone: Path, directory: Path, branch_at: int | None, ner_labels: list[str]) -> Path:
+    """The model the export tests run on, saved: topic + NER heads; with ``branch_at``, a trained-looking task
+    branch and an NER head that reads word shapes (a third graph input) and decodes through a CRF (its
+    transitions travel beside the graph)."""
+    from mtst import MultiTaskModel
+
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_backbone(backbone, branch_at=branch_at)
+    if model.branch is not None:
+        perturb(model.branch)
+    model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)
+    extras = {} if model.branch is None else {"word_shape": "on", "crf": True}
+    model.add_head("ner", "token_classification", ner_labels, **extras)
+    return model.save(directory / "model")

@@ -251,7 +251,7 @@ EXPERIMENTS["pairs"] = [
       for k in (5, 4)],
 ]
 
-EXPERIMENTS["ner"] = [_branch_ner(5, head) for head in NER_HEADS] + [_branch_with_ner_head(5, "windowed-shape-crf")]
+EXPERIMENTS["ner"] = [_branch_ner(4, head) for head in NER_HEADS] + [_branch_with_ner_head(4, "windowed-shape-crf")]
 
 # ---- running one variant --------------------------------------------------------------------
 def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:

@@ -7,10 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from helpers import perturb
+from helpers import export_test_model
 from mtst import MtstError, MultiTaskModel
 from mtst.inference.agreement import parity_report
 from mtst.inference.backends import load_predictor
@@ -39,18 +38,13 @@ needs_openvino = pytest.mark.skipif(not _has_openvino(), reason="openvino / nncf
 FORMATS = ["onnx", pytest.param("openvino", marks=needs_openvino)]
 
 
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+
+
 @pytest.fixture(scope="module", params=[None, 1], ids=["plain", "branch1-shapes-crf"])
 def model_dir(tiny_st_dir, tmp_path_factory, request):
-    """Every export test runs on a plain model and on one with a (trained-looking) task branch whose NER head
-    reads word shapes (a third graph input) and decodes through a CRF (its transitions travel beside the graph)."""
-    torch.manual_seed(0)
-    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=request.param)
-    if model.branch is not None:
-        perturb(model.branch)
-    model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)
-    extras = {} if model.branch is None else {"word_shape": "on", "crf": True}
-    model.add_head("ner", "token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"], **extras)
-    return model.save(tmp_path_factory.mktemp("saved") / "model")
+    """Every export test runs on a plain model and on a branched one (helpers.export_test_model)."""
+    return export_test_model(tiny_st_dir, tmp_path_factory.mktemp("saved"), request.param, NER_LABELS)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ Columns come from csv / tsv (``text_column``, ``text_pair_column``, ``label_colu
 
 from __future__ import annotations
 
-import json
-
-from mtst.data.readers import Examples, _read_text, read_delimited
+from mtst.data.readers import Examples, jsonl_rows, read_delimited
 from mtst.data.sources import DataSource
 from mtst.errors import MtstError
 
@@ -22,7 +20,7 @@ def read_pair_examples(source: DataSource, scored: bool) -> Examples:
     if source.format in ("csv", "tsv"):
         rows, origins = read_delimited(source, columns)
     elif source.format == "jsonl":
-        rows, origins = _jsonl_rows(source, columns)
+        rows, origins = jsonl_rows(source, columns)
     else:
         raise MtstError(f"{source.path}: sentence pairs are read from csv, tsv or jsonl, not {source.format}")
     texts, scores = [], []
@@ -47,22 +45,3 @@ def _score(value: object, origin: str) -> float:
         return float(value)
     except (TypeError, ValueError) as exc:
         raise MtstError(f"{origin}: score '{value}' is not a number") from exc
-
-
-def _jsonl_rows(source: DataSource, columns: list) -> tuple[list[list], list[str]]:
-    if not all(isinstance(column, str) for column in columns):
-        raise MtstError(f"{source.path}: jsonl columns are key names, got {columns}")
-    rows, origins = [], []
-    for number, line in enumerate(_read_text(source.path).split("\n"), start=1):  # U+2028 is valid inside JSON
-        if not line.strip():
-            continue
-        origin = f"{source.path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MtstError(f"{origin}: invalid JSON ({exc.msg}); each line must be one JSON object") from exc
-        if not isinstance(record, dict) or any(column not in record for column in columns):
-            raise MtstError(f"{origin}: each line must be a JSON object with the keys {columns}")
-        rows.append([record[column] for column in columns])
-        origins.append(origin)
-    return rows, origins

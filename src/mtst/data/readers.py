@@ -125,27 +125,32 @@ def read_delimited(source: DataSource, columns: Sequence[str | int]) -> tuple[li
     return rows, origins
 
 
-def _read_jsonl(source: DataSource) -> list[tuple[object, object, str]]:
-    path = source.path
-    for column in (source.text_column, source.label_column):
-        if not isinstance(column, str):
-            raise MtstError(f"{path}: jsonl columns are key names, got the index {column}")
-    records = []
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 is valid JSON
+def jsonl_rows(source: DataSource, columns: Sequence[str | int]) -> tuple[list[list], list[str]]:
+    """The ``columns`` (key names) of every non-blank line of a JSON-lines file, and each line's origin."""
+    if not all(isinstance(column, str) for column in columns):
+        raise MtstError(f"{source.path}: jsonl columns are key names, got {list(columns)}")
+    rows, origins = [], []
+    for number, line in enumerate(_read_text(source.path).split("\n"), start=1):  # not splitlines: U+2028 is JSON
         if not line.strip():
             continue
-        origin = f"{path}:{number}"
+        origin = f"{source.path}:{number}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise MtstError(f"{origin}: invalid JSON ({exc.msg}); each line must be one JSON object") from exc
         if not isinstance(row, dict):
             raise MtstError(f"{origin}: each line must be one JSON object, got {type(row).__name__}")
-        for column in (source.text_column, source.label_column):
+        for column in columns:
             if column not in row:
                 raise MtstError(f"{origin}: no key '{column}' (keys: {sorted(row)})")
-        records.append((row[source.text_column], row[source.label_column], origin))
-    return records
+        rows.append([row[column] for column in columns])
+        origins.append(origin)
+    return rows, origins
+
+
+def _read_jsonl(source: DataSource) -> list[tuple[object, object, str]]:
+    rows, origins = jsonl_rows(source, [source.text_column, source.label_column])
+    return [(text, label, origin) for (text, label), origin in zip(rows, origins, strict=True)]
 
 
 def _read_conll(source: DataSource) -> list[tuple[object, object, str]]:
