@@ -34,3 +34,12 @@ def test_every_mtst_import_in_the_docs_resolves():
             missing = [name.strip() for name in names.split(",") if not hasattr(loaded, name.strip())]
             assert not missing, f"{doc.name}: {module} has no {missing}"
     assert "README.md" in found
+
+
+def test_every_image_a_doc_embeds_exists():
+    docs = [README, *sorted(README.parent.joinpath("docs").glob("*.md"))]
+    embedded = [(doc, target) for doc in docs
+                for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+\.png)\)", doc.read_text(encoding="utf-8"))]
+    assert embedded, "no doc embeds a plot"
+    missing = [f"{doc.name}: {target}" for doc, target in embedded if not (doc.parent / target).is_file()]
+    assert not missing, missing

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, load_results  # noqa: E402
 
-EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "footprint")
+EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "footprint", "branch", "ner", "pairs")
 COLUMNS = {"topic/accuracy": "topic acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL test F1",
            "sts/spearman": "STS-B Spearman"}
 UNTOUCHED_STS = 82.03  # FACTS.md; also measured by the "features" experiment
@@ -157,6 +157,52 @@ def _task_share(run: dict, task: str) -> float:
     return probabilities[task]
 
 
+SPEED_COST = Path(__file__).resolve().parents[1] / "speed" / "results" / "branch_cost.json"
+TASK_KEYS = ("topic/accuracy", "sentiment/accuracy", "ner/f1")
+
+
+def frontier_points() -> list[dict]:
+    """One point per model of the task-branch frontier: mean task score, STS-B, and predict / encode cost (torch,
+    from benchmarks/speed/branch_cost.py; models without a branch share the no-branch cost)."""
+    if not SPEED_COST.exists():
+        return []
+    import json
+
+    cost = {row["branch_at"]: row["torch"]["ratio"] for row in json.loads(SPEED_COST.read_text())["rows"]
+            if row["ner_head"] == "windowed"}
+    named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", k) for k in (5, 4, 3, 2)]
+    named += [("branch", "frozen-shipped", "frozen encoder (old default)", 6),
+              ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6),
+              ("long", "joint-all-8000steps-bf16", "full fine-tune", 6)]
+    points = []
+    for experiment, variant, label, k in named:
+        runs = _group(load_results(experiment)).get(variant)
+        if not runs or k not in cost:
+            continue
+        metrics = runs[0]["metrics"]
+        points.append({"label": label, "cost": cost[k], "sts": metrics["sts/spearman"],
+                       "tasks": statistics.fmean(metrics[key] for key in TASK_KEYS)})
+    return points
+
+
+def plot_frontier() -> Path | None:
+    points = frontier_points()
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for point in points:
+        exact = point["sts"] >= 82.0
+        ax.scatter(point["cost"], point["tasks"], s=60, marker="o" if exact else "x",
+                   color="tab:blue" if exact else "tab:red")
+        ax.annotate(f"{point['label']}\nSTS-B {point['sts']:.2f}", (point["cost"], point["tasks"]), fontsize=7,
+                    xytext=(5, 4), textcoords="offset points")
+    ax.axvline(1.35, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("predict (every head) / encode alone, torch")
+    ax.set_ylabel("mean of AG News acc, SST-2 dev acc, CoNLL F1 (test)")
+    ax.grid(alpha=0.3)
+    return _save(fig, "Task score vs inference cost (o: embeddings kept, x: embeddings moved)", "frontier")
+
+
 def _save(fig, title: str, name: str) -> Path:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -175,7 +221,8 @@ def main() -> None:
             continue
         table, data = experiment_table(experiment)
         sections.append(f"## {experiment}\n\n{table}\n")
-        extra = {"scarce": lambda: plot_scarce(data), "long": lambda: plot_curve("long")}.get(experiment)
+        extra = {"scarce": lambda: plot_scarce(data), "long": lambda: plot_curve("long"),
+                 "branch": plot_frontier}.get(experiment)
         for png in (plot(experiment, data), extra() if extra else None):
             if png is not None:
                 sections.append(f"![{png.stem}](plots/{png.name})\n")

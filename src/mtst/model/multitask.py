@@ -115,7 +115,7 @@ class MultiTaskModel(nn.Module):
         """One encoder pass, then each requested head. Returns the feature keys above + ``logits`` per task,
         and ``losses`` per task plus their sum ``loss`` when labels are given. ``embedding=False`` skips the
         embedding path's own layers when a branch makes them separate (training needs only the heads)."""
-        tasks = self._check_tasks(tasks if tasks is not None else list(labels or self.heads))
+        tasks = self._check_tasks(tasks if tasks is not None else list(labels or self.tasks))
         attention_mask = features["attention_mask"]
         token_states, embedding_states = self._paths(features, embedding)  # (B, T, H) each, or None
         # Zero the padding states (as the training feature cache does), so heads that look at
@@ -143,10 +143,10 @@ class MultiTaskModel(nn.Module):
         shared = features.get("shared_states")  # the training cache ran the frozen bottom already
         if shared is None:
             shared = self.shared_states(input_ids, attention_mask)
-        tasks = self.branch(shared, self.encoder.layer_mask(attention_mask, shared))
+        task_states = self.branch(shared, self.encoder.layer_mask(attention_mask, shared))
         if not embedding:
-            return tasks, None
-        return tasks, self.encoder(input_ids, attention_mask, hidden=shared, layers=slice(self.branch.at, None))
+            return task_states, None
+        return task_states, self.encoder(input_ids, attention_mask, hidden=shared, layers=slice(self.branch.at, None))
 
     def shared_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The branch's shared bottom: the states after layer ``branch_at`` (B, T, H)."""
