@@ -58,6 +58,15 @@ def test_crf_head_loss_counts_first_sub_tokens_and_skips_empty_rows():
     assert logits.grad[0, 3].abs().sum() == 0  # a later sub-token is not a word
 
 
+def test_crf_head_loss_of_a_batch_of_different_lengths_is_the_word_weighted_mean_of_its_sentences():
+    head = build_head(HeadConfig(type="token_classification", labels=LABELS, input_dim=4, crf=True))
+    logits = torch.randn(2, 6, 5)
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2, 0, IGNORE_INDEX, 0],  # four words
+                           [IGNORE_INDEX, 3, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]])  # one
+    alone = [head.loss(logits[row:row + 1], labels[row:row + 1]) for row in range(2)]
+    assert torch.allclose(head.loss(logits, labels), (4 * alone[0] + alone[1]) / 5)
+
+
 def test_sentence_heads_reject_token_options():
     with pytest.raises(ValueError, match="token-head options"):
         HeadConfig(type="sentence_classification", labels=["a", "b"], input_dim=4, crf=True)

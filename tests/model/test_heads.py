@@ -5,21 +5,31 @@ from typing import get_args
 import pytest
 import torch
 
-from mtst.model.config import HeadConfig, HeadType
+from mtst.model.config import PAIR_TYPES, HeadConfig, HeadType
 from mtst.model.heads import HEADS, IGNORE_INDEX, build_head
 from mtst.model.spans import bio_to_entities, first_subtokens, word_spans
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 
 
-@pytest.mark.parametrize("head_type", sorted(HEADS))
-def test_every_registered_head_builds_from_config_and_shapes_logits(head_type):
+@pytest.mark.parametrize("head_type", sorted(set(HEADS) - set(PAIR_TYPES)))
+def test_every_registered_predictive_head_builds_from_config_and_shapes_logits(head_type):
     head = build_head(HeadConfig(type=head_type, labels=["a", "b", "c"], input_dim=8, hidden_dim=4))
     features = torch.randn(2, 5, 8) if head.reads == "token_embeddings" else torch.randn(2, 8)
     logits = head(features)
     assert logits.shape == (*features.shape[:-1], 3)
     target = torch.zeros(logits.shape[:-1], dtype=torch.long)
     assert head.loss(logits, target).ndim == 0
+
+
+@pytest.mark.parametrize("head_type", PAIR_TYPES)
+def test_pair_heads_build_without_labels_and_score_embedding_pairs(head_type):
+    head = build_head(HeadConfig(type=head_type, input_dim=8))
+    first, second = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8)
+    assert torch.equal(head(first), first)
+    loss = head.pair_loss(first, second, torch.rand(4))
+    loss.backward()
+    assert loss.ndim == 0 and first.grad.abs().sum() > 0
 
 
 def test_unknown_head_type_is_rejected_by_the_config():

@@ -51,3 +51,13 @@ def test_a_user_error_inside_the_workers_is_one_clean_line(tmp_path, tiny_st_dir
         launch_local(config.model_dump(mode="json"), None, num_processes=2)
     message = str(info.value)
     assert message.startswith("task 'ner'") and "ner.conll" in message and "\n" not in message
+
+
+def test_two_processes_train_a_branch_and_keep_the_backbone(tmp_path, tiny_st_dir):
+    config = make_config(tmp_path, tiny_st_dir, model={"branch_at": 1}, optimizer={"max_steps": 3, "batch_size": 2})
+    result = TrainResult(**launch_local(config.model_dump(mode="json"), None, num_processes=2))
+    trained = MultiTaskModel.load(Path(result.output_dir) / "final")
+    start = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1)
+    encoder = trained.encoder.state_dict()
+    assert all(torch.equal(value, encoder[key]) for key, value in start.encoder.state_dict().items())
+    assert not torch.equal(start.branch.layers[0].output.dense.weight, trained.branch.layers[0].output.dense.weight)

@@ -123,7 +123,8 @@ class TokenClassificationHead(Head):
         rows = keep.any(dim=1)  # a sentence whose words were all cut off has nothing to score
         emissions, mask = _left_packed(logits[rows].float(), keep[rows])
         tags, _ = _left_packed(labels[rows].unsqueeze(-1), keep[rows])
-        return -self.crf(emissions, tags.squeeze(-1), mask, reduction="token_mean")
+        tags = tags.squeeze(-1).masked_fill(~mask, 0)  # pytorch-crf indexes every position, masked or not
+        return -self.crf(emissions, tags, mask, reduction="token_mean")
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[list[dict]]:
         # One max over the whole batch, then plain lists: a tiny torch op per word made decoding cost
