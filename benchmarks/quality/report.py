@@ -168,19 +168,22 @@ def frontier_points() -> list[dict]:
         return []
     import json
 
-    cost = {row["branch_at"]: row["torch"]["ratio"] for row in json.loads(SPEED_COST.read_text())["rows"]
-            if row["ner_head"] == "windowed"}
-    named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", k) for k in (5, 4, 3, 2)]
-    named += [("branch", "frozen-shipped", "frozen encoder (old default)", 6),
-              ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6),
-              ("long", "joint-all-8000steps-bf16", "full fine-tune", 6)]
+    cost = {(row["branch_at"], row["ner_head"]): row["torch"]["ratio"]
+            for row in json.loads(SPEED_COST.read_text())["rows"]}
+    plain, crf = "windowed", "windowed+shape+crf"
+    named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", k, plain) for k in (5, 4, 3, 2)]
+    named += [("ner", "joint-all-8000steps-fp32-branch4-windowed-shape-crf", "branch_at 4 + shape + CRF (shipped)",
+               4, crf),
+              ("branch", "frozen-shipped", "frozen encoder (old default)", 6, plain),
+              ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6, plain),
+              ("long", "joint-all-8000steps-bf16", "full fine-tune", 6, plain)]
     points = []
-    for experiment, variant, label, k in named:
+    for experiment, variant, label, k, head in named:
         runs = _group(load_results(experiment)).get(variant)
-        if not runs or k not in cost:
+        if not runs or (k, head) not in cost:
             continue
         metrics = runs[0]["metrics"]
-        points.append({"label": label, "cost": cost[k], "sts": metrics["sts/spearman"],
+        points.append({"label": label, "cost": cost[k, head], "sts": metrics["sts/spearman"],
                        "tasks": statistics.fmean(metrics[key] for key in TASK_KEYS)})
     return points
 

@@ -23,9 +23,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes it private (0600); give it a normal file's mode
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes it private (0600); give it a normal file's mode
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -42,8 +40,24 @@ def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _give_normal_modes(folder: Path) -> None:
+    """mkdtemp makes a private folder (0700) and some writers private files: give the tree the modes a plain
+    mkdir / open would have, so a model saved for others (a package, a shared disk) can be read by them."""
+    umask = current_umask()
+    folder.chmod(0o777 & ~umask)
+    for item in folder.rglob("*"):
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+
+
 def swap_into_place(staging: Path, path: Path) -> None:
     """Replace ``path`` (a directory, or nothing) by the finished ``staging`` directory."""
+    _give_normal_modes(staging)
     if not path.exists():
         os.replace(staging, path)
         return

@@ -8,6 +8,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from mtst import MtstError, MultiTaskModel
+from mtst.files import current_umask
 from mtst.model.config import FORMAT_VERSION
 from mtst.model.storage import CONFIG_FILE, HEADS_FILE
 
@@ -57,6 +58,15 @@ def test_saving_over_an_existing_model_replaces_it_whole(tiny_model, tmp_path):
     tiny_model.save(target)
     assert not (target / "stale.txt").exists() and (target / HEADS_FILE).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp dirs left behind
+
+
+def test_a_saved_model_is_readable_by_others_not_private_like_its_staging_folder(tiny_model, tmp_path):
+    saved = tiny_model.save(tmp_path / "model")
+    umask = current_umask()
+    modes = {path.stat().st_mode & 0o777 for path in [saved, *saved.rglob("*")] if path.is_dir()}
+    assert modes == {0o777 & ~umask}  # not mkdtemp's 0700
+    modes = {path.stat().st_mode & 0o777 for path in saved.rglob("*") if path.is_file()}
+    assert modes == {0o666 & ~umask}  # not 0600 (safetensors' files, the shipped model's package data)
 
 
 def test_save_without_encoder_references_the_backbone_and_loads_back(tiny_model, tmp_path):

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from numpy.lib.format import open_memmap
 
 from mtst.errors import MtstError
-from mtst.files import swap_into_place
+from mtst.files import current_umask, swap_into_place
 from mtst.integrations.ray_data import EMBEDDING, ROW, MtstPredictor, PredictOptions
 
 FILE_KINDS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -120,7 +120,7 @@ class FileSink:
             self.writer.close()
         else:  # no rows: an empty Parquet file with the columns it would have had
             pq.write_table(self.schema.empty_table(), self.temp)
-        os.chmod(self.temp, 0o666 & ~_umask())
+        os.chmod(self.temp, 0o666 & ~current_umask())
         os.replace(self.temp, self.output)
 
     def abort(self) -> None:
@@ -169,7 +169,3 @@ class PartWriter(MtstPredictor):
         return table.select([ROW])
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
