@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -44,6 +46,19 @@ def test_crf_decoding_never_returns_an_invalid_path_and_learns():
     loss = -crf(emissions, tags, torch.ones(8, 7, dtype=torch.bool), reduction="token_mean")
     loss.backward()
     assert crf._parameters["transitions"].grad.abs().sum() > 0
+
+
+def test_crf_marginals_are_the_tag_probabilities_summed_over_every_path():
+    crf = BioCRF(["O", "B-X", "I-X"])
+    emissions, mask = torch.randn(1, 3, 3), torch.ones(1, 3, dtype=torch.bool)
+    paths = torch.tensor(list(itertools.product(range(3), repeat=3)))  # all 27 tag sequences of 3 words
+    probs = crf(emissions.expand(len(paths), -1, -1), paths, mask.expand(len(paths), -1), reduction="none").exp()
+    expected = torch.stack([(probs[:, None] * (paths[:, word, None] == torch.arange(3))).sum(0)
+                            for word in range(3)])
+    assert torch.allclose(crf.marginals(emissions, mask)[0], expected, atol=1e-5)
+    with torch.inference_mode():  # how predict calls it: inputs made under inference mode
+        emissions, mask = emissions.clone(), mask.clone()
+        assert torch.allclose(crf.marginals(emissions, mask)[0], expected, atol=1e-5)
 
 
 def test_crf_head_loss_counts_first_sub_tokens_and_skips_empty_rows():

@@ -163,6 +163,9 @@ def test_missing_and_foreign_directories(tmp_path, tiny_st_dir):
 
 def test_the_shipped_default_model_is_found_inside_the_package():
     from mtst.model.config import CONFIG_FILE
-    from mtst.model.storage import DEFAULT_MODEL_DIR, HEADS_FILE
+    from mtst.model.storage import BRANCH_FILE, DEFAULT_MODEL_DIR, HEADS_FILE, read_config
 
     assert (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file() and (DEFAULT_MODEL_DIR / HEADS_FILE).is_file()
+    config = read_config(DEFAULT_MODEL_DIR)
+    assert (DEFAULT_MODEL_DIR / BRANCH_FILE).is_file() == (config.encoder.branch_at is not None)
+    assert config.encoder.backbone == "default" and config.encoder.backbone_sha256  # referenced, never copied

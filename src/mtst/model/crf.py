@@ -62,3 +62,14 @@ class BioCRF(CRF):
     @property
     def transitions(self) -> torch.Tensor:
         return self._parameters["transitions"] + self.transition_penalty
+
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, W, C) P(word w has tag c | sentence): the gradient of log Z with respect to the emissions, through
+        pytorch-crf's own forward algorithm. These, not a softmax of the emissions (which ignores the transition
+        scores the CRF learned), are the confidence of a decoded tag."""
+        with torch.inference_mode(False), torch.enable_grad():
+            emissions = emissions.detach().clone().requires_grad_(True)  # clones: normal tensors, even when
+            mask = mask.clone()  # the inputs were made under inference mode (as predict makes them)
+            log_z = self._compute_normalizer(emissions.transpose(0, 1), mask.transpose(0, 1)).sum()
+            (marginals,) = torch.autograd.grad(log_z, emissions)
+        return marginals.clamp(0.0, 1.0)  # float rounding put some a few ulps above 1

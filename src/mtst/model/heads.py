@@ -129,8 +129,11 @@ class TokenClassificationHead(Head):
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[list[dict]]:
         # One max over the whole batch, then plain lists: a tiny torch op per word made decoding cost
         # as much as the encoder's forward pass in `predict`.
-        probs = logits.float().softmax(dim=-1)  # (B, T, C)
-        best = self.best_tags(logits, items)  # (B, T)
+        if self.crf is None:
+            best = logits.argmax(dim=-1)  # (B, T)
+            probs = logits.float().softmax(dim=-1)  # (B, T, C)
+        else:
+            best, probs = self._viterbi(logits.float(), items)
         scores = probs.gather(-1, best.unsqueeze(-1)).squeeze(-1)  # (B, T)
         scores, best = scores.tolist(), best.tolist()
         return [
@@ -140,20 +143,24 @@ class TokenClassificationHead(Head):
 
     def best_tags(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> torch.Tensor:
         """(B, T) tag ids, read at each word's first sub-token: the arg-max, or the CRF's Viterbi path."""
-        return logits.argmax(dim=-1) if self.crf is None else self._viterbi(logits.float(), items)
+        return logits.argmax(dim=-1) if self.crf is None else self._viterbi(logits.float(), items)[0]
 
-    def _viterbi(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> torch.Tensor:
-        """(B, T) tag ids: the CRF's best path over each sentence's words, placed at the first sub-tokens."""
+    def _viterbi(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) tag ids: the CRF's best path over each sentence's words, and (B, T, C) the CRF's marginal tag
+        probabilities, both placed at the first sub-tokens (zeros elsewhere)."""
         first = torch.zeros(logits.shape[:2], dtype=torch.bool)
         for row, item in enumerate(items):
             first[row, list(first_subtokens(item.word_ids).values())] = True
         best = torch.zeros(logits.shape[:2], dtype=torch.long)
+        probs = torch.zeros(logits.shape)
         rows = first.any(dim=1)
         if rows.any():
             emissions, mask = _left_packed(logits[rows], first[rows])
             paths = self.crf.decode(emissions, mask)
             best[rows] = best[rows].masked_scatter(first[rows], torch.tensor([t for p in paths for t in p]))
-        return best
+            marginals = self.crf.marginals(emissions, mask)[mask]  # (words, C), in the same order
+            probs[rows] = probs[rows].masked_scatter(first[rows].unsqueeze(-1), marginals)
+        return best, probs
 
     def _entities(self, scores: list[float], best: list[int], item: Tokenized, text: str) -> list[dict]:
         words = word_spans(item)
