@@ -13,7 +13,8 @@ from helpers import make_config
 from mtst import MtstError, MultiTaskModel
 from mtst.data.pairs import read_pair_examples
 from mtst.data.sources import DataSource
-from mtst.inference.export import ExportWrapper
+from mtst.inference.backends import load_predictor
+from mtst.inference.export import ExportWrapper, export_model
 from mtst.training.config import TrainConfig
 from mtst.training.evaluation import evaluate_pairs
 from mtst.training.recipe import train
@@ -112,3 +113,16 @@ def test_positive_pair_metrics_rank_every_candidate(tiny_st_dir, monkeypatch):
     assert metrics["qa/recall@1"] == pytest.approx(100 / 3)
     assert metrics["qa/mrr"] == pytest.approx(100 * (1 + 1 / 2 + 1 / 2) / 3)
     assert metrics["qa/recall@10"] == pytest.approx(100.0)
+
+
+def test_an_export_carries_the_embedding_path_a_pair_task_trained(tmp_path, tiny_st_dir):
+    raw = make_config(tmp_path, tiny_st_dir, model={"branch_at": 1}).model_dump(mode="json")
+    raw["tasks"] = [pair_task(write_pairs(tmp_path / "p.tsv"))]
+    raw["optimizer"].update(max_steps=10, lr=5e-3)
+    result = train(TrainConfig.model_validate(raw))
+    trained_dir = Path(result.output_dir) / "final"
+    sentences = [a for a, _, _ in PAIRS]
+    trained = MultiTaskModel.load(trained_dir).encode(sentences)
+    exported = load_predictor(export_model(trained_dir, tmp_path / "onnx")).encode(sentences)
+    backbone = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1).encode(sentences)
+    assert np.abs(exported - trained).max() <= 1e-4 and np.abs(trained - backbone).max() > 1e-2
