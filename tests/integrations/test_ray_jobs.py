@@ -30,7 +30,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def cluster():
     # Actors are new processes: they find mtst as this one does (installed, or PYTHONPATH, which they inherit).
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)  # as mtst connects
     yield
     ray.shutdown()
 

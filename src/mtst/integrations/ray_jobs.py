@@ -113,7 +113,10 @@ def connected(ray, address: str) -> Iterator[None]:
         return
     extra = {"include_dashboard": False} if address == "local" else {}
     try:
-        ray.init(address=address, logging_level=logging.ERROR, **extra)
+        # log_to_driver=False: Ray's own processes (GCS, raylet, actors) otherwise print into our stderr at any
+        # time, e.g. a "Failed to kill actor" line before the command's one-line error; job errors still arrive
+        # as exceptions, and the cluster's logs stay in its session folder.
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, **extra)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise MtstError(f"cannot reach a Ray cluster at '{address}' ({first_line(exc)[:160]}); start one with "
                         "`ray start --head`, or use --address local") from exc
