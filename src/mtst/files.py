@@ -52,7 +52,8 @@ def _give_normal_modes(folder: Path) -> None:
     umask = current_umask()
     folder.chmod(0o777 & ~umask)
     for item in folder.rglob("*"):
-        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+        if not item.is_symlink():  # chmod would follow it to a file outside the folder
+            item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
 
 
 def swap_into_place(staging: Path, path: Path) -> None:

@@ -133,7 +133,7 @@ class TokenClassificationHead(Head):
             best = logits.argmax(dim=-1)  # (B, T)
             probs = logits.float().softmax(dim=-1)  # (B, T, C)
         else:
-            best, probs = self._viterbi(logits.float(), items)
+            best, probs = self._viterbi(logits.float(), items, with_marginals=True)
         scores = probs.gather(-1, best.unsqueeze(-1)).squeeze(-1)  # (B, T)
         scores, best = scores.tolist(), best.tolist()
         return [
@@ -145,21 +145,24 @@ class TokenClassificationHead(Head):
         """(B, T) tag ids, read at each word's first sub-token: the arg-max, or the CRF's Viterbi path."""
         return logits.argmax(dim=-1) if self.crf is None else self._viterbi(logits.float(), items)[0]
 
-    def _viterbi(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) tag ids: the CRF's best path over each sentence's words, and (B, T, C) the CRF's marginal tag
-        probabilities, both placed at the first sub-tokens (zeros elsewhere)."""
+    def _viterbi(self, logits: torch.Tensor, items: Sequence[Tokenized], with_marginals: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T) tag ids: the CRF's best path over each sentence's words, and with ``with_marginals`` (B, T, C)
+        the CRF's marginal tag probabilities (a backward pass: only decoding needs them, for entity scores), both
+        placed at the first sub-tokens (zeros elsewhere)."""
         first = torch.zeros(logits.shape[:2], dtype=torch.bool)
         for row, item in enumerate(items):
             first[row, list(first_subtokens(item.word_ids).values())] = True
         best = torch.zeros(logits.shape[:2], dtype=torch.long)
-        probs = torch.zeros(logits.shape)
+        probs = torch.zeros(logits.shape) if with_marginals else None
         rows = first.any(dim=1)
         if rows.any():
             emissions, mask = _left_packed(logits[rows], first[rows])
             paths = self.crf.decode(emissions, mask)
             best[rows] = best[rows].masked_scatter(first[rows], torch.tensor([t for p in paths for t in p]))
-            marginals = self.crf.marginals(emissions, mask)[mask]  # (words, C), in the same order
-            probs[rows] = probs[rows].masked_scatter(first[rows].unsqueeze(-1), marginals)
+            if with_marginals:
+                marginals = self.crf.marginals(emissions, mask)[mask]  # (words, C), in the same order
+                probs[rows] = probs[rows].masked_scatter(first[rows].unsqueeze(-1), marginals)
         return best, probs
 
     def _entities(self, scores: list[float], best: list[int], item: Tokenized, text: str) -> list[dict]:
