@@ -156,15 +156,34 @@ def markdown(report: dict) -> str:
     return "\n".join([*lines, "", END])
 
 
+def write(report: dict, docs: bool) -> None:
+    """The JSON and the docs table as they stand: written after every run, so a stopped benchmark keeps its rows."""
+    report["load_after"] = os.getloadavg()
+    out = ROOT / report["json"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(out.name + ".tmp")
+    temp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    temp.replace(out)
+    if docs:
+        doc = ROOT / "docs" / "ray.md"
+        text = doc.read_text(encoding="utf-8")
+        head, rest = text.split(BEGIN, 1)
+        temp = doc.with_name(doc.name + ".tmp")
+        temp.write_text(head + markdown(report) + rest.split(END, 1)[1], encoding="utf-8")
+        temp.replace(doc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=1_000_000)
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(MODES), help="in this order; single (the reference) runs first")
+    parser.add_argument("--kill-modes", default=None, help="modes that also get a killed-worker run (default: all)")
     parser.add_argument("--no-kill", action="store_true", help="skip the killed-worker runs")
     parser.add_argument("--no-docs", action="store_true", help="do not write the table into docs/ray.md")
     parser.add_argument("extra", nargs="*", help="more mtst encode arguments, e.g. --model DIR")
     args = parser.parse_args()
-    modes = args.modes.split(",")
+    modes = ["single", *(mode for mode in args.modes.split(",") if mode != "single")]
+    kill_modes = set() if args.no_kill else set(args.kill_modes.split(",") if args.kill_modes else modes)
     report = {"sentences": args.sentences, "model": "--model " + args.extra[args.extra.index("--model") + 1]
               if "--model" in args.extra else "all-MiniLM-L6-v2 (default backbone)", "cores": os.cpu_count(),
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"), "load_before": os.getloadavg(),
@@ -173,30 +192,22 @@ def main() -> None:
         work = Path(folder)
         source = work / "sentences.txt"
         source.write_text("\n".join(sentences(args.sentences)) + "\n", encoding="utf-8")
-        for mode in modes:
-            clean = measure(mode, source, work, args.extra, args.sentences, None)
-            report["runs"].append(clean)
-            print(json.dumps(clean), flush=True)
-            if not args.no_kill and clean["rc"] == 0:
-                killed = measure(mode, source, work, args.extra, args.sentences, clean["wall_s"] / 2)
-                report["runs"].append(killed)
-                print(json.dumps(killed), flush=True)
-        reference = np.load(work / "single.npy") if (work / "single.npy").exists() else None
-        for row in report["runs"]:
+        reference = None
+        for mode, kill in [(mode, kill) for mode in modes for kill in (False, True) if not kill or mode in kill_modes]:
+            if kill and report["runs"][-1]["rc"] != 0:
+                continue
+            row = measure(mode, source, work, args.extra, args.sentences,
+                          report["runs"][-1]["wall_s"] / 2 if kill else None)
             path = Path(row.pop("output"))
+            if reference is None and mode == "single" and not kill and path.exists():
+                reference = np.load(path)
             same = reference is not None and path.exists() and np.array_equal(np.load(path), reference)
             row["equal_to_single"] = "identical" if same else ("differs" if path.exists() else "missing")
-    report["load_after"] = os.getloadavg()
-    out = ROOT / report["json"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if not args.no_docs:
-        doc = ROOT / "docs" / "ray.md"
-        text = doc.read_text(encoding="utf-8")
-        head, rest = text.split(BEGIN, 1)
-        temp = doc.with_name(doc.name + ".tmp")
-        temp.write_text(head + markdown(report) + rest.split(END, 1)[1], encoding="utf-8")
-        temp.replace(doc)
+            if path != work / "single.npy":
+                path.unlink(missing_ok=True)  # 1.5 GB per million rows
+            report["runs"].append(row)
+            print(json.dumps(row), flush=True)
+            write(report, not args.no_docs)
     print(markdown(report))
 
 
