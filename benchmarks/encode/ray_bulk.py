@@ -3,16 +3,19 @@
 
     .venv/bin/python benchmarks/encode/ray_bulk.py [--sentences 1000000] [--modes single,processes,ray,ray-1x2]
                                                    [--no-kill] [--no-docs] [-- EXTRA mtst encode args, e.g. --model DIR]
+    .venv/bin/python benchmarks/encode/ray_bulk.py --render benchmarks/encode/results/ray_bulk-N.json  # docs only
 
 The input is every unique STS-B sentence (train, dev, test; needs ../shared/data) repeated in a seeded shuffled
 order up to ``--sentences`` lines. Each run is a fresh ``mtst encode`` process, as a user runs it (model loading,
-worker or Ray start-up included). Peak memory is the largest sum of RSS over the command's whole process tree
-(Ray's raylet, GCS and actors included), sampled every 0.25 s; shared pages count once per process, so it is an
-upper bound. Kill runs SIGKILL one worker when half the clean run's time has passed: for Ray a busy actor (Ray
-restarts it and retries its task: one run), for the local modes a worker or the process itself (the run stops;
-rerunning the same command resumes from its manifest: two runs, both timed). Every output must equal the
-single-process array exactly (all three encode the same 4096-line chunks), which also shows no row was lost or
-duplicated. Writes benchmarks/encode/results/ray_bulk-N.json and the table in docs/ray.md.
+worker or Ray start-up included). Peak memory is the largest sum over the command's whole process tree (Ray's
+raylet, GCS and actors included), sampled every 0.25 s, of RSS (shared pages count once per process: Ray's
+shared-memory object store is counted by every process that maps it, so this can exceed the machine's RAM) and of
+PSS (each shared page split between the processes that map it: the tree's real share of RAM). Kill runs SIGKILL
+one worker when half the clean run's time has passed: for Ray a busy actor (Ray restarts it and retries its task:
+one run), for the local modes a worker or the process itself (the run stops; rerunning the same command resumes
+from its manifest: two runs, both timed). Every output must equal the single-process array exactly (all three
+encode the same 4096-line chunks), which also shows no row was lost or duplicated. Writes benchmarks/encode/results/ray_bulk-N.json and its table in docs/ray.md (between the markers for
+N sentences; a new size gets its block after the last one).
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "stsb"
 MTST = Path(sys.executable).with_name("mtst")
-BEGIN, END = "<!-- ray-bulk:begin -->", "<!-- ray-bulk:end -->"
 MODES = {"single": ["--threads", "2"], "processes": ["--num-processes", "2", "--threads", "2"],
          "ray": ["--engine", "ray", "--address", "local", "--actors", "2", "--threads", "1"],
          "ray-1x2": ["--engine", "ray", "--address", "local", "--actors", "1", "--threads", "2"]}
@@ -54,12 +56,16 @@ def sentences(count: int, seed: int = 0) -> list[str]:
     return [pool[rng.randrange(len(pool))] for _ in range(count)]
 
 
+def markers(sentences: int) -> tuple[str, str]:
+    return f"<!-- ray-bulk-{sentences}:begin -->", f"<!-- ray-bulk-{sentences}:end -->"
+
+
 class PeakMemory(threading.Thread):
-    """Largest RSS sum over a process and all its descendants, sampled until stopped."""
+    """Largest RSS and PSS sums over a process and all its descendants, sampled until stopped."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.root, self.peak, self.done = psutil.Process(pid), 0, threading.Event()
+        self.root, self.peak, self.peak_pss, self.done = psutil.Process(pid), 0, 0, threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -67,13 +73,14 @@ class PeakMemory(threading.Thread):
                 tree = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 return
-            total = 0
+            rss = pss = 0
             for process in tree:
                 try:
-                    total += process.memory_info().rss
+                    info = process.memory_full_info()
                 except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
+                    continue
+                rss, pss = rss + info.rss, pss + info.pss
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             time.sleep(0.25)
 
 
@@ -112,7 +119,8 @@ def run(command: list[str], kill_after: float | None, mode: str) -> dict:
     log.seek(0)
     stderr = log.read()
     log.close()
-    return {"wall_s": time.perf_counter() - start, "peak_rss_mib": memory.peak / 2**20, "rc": process.returncode,
+    return {"wall_s": time.perf_counter() - start, "peak_rss_mib": memory.peak / 2**20,
+            "peak_pss_mib": memory.peak_pss / 2**20, "rc": process.returncode,
             "killed_pid": killed, "stderr_tail": stderr.strip().splitlines()[-1:] if stderr.strip() else []}
 
 
@@ -124,7 +132,8 @@ def measure(mode: str, source: Path, work: Path, extra: list[str], rows: int, ki
     if first["killed_pid"] is not None and not mode.startswith("ray"):  # it stopped; the same command resumes it
         again = run(command, None, mode)
         result.update(resumed_wall_s=again["wall_s"], rc=again["rc"], wall_s=first["wall_s"] + again["wall_s"],
-                      peak_rss_mib=max(first["peak_rss_mib"], again["peak_rss_mib"]))
+                      peak_rss_mib=max(first["peak_rss_mib"], again["peak_rss_mib"]),
+                      peak_pss_mib=max(first["peak_pss_mib"], again["peak_pss_mib"]))
     if result["rc"] == 0:
         result["sentences_per_s"] = rows / result["wall_s"]
     result["output"] = str(out)
@@ -133,14 +142,15 @@ def measure(mode: str, source: Path, work: Path, extra: list[str], rows: int, ki
 
 def markdown(report: dict) -> str:
     smoke = report["sentences"] < 100_000
-    lines = [BEGIN, "",
+    begin, end = markers(report["sentences"])
+    lines = [begin, "",
              f"{report['sentences']:,} STS-B sentences, {report['model']}, {report['cores']} cores, load average "
              f"{report['load_before'][0]:.1f} before / {report['load_after'][0]:.1f} after, {report['date']} "
              f"(`benchmarks/encode/ray_bulk.py`, JSON in `{report['json']}`)."]
     if smoke:
         lines.append("**Smoke run** (under 100,000 sentences): these numbers show the script works, not the speed.")
-    lines += ["", "| mode | worker killed half-way | wall s | sentences/s | peak RSS MiB (tree) | output |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| mode | worker killed half-way | wall s | sentences/s | peak RSS MiB (tree) | peak PSS MiB (tree) "
+              "| output |", "|---|---|---|---|---|---|---|"]
     for row in report["runs"]:
         if not row["kill"]:
             kill = "no"
@@ -151,26 +161,39 @@ def markdown(report: dict) -> str:
         else:
             kill = f"yes: the rerun resumed it ({row['resumed_wall_s']:.1f} s of the total)"
         speed = f"{row['sentences_per_s']:,.0f}" if "sentences_per_s" in row else f"failed (rc {row['rc']})"
-        lines.append(f"| {row['mode']} | {kill} | {row['wall_s']:.1f} | {speed} | {row['peak_rss_mib']:,.0f} | "
-                     f"{row['equal_to_single']} |")
-    return "\n".join([*lines, "", END])
+        pss = f"{row['peak_pss_mib']:,.0f}" if "peak_pss_mib" in row else "not measured"
+        lines.append(f"| {row['mode']} | {kill} | {row['wall_s']:.1f} | {speed} | {row['peak_rss_mib']:,.0f} | {pss} "
+                     f"| {row['equal_to_single']} |")
+    return "\n".join([*lines, "", end])
 
 
 def write(report: dict, docs: bool) -> None:
     """The JSON and the docs table as they stand: written after every run, so a stopped benchmark keeps its rows."""
     report["load_after"] = os.getloadavg()
-    out = ROOT / report["json"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(out.name + ".tmp")
-    temp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    temp.replace(out)
+    replace_text(ROOT / report["json"], json.dumps(report, indent=2) + "\n")
     if docs:
-        doc = ROOT / "docs" / "ray.md"
-        text = doc.read_text(encoding="utf-8")
-        head, rest = text.split(BEGIN, 1)
-        temp = doc.with_name(doc.name + ".tmp")
-        temp.write_text(head + markdown(report) + rest.split(END, 1)[1], encoding="utf-8")
-        temp.replace(doc)
+        write_docs(report)
+
+
+def write_docs(report: dict) -> None:
+    doc = ROOT / "docs" / "ray.md"
+    text = doc.read_text(encoding="utf-8")
+    begin, end = markers(report["sentences"])
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+    else:  # a size not in the docs yet: after the last block
+        cut = text.rindex(":end -->") + len(":end -->") if ":end -->" in text else len(text)
+        head, tail = text[:cut] + "\n\n", text[cut:]
+    replace_text(doc, head + markdown(report) + tail)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Temp file, then rename: a stopped run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)
 
 
 def main() -> None:
@@ -180,8 +203,12 @@ def main() -> None:
     parser.add_argument("--kill-modes", default=None, help="modes that also get a killed-worker run (default: all)")
     parser.add_argument("--no-kill", action="store_true", help="skip the killed-worker runs")
     parser.add_argument("--no-docs", action="store_true", help="do not write the table into docs/ray.md")
+    parser.add_argument("--render", type=Path, help="only rewrite the docs table from this saved JSON")
     parser.add_argument("extra", nargs="*", help="more mtst encode arguments, e.g. --model DIR")
     args = parser.parse_args()
+    if args.render:
+        write_docs(json.loads(args.render.read_text(encoding="utf-8")))
+        return
     modes = ["single", *(mode for mode in args.modes.split(",") if mode != "single")]
     kill_modes = set() if args.no_kill else set(args.kill_modes.split(",") if args.kill_modes else modes)
     report = {"sentences": args.sentences, "model": "--model " + args.extra[args.extra.index("--model") + 1]
