@@ -174,6 +174,7 @@ def frontier_points() -> list[dict]:
     named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", k, plain) for k in (5, 4, 3, 2)]
     named += [("ner", "joint-all-8000steps-fp32-branch4-windowed-shape-crf", "branch_at 4 + shape + CRF (shipped)",
                4, crf),
+              ("ner", "joint-all-8000steps-fp32-branch3-windowed-shape-crf", "branch_at 3 + shape + CRF", 3, crf),
               ("branch", "frozen-shipped", "frozen encoder (old default)", 6, plain),
               ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6, plain),
               ("long", "joint-all-8000steps-bf16", "full fine-tune", 6, plain)]
