@@ -48,6 +48,12 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {std:.2f}"
 
 
+def _wall_cell(runs: list[dict]) -> str:
+    """Training wall time; a resumed run only timed the part after its last checkpoint, so it is marked."""
+    cell = _cell([r["wall_s"] for r in runs if r.get("wall_s") is not None])
+    return f"{cell} (resumed: part only)" if any(r.get("resumed") for r in runs) else cell
+
+
 def experiment_table(experiment: str) -> tuple[str, dict[str, dict[str, list[float]]]]:
     """Markdown table + {variant: {metric: values}} for plotting."""
     groups = _group(load_results(experiment))
@@ -62,7 +68,7 @@ def experiment_table(experiment: str) -> tuple[str, dict[str, dict[str, list[flo
     for variant, runs in groups.items():
         data[variant] = {c: [r["metrics"][c] for r in runs if c in r["metrics"]] for c in columns}
         row = [variant, str(len(runs)), *[_cell(data[variant][c]) for c in columns],
-               str(runs[0].get("steps", "–")), _cell([r["wall_s"] for r in runs if r.get("wall_s") is not None])]
+               str(runs[0].get("steps", "–")), _wall_cell(runs)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines), data
 
