@@ -204,8 +204,10 @@ def plot_frontier() -> Path | None:
         exact = point["sts"] >= 82.0
         ax.scatter(point["cost"], point["tasks"], s=60, marker="o" if exact else "x",
                    color="tab:blue" if exact else "tab:red")
+        crowded = any(0 < other["cost"] - point["cost"] < 0.08 and 0 <= other["tasks"] - point["tasks"] < 1.0
+                      for other in points)  # a label above would run into that point: put it below
         ax.annotate(f"{point['label']}\nSTS-B {point['sts']:.2f}", (point["cost"], point["tasks"]), fontsize=7,
-                    xytext=(5, 4), textcoords="offset points")
+                    xytext=(5, -22 if crowded else 4), textcoords="offset points")
     ax.axvline(1.35, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("predict (every head) / encode alone, torch")
     ax.set_ylabel("mean of AG News acc, SST-2 dev acc, CoNLL F1 (test)")
