@@ -254,7 +254,7 @@ EXPERIMENTS["pairs"] = [
 # the deeper branches (k = 3, 2: three and four trainable layers) test whether the missing NER points are depth
 EXPERIMENTS["ner"] = ([_branch_ner(4, head) for head in NER_HEADS] + [_branch_with_ner_head(4, "windowed-shape-crf")]
                       + [_branch_ner(k, "windowed-shape-crf") for k in (3, 2)]
-                      + [_branch_with_ner_head(3, "windowed-shape-crf")])
+                      + [_branch_with_ner_head(k, "windowed-shape-crf") for k in (3, 2)])
 
 # ---- running one variant --------------------------------------------------------------------
 def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> dict:
