@@ -14,8 +14,9 @@ PSS (each shared page split between the processes that map it: the tree's real s
 one worker when half the clean run's time has passed: for Ray a busy actor (Ray restarts it and retries its task:
 one run), for the local modes a worker or the process itself (the run stops; rerunning the same command resumes
 from its manifest: two runs, both timed). Every output must equal the single-process array exactly (all three
-encode the same 4096-line chunks), which also shows no row was lost or duplicated. Writes benchmarks/encode/results/ray_bulk-N.json and its table in docs/ray.md (between the markers for
-N sentences; a new size gets its block after the last one).
+encode the same 4096-line chunks), which also shows no row was lost or duplicated. Writes
+benchmarks/encode/results/ray_bulk-N.json and its table in docs/ray.md (between the markers for N sentences; a new
+size gets its block after the last one).
 """
 
 from __future__ import annotations
