@@ -79,3 +79,11 @@ def test_harness_scores_every_token_head_with_entity_f1(bare_model, head_type) -
     gold = [["B-PER", "I-PER", "O", "O", "B-LOC"], ["B-PER", "O", "B-LOC"]]
     metrics = evaluate_task(bare_model, "ner", Examples(words, gold, ["a:1", "b:2"]))
     assert list(metrics) == ["f1"] and 0.0 <= metrics["f1"] <= 100.0
+
+
+def test_report_marks_a_resumed_runs_wall_time_as_partial() -> None:
+    from report import _wall_cell
+
+    fresh = {"wall_s": 2000.0, "resumed": False}
+    assert _wall_cell([fresh]) == "2000.00"
+    assert _wall_cell([fresh, {"wall_s": 700.0, "resumed": True}]).endswith("(resumed: part only)")
