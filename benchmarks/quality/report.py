@@ -181,6 +181,7 @@ def frontier_points() -> list[dict]:
     named += [("ner", "joint-all-8000steps-fp32-branch4-windowed-shape-crf", "branch_at 4 + shape + CRF (shipped)",
                4, crf),
               ("ner", "joint-all-8000steps-fp32-branch3-windowed-shape-crf", "branch_at 3 + shape + CRF", 3, crf),
+              ("ner", "joint-all-8000steps-fp32-branch2-windowed-shape-crf", "branch_at 2 + shape + CRF", 2, crf),
               ("branch", "frozen-shipped", "frozen encoder (old default)", 6, plain),
               ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6, plain),
               ("long", "joint-all-8000steps-bf16", "full fine-tune", 6, plain)]
@@ -204,10 +205,15 @@ def plot_frontier() -> Path | None:
         exact = point["sts"] >= 82.0
         ax.scatter(point["cost"], point["tasks"], s=60, marker="o" if exact else "x",
                    color="tab:blue" if exact else "tab:red")
+        # a label above would run into a point just to the right: put it below, or to the left when a point sits
+        # right under this one (its own label goes below)
         crowded = any(0 < other["cost"] - point["cost"] < 0.08 and 0 <= other["tasks"] - point["tasks"] < 1.0
-                      for other in points)  # a label above would run into that point: put it below
+                      for other in points)
+        stacked = any(abs(other["cost"] - point["cost"]) < 0.02 and 0 < point["tasks"] - other["tasks"] < 1.0
+                      for other in points)
+        offset, align = ((-5, -4), "right") if stacked else ((5, -22 if crowded else 4), "left")
         ax.annotate(f"{point['label']}\nSTS-B {point['sts']:.2f}", (point["cost"], point["tasks"]), fontsize=7,
-                    xytext=(5, -22 if crowded else 4), textcoords="offset points")
+                    xytext=offset, textcoords="offset points", ha=align)
     ax.axvline(1.35, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("predict (every head) / encode alone, torch")
     ax.set_ylabel("mean of AG News acc, SST-2 dev acc, CoNLL F1 (test)")
