@@ -28,13 +28,12 @@ def main() -> None:
     from safetensors.torch import load_file
 
     from mtst import MultiTaskModel
+    from mtst.training.checkpoint import model_weights
 
     setup_threads()
     model = MultiTaskModel.load(args.model)
     if args.weights is not None:
-        weights = load_file(str(args.weights / "weights.safetensors"))
-        model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")},
-                              strict=True)
+        model.load_state_dict(model_weights(load_file(str(args.weights / "weights.safetensors"))), strict=True)
     with Timer() as timer:
         metrics = evaluate_model(model, model.tasks)
     path = result_path(args.experiment, args.variant, 0)

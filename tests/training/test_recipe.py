@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from helpers import make_config, read_jsonl
 from mtst import MultiTaskModel
 from mtst.errors import MtstError
+from mtst.training.checkpoint import model_weights
 from mtst.training.config import load_train_config
 from mtst.training.feature_cache import FeatureCache
 from mtst.training.loss_weighting import LossWeighting
@@ -36,6 +37,21 @@ def test_run_directory_contents_and_saved_model_predicts(tmp_path, tiny_st_dir):
     prediction = model.predict(["john lives in paris"])[0]
     assert prediction["topic"]["label"] in ("business", "sports", "world") and isinstance(prediction["ner"], list)
     assert (run / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_last_checkpoint_loads_into_the_saved_model_and_equals_final(tmp_path, tiny_st_dir):
+    # evaluate_dir.py --weights: a checkpoint's step scored through the kept model's directory
+    result = train(make_config(tmp_path, tiny_st_dir, run={"checkpoint_every_steps": 3}))
+    run = Path(result.output_dir)
+    model = MultiTaskModel.load(run / "best")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()  # best may be the last step too: start from weights no step had
+    model.load_state_dict(model_weights(load_file(str(run / "checkpoint" / "weights.safetensors"))), strict=True)
+    final = MultiTaskModel.load(run / "final").state_dict()
+    assert all(torch.equal(value, final[key]) for key, value in model.state_dict().items())
+    text = ["john lives in paris"]
+    assert model.predict(text) == MultiTaskModel.load(run / "final").predict(text)
 
 
 def test_resume_matches_uninterrupted_run_exactly(tmp_path, tiny_st_dir):

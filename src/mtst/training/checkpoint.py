@@ -99,6 +99,11 @@ def save_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
     return target
 
 
+def model_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict inside a checkpoint's weights: score or export a step the run did not keep."""
+    return {key.removeprefix("model."): value for key, value in weights.items() if key.startswith("model.")}
+
+
 def load_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict:
     """Restore everything ``save_checkpoint`` wrote (RNG states included); returns the trainer state."""
@@ -109,7 +114,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
     try:
         state = json.loads((source / "state.json").read_text(encoding="utf-8"))
         weights = load_file(str(source / "weights.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model.")}, strict=True)
+        model.load_state_dict(model_weights(weights), strict=True)
         loss_weighting.load_state_dict(
             {k[15:]: v for k, v in weights.items() if k.startswith("loss_weighting.")}, strict=True)
         optimizer.load_state_dict(optimizer_from_flat(load_file(str(source / "optimizer.safetensors")),
