@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a training checkpoint directory (run_dir/checkpoint)")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
+    if args.weights is not None and not (args.weights / "weights.safetensors").is_file():
+        parser.error(f"--weights {args.weights} has no weights.safetensors: pass a run's checkpoint/ directory")
     from safetensors.torch import load_file
 
     from mtst import MultiTaskModel
