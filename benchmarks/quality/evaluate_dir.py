@@ -25,17 +25,16 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a training checkpoint directory (run_dir/checkpoint)")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
-    if args.weights is not None and not (args.weights / "weights.safetensors").is_file():
-        parser.error(f"--weights {args.weights} has no weights.safetensors: pass a run's checkpoint/ directory")
-    from safetensors.torch import load_file
-
     from mtst import MultiTaskModel
-    from mtst.training.checkpoint import model_weights
+    from mtst.training.checkpoint import WEIGHTS_FILE, load_model_weights
+
+    if args.weights is not None and not (args.weights / WEIGHTS_FILE).is_file():
+        parser.error(f"--weights {args.weights} has no {WEIGHTS_FILE}: pass a run's checkpoint/ directory")
 
     setup_threads()
     model = MultiTaskModel.load(args.model)
     if args.weights is not None:
-        model.load_state_dict(model_weights(load_file(str(args.weights / "weights.safetensors"))), strict=True)
+        model.load_state_dict(load_model_weights(args.weights), strict=True)
     with Timer() as timer:
         metrics = evaluate_model(model, model.tasks)
     path = result_path(args.experiment, args.variant, 0)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from helpers import make_config, read_jsonl
 from mtst import MultiTaskModel
 from mtst.errors import MtstError
-from mtst.training.checkpoint import model_weights
+from mtst.training.checkpoint import load_model_weights
 from mtst.training.config import load_train_config
 from mtst.training.feature_cache import FeatureCache
 from mtst.training.loss_weighting import LossWeighting
@@ -47,11 +47,12 @@ def test_the_last_checkpoint_loads_into_the_saved_model_and_equals_final(tmp_pat
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()  # best may be the last step too: start from weights no step had
-    model.load_state_dict(model_weights(load_file(str(run / "checkpoint" / "weights.safetensors"))), strict=True)
-    final = MultiTaskModel.load(run / "final").state_dict()
-    assert all(torch.equal(value, final[key]) for key, value in model.state_dict().items())
+    model.load_state_dict(load_model_weights(run / "checkpoint"), strict=True)
+    final = MultiTaskModel.load(run / "final")
+    final_state = final.state_dict()
+    assert all(torch.equal(value, final_state[key]) for key, value in model.state_dict().items())
     text = ["john lives in paris"]
-    assert model.predict(text) == MultiTaskModel.load(run / "final").predict(text)
+    assert model.predict(text) == final.predict(text)
 
 
 def test_resume_matches_uninterrupted_run_exactly(tmp_path, tiny_st_dir):

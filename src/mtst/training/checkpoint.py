@@ -25,11 +25,17 @@ from mtst.errors import MtstError, first_line
 from mtst.files import staged_dir
 
 CHECKPOINT_DIR = "checkpoint"
+WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
 
 
 def _tensors(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {f"{prefix}{key}": value.detach().cpu().contiguous().clone() for key, value in state.items()}
+
+
+def _untensors(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The state dict ``_tensors`` stored under ``prefix``."""
+    return {key.removeprefix(prefix): value for key, value in weights.items() if key.startswith(prefix)}
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -88,7 +94,7 @@ def save_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
     target = run_dir / CHECKPOINT_DIR
     with staged_dir(target) as staging:
         weights = {**_tensors(model.state_dict(), "model."), **_tensors(loss_weighting.state_dict(), "loss_weighting.")}
-        save_file(weights, str(staging / "weights.safetensors"))
+        save_file(weights, str(staging / WEIGHTS_FILE))
         opt_tensors, opt_meta = optimizer_to_flat(optimizer)
         save_file(opt_tensors, str(staging / "optimizer.safetensors"))
         rng_tensors, rng_meta = rng_state()
@@ -99,9 +105,9 @@ def save_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
     return target
 
 
-def model_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The model's state dict inside a checkpoint's weights: score or export a step the run did not keep."""
-    return {key.removeprefix("model."): value for key, value in weights.items() if key.startswith("model.")}
+def load_model_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
+    """The model's state dict in a checkpoint: score or export a step the run did not keep."""
+    return _untensors(load_file(str(checkpoint_dir / WEIGHTS_FILE)), "model.")
 
 
 def load_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, optimizer: torch.optim.Optimizer,
@@ -113,10 +119,9 @@ def load_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
                         "(set run.checkpoint_every_steps)")
     try:
         state = json.loads((source / "state.json").read_text(encoding="utf-8"))
-        weights = load_file(str(source / "weights.safetensors"))
-        model.load_state_dict(model_weights(weights), strict=True)
-        loss_weighting.load_state_dict(
-            {k[15:]: v for k, v in weights.items() if k.startswith("loss_weighting.")}, strict=True)
+        weights = load_file(str(source / WEIGHTS_FILE))
+        model.load_state_dict(_untensors(weights, "model."), strict=True)
+        loss_weighting.load_state_dict(_untensors(weights, "loss_weighting."), strict=True)
         optimizer.load_state_dict(optimizer_from_flat(load_file(str(source / "optimizer.safetensors")),
                                                       state["optimizer"]))
         scheduler.load_state_dict(state["scheduler"])
