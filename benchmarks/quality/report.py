@@ -168,8 +168,8 @@ TASK_KEYS = ("topic/accuracy", "sentiment/accuracy", "ner/f1")
 
 
 def frontier_points() -> list[dict]:
-    """One point per model of the task-branch frontier: mean task score, STS-B, and predict / encode cost (torch,
-    from benchmarks/speed/branch_cost.py; models without a branch share the no-branch cost)."""
+    """One point per model of the task-branch frontier: mean task score (over seeds), STS-B, and predict / encode
+    cost (torch, from benchmarks/speed/branch_cost.py; models without a branch share the no-branch cost)."""
     if not SPEED_COST.exists():
         return []
     import json
@@ -178,11 +178,12 @@ def frontier_points() -> list[dict]:
             for row in json.loads(SPEED_COST.read_text())["rows"]}
     plain, crf = "windowed", "windowed+shape+crf"
     named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", k, plain) for k in (5, 4, 3, 2)]
-    named += [("ner", "joint-all-8000steps-fp32-branch4-windowed-shape-crf", "branch_at 4 + shape + CRF (shipped)",
+    named += [("ner", "joint-all-8000steps-fp32-branch4-windowed-shape-crf", "branch_at 4 + shape + CRF (old default)",
                4, crf),
               ("ner", "joint-all-8000steps-fp32-branch3-windowed-shape-crf", "branch_at 3 + shape + CRF", 3, crf),
-              ("ner", "joint-all-8000steps-fp32-branch2-windowed-shape-crf", "branch_at 2 + shape + CRF", 2, crf),
-              ("branch", "frozen-shipped", "frozen encoder (old default)", 6, plain),
+              ("ner", "joint-all-8000steps-fp32-branch2-windowed-shape-crf", "branch_at 2 + shape + CRF (shipped)",
+               2, crf),
+              ("branch", "frozen-shipped", "frozen encoder (older default)", 6, plain),
               ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6, plain),
               ("long", "joint-all-8000steps-bf16", "full fine-tune", 6, plain)]
     points = []
@@ -190,9 +191,9 @@ def frontier_points() -> list[dict]:
         runs = _group(load_results(experiment)).get(variant)
         if not runs or (k, head) not in cost:
             continue
-        metrics = runs[0]["metrics"]
-        points.append({"label": label, "cost": cost[k, head], "sts": metrics["sts/spearman"],
-                       "tasks": statistics.fmean(metrics[key] for key in TASK_KEYS)})
+        mean = {key: statistics.fmean(run["metrics"][key] for run in runs) for key in (*TASK_KEYS, "sts/spearman")}
+        points.append({"label": label, "cost": cost[k, head], "sts": mean["sts/spearman"],
+                       "tasks": statistics.fmean(mean[key] for key in TASK_KEYS)})
     return points
 
 

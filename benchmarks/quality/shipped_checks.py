@@ -3,6 +3,9 @@ its branch and heads as bfloat16 does to its predictions.
 
     .venv/bin/python benchmarks/quality/shipped_checks.py [MODEL_DIR]   # default: the shipped default model
 
+MODEL_DIR is the float32 model before it is stored as bfloat16 (a run's ``final/``): the shipped files are bfloat16
+already, so on them check 2 compares bfloat16 with itself.
+
 1. ``encode`` vs sentence-transformers' all-MiniLM-L6-v2 on the unique STS-B test sentences: min cosine, max |diff|,
    and STS-B test Spearman of both (issue 14: min cosine >= 0.9999, Spearman 82.03).
 2. The same model saved with ``dtype="bfloat16"`` vs float32: arg-max label agreement per task (topic: AG News test
