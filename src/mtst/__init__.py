@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from mtst.errors import MtstError
 from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
-from mtst.model.heads import HEADS, Head
+from mtst.model.heads import Head
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.pooling import POOLINGS
+from mtst.model.tasks import TASK_TYPES, TaskType
 
 __all__ = [
-    "HEADS",
     "POOLINGS",
+    "TASK_TYPES",
     "EncoderConfig",
     "Head",
     "HeadConfig",
     "ModelConfig",
     "MtstError",
     "MultiTaskModel",
+    "TaskType",
 ]
 __version__ = "0.1.0"

@@ -9,8 +9,8 @@ import torch
 
 from mtst.data.pairs import read_pairs
 from mtst.data.readers import Examples, read_examples
-from mtst.data.sources import DataSource, SplitSpec
-from mtst.data.splits import check_labels, infer_labels, read_task_splits, split_examples, token_task
+from mtst.data.sources import DataSource, SplitSpec, TaskData
+from mtst.data.splits import check_labels, infer_labels, read_task_splits, split_examples
 from mtst.data.task_encoding import collate, encode_task
 from mtst.errors import MtstError
 from mtst.model.heads import IGNORE_INDEX
@@ -263,10 +263,10 @@ def test_infer_labels_needs_two_labels():
         infer_labels(Examples(["a", "b"], ["pos", "pos"], ["f.csv:2", "f.csv:3"]), SENTENCE)
 
 
-def test_token_task_follows_the_head_registry():
-    assert token_task(TOKEN) and not token_task(SENTENCE)
-    with pytest.raises(MtstError, match="unknown head type"):
-        token_task("regression")
+def test_an_unknown_task_type_is_rejected_before_any_file_is_read(tmp_path):
+    data = TaskData(train=DataSource(path=tmp_path / "absent.csv", format="csv"))
+    with pytest.raises(MtstError, match="unknown task type 'regression'"):
+        read_task_splits("t", "regression", data)
 
 
 # ---- encoding and collate -------------------------------------------------------------------

@@ -12,7 +12,8 @@ import torch
 from mtst import MtstError, MultiTaskModel
 from mtst.inference.backends import detect_backend, load_predictor
 from mtst.inference.export import export_model
-from mtst.inference.runtimes import OnnxPredictor, default_threads
+from mtst.inference.runtimes import OnnxRuntime, OpenVINORuntime, default_threads
+from mtst.model.predictor import Predictor
 
 SENTENCES = ["John Smith visited Paris.", "The cat sat on the mat in new york today.", "a", "Stock fell!"]
 
@@ -33,9 +34,11 @@ def onnx_dir(model_dir, tmp_path_factory):
 
 def test_auto_picks_what_the_directory_holds(model_dir, onnx_dir):
     assert detect_backend(model_dir) == "torch" and detect_backend(onnx_dir) == "onnx"
-    assert isinstance(load_predictor(model_dir), MultiTaskModel)
-    assert isinstance(load_predictor(onnx_dir), OnnxPredictor)
-    assert isinstance(load_predictor(onnx_dir, backend="onnx"), OnnxPredictor)
+    torch_predictor = load_predictor(model_dir)
+    assert isinstance(torch_predictor, Predictor) and isinstance(torch_predictor.runtime.model, MultiTaskModel)
+    assert torch_predictor.backend == "torch"
+    assert isinstance(load_predictor(onnx_dir).runtime, OnnxRuntime)
+    assert isinstance(load_predictor(onnx_dir, backend="onnx").runtime, OnnxRuntime)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
@@ -60,10 +63,10 @@ def test_unknown_backend_and_bad_threads(model_dir):
 
 def test_threads_default_to_available_cores(onnx_dir):
     assert default_threads() == len(os.sched_getaffinity(0))
-    assert load_predictor(onnx_dir).threads == default_threads()
-    predictor = load_predictor(onnx_dir, threads=1)
-    assert predictor.threads == 1
-    assert predictor.session.get_session_options().intra_op_num_threads == 1
+    assert load_predictor(onnx_dir).runtime.threads == default_threads()
+    runtime = load_predictor(onnx_dir, threads=1).runtime
+    assert runtime.threads == 1
+    assert runtime.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_same_surface_as_the_torch_model(model_dir, onnx_dir):
@@ -109,11 +112,9 @@ def test_openvino_reports_the_precision_that_ran(model_dir, tmp_path):
     pytest.importorskip("openvino")
     exported = export_model(model_dir, tmp_path / "ov", format="openvino")
     predictor = load_predictor(exported, threads=1)
-    assert predictor.backend == "openvino" and predictor.precision == "fp32"
-    assert predictor.runtime_precision in ("f32", "bf16", "f16")
-    from mtst.inference.runtimes import OpenVINOPredictor
-
-    assert OpenVINOPredictor(exported, inference_precision="f32").runtime_precision == "f32"
+    assert predictor.backend == "openvino" and predictor.runtime.precision == "fp32"
+    assert predictor.runtime.runtime_precision in ("f32", "bf16", "f16")
+    assert OpenVINORuntime(exported, inference_precision="f32").runtime_precision == "f32"
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
@@ -127,9 +128,9 @@ def test_encode_never_builds_the_whole_graph_and_the_server_warms_it(model_dir, 
     predictor = load_predictor(export_model(model_dir, tmp_path / backend, format=backend), threads=1)
     whole = "_whole" if backend == "onnx" else "_request"
     predictor.encode(SENTENCES)
-    assert getattr(predictor, whole) is None
+    assert getattr(predictor.runtime, whole) is None
     with TestClient(create_app(predictor)):
-        assert getattr(predictor, whole) is not None
+        assert getattr(predictor.runtime, whole) is not None
 
 
 def test_cli_threads_option(onnx_dir, tiny_st_dir):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from helpers import Killed, write_random_lines
 from mtst import MtstError
 from mtst.cli import app
+from mtst.inference.backends import ModelSpec
 from mtst.inference.bulk import encode_file, manifest_path, partial_path
 from mtst.inference.bulk_workers import Workers
 
@@ -29,7 +30,7 @@ def big_file(tmp_path):
 def test_killed_two_process_run_resumes_to_the_same_array(model, tiny_st_dir, big_file, tmp_path):
     path, _ = big_file
     single = np.load(encode_file(model, path, tmp_path / "one.npy", chunk_size=10))
-    out, workers = tmp_path / "two.npy", Workers(processes=2, backbone=str(tiny_st_dir))
+    out, workers = tmp_path / "two.npy", Workers(processes=2, spec=ModelSpec(backbone=str(tiny_st_dir)))
     committed: list[int] = []
 
     def kill_after_three(done: int) -> None:
@@ -57,17 +58,17 @@ def test_exported_models_encode_in_workers_too(model, big_file, tmp_path, fmt):
     predictor = load_predictor(exported)
     path, lines = big_file
     array = np.load(encode_file(predictor, path, tmp_path / "emb.npy", chunk_size=40,
-                                workers=Workers(processes=2, model=str(exported))))
+                                workers=Workers(processes=2, spec=ModelSpec(str(exported)))))
     assert np.abs(array - predictor.encode(lines)).max() <= 1e-5
     assert np.abs(array - model.encode(lines)).max() <= 1e-3  # bf16 OpenVINO on CPUs that have it
 
 
 def test_worker_problems_are_one_line_errors(model, tiny_st_dir, big_file, tmp_path):
     path, _ = big_file
-    other = Workers(processes=2, backbone=str(tiny_st_dir), pooling="cls")  # not the predictor given
+    other = Workers(processes=2, spec=ModelSpec(backbone=str(tiny_st_dir), pooling="cls"))  # not the one given
     with pytest.raises(MtstError, match="loaded a different model"):
         encode_file(model, path, tmp_path / "emb.npy", chunk_size=50, workers=other)
-    missing = Workers(processes=2, model=str(tmp_path / "no-such-model"))
+    missing = Workers(processes=2, spec=ModelSpec(str(tmp_path / "no-such-model")))
     with pytest.raises(MtstError, match="model directory not found") as info:
         encode_file(model, path, tmp_path / "emb.npy", workers=missing)
     assert "\n" not in str(info.value)
@@ -77,8 +78,8 @@ def test_bad_process_count(model, big_file, tmp_path):
     path, _ = big_file
     with pytest.raises(MtstError, match="--num-processes must be at least 1, got 0"):
         encode_file(model, path, tmp_path / "emb.npy", workers=Workers(processes=0))
-    assert Workers(processes=3, threads=2).threads_each() == 1
-    assert Workers(processes=2, threads=8).threads_each() == 4
+    assert Workers(processes=3, spec=ModelSpec(threads=2)).threads_each() == 1
+    assert Workers(processes=2, spec=ModelSpec(threads=8)).threads_each() == 4
 
 
 def test_cli_two_processes_give_the_one_process_array(tiny_st_dir, big_file, tmp_path):

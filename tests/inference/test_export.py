@@ -64,9 +64,10 @@ def exports(model_dir, tmp_path_factory):
 
 def _predictor(directory, format: str):
     if format == "openvino":  # force fp32 inside OpenVINO; by default it may pick bf16 on this CPU
-        from mtst.inference.runtimes import OpenVINOPredictor
+        from mtst.inference.runtimes import OpenVINORuntime
+        from mtst.model.predictor import Predictor
 
-        return OpenVINOPredictor(directory, inference_precision="f32")
+        return Predictor(OpenVINORuntime(directory, inference_precision="f32"))
     return load_predictor(directory)
 
 
@@ -116,7 +117,7 @@ def test_int8_embeddings_stay_close(exports, model_dir, format):
     """On a tiny random model only the embedding cosine is a fair check; labels are checked on the real
     model in benchmarks/speed (a random head's near-uniform scores flip on any perturbation)."""
     predictor = load_predictor(exports(format, "int8"))
-    assert predictor.precision == "int8"
+    assert predictor.runtime.precision == "int8"
     reference = MultiTaskModel.load(model_dir).encode(SENTENCES)
     assert _cosines(predictor.encode(SENTENCES), reference).min() >= 0.99
 
@@ -253,7 +254,7 @@ def test_cli_export(cli, model_dir, tmp_path):
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "exported onnx int8" in result.output
-    assert load_predictor(tmp_path / "out").precision == "int8"
+    assert load_predictor(tmp_path / "out").runtime.precision == "int8"
 
 
 def test_cli_export_error_is_one_line(cli, tiny_st_dir, tmp_path):

@@ -45,14 +45,15 @@ def test_the_encoder_part_holds_no_head(onnx_export):
 
 def test_encoder_part_and_predict_equal_the_whole_graph(onnx_export):
     predictor = load_predictor(onnx_export)
+    runtime = predictor.runtime
     feeds = {name: batch.numpy() for name, batch in
-             predictor.tokenizer.collate(predictor.tokenizer(SENTENCES)).items() if name in predictor.info["inputs"]}
+             runtime.tokenizer.collate(runtime.tokenizer(SENTENCES)).items() if name in runtime.info["inputs"]}
     whole = ort.InferenceSession(str(onnx_export / "model.onnx"), providers=["CPUExecutionProvider"])
-    expected = dict(zip(predictor.output_names, whole.run(predictor.output_names, feeds), strict=True))
-    got = predictor.run_graph(feeds)
-    for name in predictor.output_names:
+    expected = dict(zip(runtime.output_names, whole.run(runtime.output_names, feeds), strict=True))
+    got = runtime.run_graph(feeds)
+    for name in runtime.output_names:
         np.testing.assert_allclose(got[name], expected[name], atol=1e-6)
-    np.testing.assert_allclose(predictor.run_embeddings(feeds), got["sentence_embedding"], atol=1e-6)
+    np.testing.assert_allclose(runtime.run_embeddings(feeds), got["sentence_embedding"], atol=1e-6)
     rows = predictor.predict(SENTENCES, include_embedding=True, batch_size=len(SENTENCES))
     np.testing.assert_allclose(predictor.encode(SENTENCES, batch_size=len(SENTENCES)),
                                np.array([row["embedding"] for row in rows]), atol=1e-6)

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
-from typing import get_args
-
 import pytest
 import torch
 
-from mtst.model.config import PAIR_TYPES, HeadConfig, HeadType
-from mtst.model.heads import HEADS, IGNORE_INDEX, build_head
+from mtst.model.config import HeadConfig
+from mtst.model.heads import IGNORE_INDEX
 from mtst.model.spans import bio_to_entities, first_subtokens, word_spans
+from mtst.model.tasks import TASK_TYPES, task_type
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+PREDICTING = sorted(name for name, kind in TASK_TYPES.items() if kind.predicts)
+TOKEN_HEADS = sorted(name for name, kind in TASK_TYPES.items() if kind.token_level)
 
 
-@pytest.mark.parametrize("head_type", sorted(set(HEADS) - set(PAIR_TYPES)))
+def build_head(config: HeadConfig):
+    return task_type(config.type).build_head(config)
+
+
+@pytest.mark.parametrize("head_type", PREDICTING)
 def test_every_registered_predictive_head_builds_from_config_and_shapes_logits(head_type):
     head = build_head(HeadConfig(type=head_type, labels=["a", "b", "c"], input_dim=8, hidden_dim=4))
     features = torch.randn(2, 5, 8) if head.reads == "token_embeddings" else torch.randn(2, 8)
@@ -20,25 +25,6 @@ def test_every_registered_predictive_head_builds_from_config_and_shapes_logits(h
     assert logits.shape == (*features.shape[:-1], 3)
     target = torch.zeros(logits.shape[:-1], dtype=torch.long)
     assert head.loss(logits, target).ndim == 0
-
-
-@pytest.mark.parametrize("head_type", PAIR_TYPES)
-def test_pair_heads_build_without_labels_and_score_embedding_pairs(head_type):
-    head = build_head(HeadConfig(type=head_type, input_dim=8))
-    first, second = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8)
-    assert torch.equal(head(first), first)
-    loss = head.pair_loss(first, second, torch.rand(4))
-    loss.backward()
-    assert loss.ndim == 0 and first.grad.abs().sum() > 0
-
-
-def test_unknown_head_type_is_rejected_by_the_config():
-    with pytest.raises(ValueError, match="Input should be 'sentence_classification'"):
-        HeadConfig(type="regression", labels=["a", "b"], input_dim=8)
-
-
-def test_the_config_names_exactly_the_registered_head_types():
-    assert set(get_args(HeadType)) == set(HEADS)
 
 
 def test_token_loss_ignores_masked_positions():
@@ -55,6 +41,17 @@ def test_sentence_decode_gives_label_score_and_distribution():
     assert prediction["label"] == "pos"
     assert prediction["score"] == pytest.approx(torch.tensor([0.0, 2.0]).softmax(0)[1].item())
     assert sum(prediction["distribution"].values()) == pytest.approx(1.0)
+
+
+def test_best_labels_name_the_arg_max_per_sentence_and_per_word(tiny_model):
+    sentence = build_head(HeadConfig(type="sentence_classification", labels=["neg", "pos"], input_dim=4))
+    assert sentence.best_labels(torch.tensor([[0.0, 2.0], [3.0, 1.0]]), []) == ["pos", "neg"]
+    token = build_head(HeadConfig(type="token_classification", labels=NER_LABELS, input_dim=4))
+    (item,) = tiny_model.tokenizer([["Angela", "Merkel", "spoke"]], is_split_into_words=True)
+    logits = torch.zeros(1, len(item.input_ids), len(NER_LABELS))
+    first = first_subtokens(item.word_ids)
+    logits[0, first[0], 1] = logits[0, first[1], 2] = 5.0  # B-PER, I-PER; "spoke" stays O (ties -> index 0)
+    assert token.best_labels(logits, [item]) == [{0: "B-PER", 1: "I-PER", 2: "O"}]
 
 
 def test_ner_decoding_gives_char_spans_on_subwords_punctuation_and_repeats(tiny_model):
@@ -87,9 +84,6 @@ def test_bio_decoding_starts_a_new_entity_on_type_change_and_stray_inside():
     words = [((0, 1), "I-PER", 1.0), ((2, 3), "I-LOC", 0.5), ((4, 5), "O", 1.0), ((6, 7), "I-LOC", 0.8)]
     entities = bio_to_entities(words, "a b c d")
     assert [(e["label"], e["start"], e["end"]) for e in entities] == [("PER", 0, 1), ("LOC", 2, 3), ("LOC", 6, 7)]
-
-
-TOKEN_HEADS = sorted(name for name, cls in HEADS.items() if cls.reads == "token_embeddings")
 
 
 @pytest.mark.parametrize("head_type", TOKEN_HEADS)

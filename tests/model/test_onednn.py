@@ -1,47 +1,77 @@
-"""oneDNN inference linears: same parameters and saved files, same numbers, training path untouched."""
+"""oneDNN inference linears: an opt-in, switched both ways; same parameters and saved files, same numbers, training
+path untouched."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from transformers.activations import GELUActivation
 
 from mtst import MultiTaskModel
-from mtst.model.onednn import OneDNNLinear, onednn_usable, use_onednn
+from mtst.errors import MtstError
+from mtst.model.onednn import FusedGELU, OneDNNLinear, kernels_from_environment, onednn_usable, use_onednn
 
 needs_onednn = pytest.mark.skipif(not onednn_usable(), reason="torch build without oneDNN's linear op")
 SENTENCES = ["the cat sat on the mat", "john visited paris today", "stock fell", "a great film !", ""]
 
 
-def _plain(tiny_st_dir, monkeypatch) -> MultiTaskModel:
-    monkeypatch.setenv("MTST_ONEDNN", "0")
-    model = MultiTaskModel.from_backbone(tiny_st_dir)
-    monkeypatch.delenv("MTST_ONEDNN")
-    return model
+@pytest.fixture(autouse=True)
+def _no_environment(monkeypatch):
+    monkeypatch.delenv("MTST_ONEDNN", raising=False)
+
+
+def _parameters(model: nn.Module) -> list[tuple[str, int]]:
+    return [(name, id(parameter)) for name, parameter in model.named_parameters()]
+
+
+def test_default_model_runs_torchs_own_linears(tiny_st_dir):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1)
+    assert not any(isinstance(m, OneDNNLinear | FusedGELU) for m in model.modules())
+    assert model.set_cpu_kernels("torch") == "torch"
 
 
 @needs_onednn
-def test_every_encoder_linear_is_switched_and_gelu_fused(tiny_st_dir):
-    model = MultiTaskModel.from_backbone(tiny_st_dir)
-    linears = [m for m in model.encoder.modules() if isinstance(m, nn.Linear)]
-    assert linears and all(type(m) is OneDNNLinear for m in linears)
-    for layer in model.encoder.transformer.encoder.layer:
+@pytest.mark.parametrize("branch_at", [None, 1])
+def test_switching_on_keeps_parameters_and_numbers(tiny_st_dir, branch_at):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=branch_at)
+    model.add_head("ner", "token_classification", ["O", "B-X", "I-X"])
+    before, parameters, keys = model.encode(SENTENCES), _parameters(model), list(model.state_dict())
+    plain_rows = model.predict(SENTENCES)
+    assert model.set_cpu_kernels("onednn") == "onednn"
+    parts = [model.encoder] + ([model.branch] if branch_at is not None else [])
+    for part in parts:
+        linears = [m for m in part.modules() if isinstance(m, nn.Linear)]
+        assert linears and all(type(m) is OneDNNLinear for m in linears)
+    for layer in [*model.encoder.layers, *(model.branch.layers if branch_at is not None else [])]:
         assert layer.intermediate.dense.activation == "gelu"
-        assert isinstance(layer.intermediate.intermediate_act_fn, nn.Identity)
+        assert isinstance(layer.intermediate.intermediate_act_fn, FusedGELU)
+    assert type(model.heads["ner"].classifier) is nn.Linear  # heads keep torch's kernels
+    assert _parameters(model) == parameters and list(model.state_dict()) == keys  # the same Parameter objects
+    assert np.abs(model.encode(SENTENCES) - before).max() <= 1e-5
+    assert [row["ner"] for row in model.predict(SENTENCES)] == [row["ner"] for row in plain_rows]
 
 
 @needs_onednn
-def test_same_state_dict_and_embeddings_as_torch_default(tiny_st_dir, monkeypatch):
-    plain, fast = _plain(tiny_st_dir, monkeypatch), MultiTaskModel.from_backbone(tiny_st_dir)
-    assert not any(isinstance(m, OneDNNLinear) for m in plain.modules())
-    assert list(plain.state_dict()) == list(fast.state_dict())
-    assert np.abs(fast.encode(SENTENCES) - plain.encode(SENTENCES)).max() <= 1e-5
+def test_switching_off_restores_plain_linears_and_activations(tiny_st_dir):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1)
+    before, parameters = model.encode(SENTENCES), _parameters(model)
+    modules = [(name, type(m)) for name, m in model.named_modules()]
+    model.set_cpu_kernels("onednn")
+    assert model.set_cpu_kernels("torch") == "torch"
+    assert [(name, type(m)) for name, m in model.named_modules()] == modules
+    assert all(isinstance(layer.intermediate.intermediate_act_fn, GELUActivation) for layer in model.encoder.layers)
+    assert _parameters(model) == parameters
+    assert np.array_equal(model.encode(SENTENCES), before)  # torch's own path again, bit for bit
 
 
 @needs_onednn
-def test_training_forward_is_bitwise_torchs_and_has_gradients(tiny_st_dir, monkeypatch):
-    plain, fast = _plain(tiny_st_dir, monkeypatch), MultiTaskModel.from_backbone(tiny_st_dir)
+def test_training_forward_is_bitwise_torchs_and_has_gradients(tiny_st_dir):
+    plain, fast = MultiTaskModel.from_backbone(tiny_st_dir), MultiTaskModel.from_backbone(tiny_st_dir)
+    fast.set_cpu_kernels("onednn")
     features = fast.tokenizer.collate(fast.tokenizer(SENTENCES[:4]))
     fast.train(), plain.train()
     torch.manual_seed(1)
@@ -49,12 +79,36 @@ def test_training_forward_is_bitwise_torchs_and_has_gradients(tiny_st_dir, monke
     torch.manual_seed(1)
     assert torch.equal(out, plain(features, tasks=[])["sentence_embedding"]), "grad path must be torch's own"
     out.sum().backward()
-    assert all(p.grad is not None for p in fast.encoder.transformer.encoder.layer[0].intermediate.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in fast.encoder.transformer.encoder.layer[0].intermediate.parameters())
+
+
+@needs_onednn
+@pytest.mark.parametrize(("value", "kernels"), [("1", "onednn"), ("on", "onednn"), ("0", "torch"), ("", "torch")])
+def test_environment_chooses_the_kernels_a_model_starts_with(tiny_st_dir, monkeypatch, value, kernels):
+    monkeypatch.setenv("MTST_ONEDNN", value)
+    assert kernels_from_environment() == kernels
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1)
+    assert {type(m) for m in model.modules() if isinstance(m, nn.Linear)} == (
+        {OneDNNLinear} if kernels == "onednn" else {nn.Linear})
+
+
+def test_unknown_environment_value_keeps_torch_and_warns(monkeypatch, caplog):
+    monkeypatch.setenv("MTST_ONEDNN", "fast")
+    with caplog.at_level(logging.WARNING, logger="mtst"):
+        assert kernels_from_environment() == "torch"
+    assert "MTST_ONEDNN" in caplog.text
+
+
+def test_unknown_kernels_name_is_rejected(tiny_st_dir):
+    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    with pytest.raises(MtstError, match="unknown CPU kernels 'mkl'"):
+        model.set_cpu_kernels("mkl")
 
 
 @needs_onednn
 def test_inference_mode_takes_the_onednn_op(monkeypatch):
-    layer = OneDNNLinear(8, 4)
+    layer = OneDNNLinear(nn.Linear(8, 4))
     calls: list[str] = []
     real = torch.ops.mkldnn._linear_pointwise
 
@@ -74,17 +128,18 @@ def test_inference_mode_takes_the_onednn_op(monkeypatch):
             assert layer(x).dtype == torch.bfloat16 and calls == ["none"], "autocast keeps torch's own path"
 
 
-def test_switch_off_by_environment(tiny_st_dir, monkeypatch):
-    monkeypatch.setenv("MTST_ONEDNN", "0")
-    assert not onednn_usable()
-    block = nn.Sequential(nn.Linear(4, 4))
-    assert use_onednn(block) == 0 and type(block[0]) is nn.Linear
+@needs_onednn
+def test_a_layer_without_bias_and_a_training_flag_are_carried_both_ways():
+    block = nn.Sequential(nn.Linear(4, 4, bias=False)).eval()
+    weight = block[0].weight
+    assert use_onednn(block) == 1
+    assert block[0].bias is None and block[0].weight is weight and not block[0].training
+    assert use_onednn(block, enabled=False) == 1
+    assert type(block[0]) is nn.Linear and block[0].weight is weight and not block[0].training
 
 
 @needs_onednn
 def test_a_block_that_is_not_act_of_dense_keeps_its_activation():
-    from transformers.activations import GELUActivation
-
     class Parallel(nn.Module):  # act(x) + dense(x): fusing the GELU into dense would be wrong
         def __init__(self):
             super().__init__()

@@ -7,10 +7,11 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from mtst import MtstError, MultiTaskModel
+from mtst import EncoderConfig, ModelConfig, MtstError, MultiTaskModel
 from mtst.files import current_umask
 from mtst.model.config import FORMAT_VERSION
-from mtst.model.storage import CONFIG_FILE, HEADS_FILE
+from mtst.model.encoder import load_backbone
+from mtst.model.storage import CONFIG_FILE, HEADS_FILE, read_model_dir, save_model_dir
 
 SENTENCES = ["john works at google in paris", "the cat sat on the mat", ""]
 
@@ -49,6 +50,54 @@ def test_shared_encoder_stays_shared_after_load(tiny_model, tmp_path):
     loaded.zero_grad()
     loaded(batch, labels={"ner": no_entities})["loss"].backward()
     assert weight.grad.abs().sum() > 0 and not torch.equal(both_tasks, weight.grad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_storage_round_trips_plain_values(tmp_path, dtype):
+    config = ModelConfig(encoder=EncoderConfig(hidden_size=4, backbone="default", backbone_sha256="ab" * 32))
+    tensors = {"heads": {"topic.weight": torch.randn(3, 4), "topic.steps": torch.tensor([7])}}
+    saved = save_model_dir(tmp_path / "model", config, tensors, write_encoder=None, dtype=dtype)
+    stored = read_model_dir(saved)
+    assert stored.config == config and stored.encoder_source is None  # the packaged default backbone
+    heads = stored.tensors["heads"]
+    assert heads["topic.weight"].dtype == torch.float32  # read back as float32, whatever it was stored as
+    assert torch.equal(heads["topic.weight"], tensors["heads"]["topic.weight"].to(getattr(torch, dtype)).float())
+    assert torch.equal(heads["topic.steps"], torch.tensor([7]))  # integers are never cast
+
+
+def test_a_directory_without_its_encoder_must_reference_the_backbone(tmp_path):
+    config = ModelConfig(encoder=EncoderConfig(hidden_size=4, backbone="default"))  # no backbone_sha256
+    with pytest.raises(MtstError, match="must record the backbone's sha256"):
+        save_model_dir(tmp_path / "model", config, {"heads": {}}, write_encoder=None)
+    config.encoder.backbone = str(tmp_path / "gone")
+    with pytest.raises(MtstError, match="references the backbone by its directory, but .* is not one"):
+        save_model_dir(tmp_path / "model", config, {"heads": {}}, write_encoder=None)
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("include_encoder", [True, False])
+def test_half_precision_round_trip_keeps_the_encoder_and_rounds_only_the_heads(tiny_model, tmp_path, dtype,
+                                                                                 include_encoder):
+    saved = tiny_model.save(tmp_path / "model", include_encoder=include_encoder, dtype=dtype)
+    loaded = MultiTaskModel.load(saved)
+    assert (saved / "encoder").is_dir() is include_encoder
+    assert np.array_equal(loaded.encode(SENTENCES), tiny_model.encode(SENTENCES))
+    for key, value in tiny_model.heads.state_dict().items():
+        got = loaded.heads.state_dict()[key]
+        assert got.dtype == torch.float32 and torch.equal(got, value.to(getattr(torch, dtype)).float()), key
+    assert loaded.config.encoder.backbone_sha256 == (None if include_encoder else tiny_model.backbone_sha256)
+
+
+@pytest.mark.parametrize("pooling, normalize", [("mean", True), ("cls", False), ("max", True)])
+def test_the_encoder_folder_says_what_the_model_does_in_sentence_transformers_terms(tiny_st_dir, tmp_path, pooling,
+                                                                                     normalize):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, pooling=pooling, normalize=normalize, max_seq_length=40)
+    saved = model.save(tmp_path / "model")
+    _, _, settings = load_backbone(saved / "encoder")  # the reader of the format its writer wrote
+    assert (settings.pooling, settings.normalize, settings.max_seq_length) == (pooling, normalize, 40)
+    reference = SentenceTransformer(str(saved / "encoder"), device="cpu").encode(SENTENCES)
+    assert np.allclose(reference, model.encode(SENTENCES), atol=1e-6)
 
 
 def test_saving_over_an_existing_model_replaces_it_whole(tiny_model, tmp_path):
@@ -138,6 +187,18 @@ def _unknown_key(path):
     (path / CONFIG_FILE).write_text(json.dumps(config))
 
 
+def _crf_on_a_sentence_head(path):
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config["heads"]["topic"]["crf"] = True
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def _unknown_task_type(path):
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config["heads"]["topic"]["type"] = "regression"
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+
+
 @pytest.mark.parametrize("damage, message", [
     (_corrupt_config, "corrupt"),
     (_drop_heads, "no heads.safetensors"),
@@ -145,6 +206,8 @@ def _unknown_key(path):
     (_wrong_label_count, "corrupt or mismatched"),
     (_future_version, "newer than this mtst supports"),
     (_unknown_key, "encoder.poolng"),
+    (_crf_on_a_sentence_head, r"invalid .*mtst_config.json: heads.topic: crf and word_shape_dim are token-head"),
+    (_unknown_task_type, r"invalid .*mtst_config.json: heads.topic: unknown task type 'regression'"),
 ])
 def test_damaged_directories_fail_with_one_line(tiny_model, tmp_path, damage, message):
     saved = tiny_model.save(tmp_path / "model")

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from helpers import live_server
 from mtst.errors import MtstError
+from mtst.model.predictor import as_predictor
 from mtst.serving.app import ServeSettings, create_app, make_run_batch
 from mtst.serving.edge import Metrics
 
@@ -26,9 +27,12 @@ SENTENCES = ["john smith lives in paris", "the cat sat on the mat", "google rose
 class Held:
     """A predictor stand-in whose encode blocks until ``release`` is set (for 429 / 504 / drain)."""
 
+    backend = "torch"
+
     def __init__(self, model):
         self.model, self.config, self.tasks = model, model.config, model.tasks
         self.tokenizer = model.tokenizer
+        self.check_tasks = as_predictor(model).check_tasks
         self.release, self.entered = threading.Event(), threading.Event()
 
     def encode(self, sentences, **options):

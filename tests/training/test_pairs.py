@@ -56,7 +56,7 @@ def test_an_untrained_pair_task_leaves_encode_the_backbone(tiny_st_dir):
     model.add_head("sts", "scored_pairs", [])
     sentences = [a for a, _, _ in PAIRS]
     assert np.array_equal(model.encode(sentences), plain.encode(sentences))
-    assert model.tasks == [] and model.pair_tasks == ["sts"]
+    assert model.tasks == [] and list(model.objectives) == ["sts"]
     with pytest.raises(MtstError, match="'sts' is a pair task"):
         model.predict(["a"], tasks=["sts"])
     assert ExportWrapper(model).output_names == ["sentence_embedding"]  # nothing per sentence to export

@@ -17,7 +17,7 @@ from mtst.training.checkpoint import load_model_weights
 from mtst.training.config import load_train_config
 from mtst.training.feature_cache import FeatureCache
 from mtst.training.loss_weighting import LossWeighting
-from mtst.training.recipe import train
+from mtst.training.recipe import Recipe, train
 
 
 def test_run_directory_contents_and_saved_model_predicts(tmp_path, tiny_st_dir):
@@ -206,6 +206,26 @@ def test_unknown_frozen_head_is_an_error(tmp_path, tiny_st_dir):
 def test_every_shipped_config_validates(path):
     config = load_train_config(path)
     assert config.tasks
+
+
+@pytest.mark.parametrize(("task", "message"), [
+    ("type: regression", r"tasks.0.type: .*unknown task type 'regression'; choose one of sentence_classification"),
+    ("type: sentence_classification\n    crf: true", r"tasks.0: .*token-task options; a sentence_classification"),
+    ("type: scored_pairs\n    word_shape: 'on'", r"tasks.0: .*token-task options; a scored_pairs"),
+])
+def test_task_type_and_its_options_are_config_errors(tmp_path, task, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"tasks:\n  - name: t\n    {task}\n    data: {{train: {{path: x.csv, format: csv}}}}\n"
+                    "optimizer: {max_steps: 1}\n", encoding="utf-8")
+    with pytest.raises(MtstError, match=message):
+        load_train_config(path)
+
+
+def test_setup_with_nothing_to_train_builds_no_training_parts(tmp_path, tiny_st_dir):
+    recipe = Recipe(make_config(tmp_path, tiny_st_dir, freezing={"mode": "all"}))
+    recipe.setup()
+    assert recipe.total_steps == 0 and recipe.steps_per_epoch > 0
+    assert (recipe.cache, recipe.anchor, recipe.optimizer, recipe.scheduler) == (None, None, None, None)
 
 
 def test_bf16_mixed_precision_trains_in_bf16_and_saves_fp32(tmp_path, tiny_st_dir):

@@ -26,7 +26,7 @@ from mtst.cli.app import (
 )
 from mtst.cli.engine import ActorsOpt, AddressOpt, ColumnOpt, EngineOpt, check_engine, ray_job, show_progress
 from mtst.cli.io import emit_jsonl, read_sentences, short, stdout_is_terminal, wants_progress
-from mtst.cli.loading import check_choice, load_encoder
+from mtst.cli.loading import check_choice, encoder_spec, load_encoder
 from mtst.errors import MtstError
 from mtst.files import write_atomic
 
@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sentences -> fixed-length embeddings (a table, JSON lines or a .npy matrix)."""
         if check_engine(engine, address, actors, column):  # threads: per actor
-            from mtst.integrations.ray_data import ModelSpec, PredictOptions
+            from mtst.inference.backends import ModelSpec
+            from mtst.integrations.ray_data import PredictOptions
             from mtst.integrations.ray_jobs import run_job
 
             if output_format is not None or num_processes != 1:
@@ -82,10 +83,9 @@ def register(app: typer.Typer) -> None:
             from mtst.inference.bulk import encode_file
             from mtst.inference.bulk_workers import Workers
 
-            predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads)
-            workers = Workers(num_processes, threads, None if model is None else str(model), backend, backbone,
-                              pooling, normalize, max_seq_length) if num_processes > 1 else None
-            encode_file(predictor, input_path, output, batch_size=batch_size, normalize=normalize,
+            spec = encoder_spec(model, backbone, pooling, normalize, max_seq_length, backend, threads)
+            workers = Workers(num_processes, spec) if num_processes > 1 else None
+            encode_file(spec.load(), input_path, output, batch_size=batch_size, normalize=normalize,
                         show_progress=sys.stderr.isatty(), workers=workers)
             return
         texts = read_sentences(sentences, input_path)

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mtst.errors import MtstError
+
+if TYPE_CHECKING:
+    from mtst.inference.backends import ModelSpec
+    from mtst.model.predictor import Predictor
 
 
 def check_choice(value: str | None, choices: Iterable[str], option: str) -> None:
@@ -17,10 +22,11 @@ def check_choice(value: str | None, choices: Iterable[str], option: str) -> None
         raise MtstError(f"unknown {option} '{value}'; choose one of {', '.join(choices)}")
 
 
-def load_encoder(model_dir: Path | None, backbone: str | None, pooling: str | None,
-                 normalize: bool | None, max_seq_length: int | None, backend: str, threads: int | None = None):
-    """--model DIR -> its predictor (any backend); otherwise a head-less model on a backbone."""
-    from mtst.inference.backends import BACKENDS, load_predictor
+def encoder_spec(model_dir: Path | None, backbone: str | None, pooling: str | None, normalize: bool | None,
+                 max_seq_length: int | None, backend: str, threads: int | None = None) -> ModelSpec:
+    """The encoding commands' model options, checked under their flag names: --model DIR (any backend), or a
+    head-less model on a backbone."""
+    from mtst.inference.backends import BACKENDS, ModelSpec
     from mtst.model.pooling import POOLINGS
 
     check_choice(backend, BACKENDS, "backend")
@@ -32,28 +38,39 @@ def load_encoder(model_dir: Path | None, backbone: str | None, pooling: str | No
                                           ("--max-seq-length", max_seq_length)) if value is not None]
         if fixed:
             raise MtstError(f"{fixed[0]} cannot be combined with --model: a model directory fixes its encoder settings")
-        return load_predictor(model_dir, backend, threads)
-    if backend not in ("auto", "torch"):
-        raise MtstError(f"--backend {backend} needs --model DIR (an exported mtst model); a backbone runs on torch")
-    torch_threads(threads)
-    from mtst.model.multitask import MultiTaskModel
+    else:
+        if backend not in ("auto", "torch"):
+            raise MtstError(f"--backend {backend} needs --model DIR (an exported mtst model); a backbone runs on torch")
+        check_threads(threads)
+    return ModelSpec(None if model_dir is None else str(model_dir), backend, backbone, pooling, normalize,
+                     max_seq_length, threads)
 
-    return MultiTaskModel.from_backbone(backbone, pooling, normalize, max_seq_length)
+
+def load_encoder(model_dir: Path | None, backbone: str | None, pooling: str | None,
+                 normalize: bool | None, max_seq_length: int | None, backend: str, threads: int | None = None
+                 ) -> Predictor:
+    """--model DIR -> its predictor (any backend); otherwise a head-less model on a backbone."""
+    return encoder_spec(model_dir, backbone, pooling, normalize, max_seq_length, backend, threads).load()
+
+
+def check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise MtstError(f"--threads must be at least 1, got {threads}")
 
 
 def torch_threads(threads: int | None) -> None:
+    check_threads(threads)
     if threads is not None:
-        if threads < 1:
-            raise MtstError(f"--threads must be at least 1, got {threads}")
         import torch
 
         torch.set_num_threads(threads)
 
 
-def load_task_model(model_dir: Path | None, backend: str, threads: int | None = None):
+def load_task_model(model_dir: Path | None, backend: str, threads: int | None = None) -> Predictor:
     """--model DIR, else the shipped default model, else the seeded untrained demo model (with a warning)."""
     from mtst.cli.showcase import DEMO_SEED, demo_model, trained_default_available
     from mtst.inference.backends import BACKENDS, load_predictor
+    from mtst.model.predictor import as_predictor
 
     check_choice(backend, BACKENDS, "backend")
     if model_dir is not None or trained_default_available():
@@ -63,4 +80,4 @@ def load_task_model(model_dir: Path | None, backend: str, threads: int | None = 
     torch_threads(threads)
     typer.echo("warning: no trained default model is installed; using the demo model, whose heads are UNTRAINED "
                f"(random weights, seed {DEMO_SEED}); pass --model DIR for real predictions", err=True)
-    return demo_model()
+    return as_predictor(demo_model())

@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         wanted = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
         if check_engine(engine, address, actors, column):  # threads: per actor
             from mtst.cli.showcase import trained_default_available
-            from mtst.integrations.ray_data import ModelSpec, PredictOptions
+            from mtst.inference.backends import ModelSpec
+            from mtst.integrations.ray_data import PredictOptions
             from mtst.integrations.ray_jobs import run_job
             from mtst.model.storage import DEFAULT_MODEL_DIR
 
@@ -48,10 +49,6 @@ def register(app: typer.Typer) -> None:
             return
         texts = read_sentences(sentences, input_path)
         predictor = load_task_model(model, backend, threads)
-        for task in wanted or []:
-            if task not in predictor.tasks:
-                known = ", ".join(predictor.tasks) or "none (this model has no heads)"
-                raise MtstError(f"unknown task '{task}'; this model's tasks are: {known}")
         rows = predictor.predict(texts, tasks=wanted, batch_size=batch_size, include_embedding=embedding,
                                  show_progress=wants_progress(texts))
         emit_jsonl(rows, output)

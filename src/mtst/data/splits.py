@@ -9,8 +9,7 @@ from mtst.data.pairs import read_pair_examples
 from mtst.data.readers import Examples, read_all, read_examples, take
 from mtst.data.sources import DataSource, SplitSpec, TaskData
 from mtst.errors import MtstError
-from mtst.model.config import PAIR_TYPES
-from mtst.model.heads import HEADS
+from mtst.model.tasks import task_type
 
 SPLITS = ("train", "dev", "test")
 
@@ -34,23 +33,16 @@ def split_examples(examples: Examples, spec: SplitSpec) -> dict[str, Examples]:
     return parts
 
 
-def token_task(head_type: str) -> bool:
-    """True for heads that read token_embeddings (labels are one tag per word)."""
-    if head_type not in HEADS:
-        raise MtstError(f"unknown head type '{head_type}'; choose one of {', '.join(HEADS)}")
-    return HEADS[head_type].reads == "token_embeddings"
-
-
 def read_task_splits(name: str, head_type: str, data: TaskData) -> dict[str, Examples]:
     """The configured splits of task ``name``, keyed among "train", "dev", "test"."""
-    pair = head_type in PAIR_TYPES
-    token = not pair and token_task(head_type)
+    kind = task_type(head_type)
+    words = kind.token_level
 
     def read(source: DataSource, whole: bool) -> Examples:  # whole: max_examples applies per split, later
-        if pair:
+        if kind.example == "pair":
             return read_pair_examples(source.model_copy(update={"max_examples": None}) if whole else source,
-                                      scored=head_type == "scored_pairs")
-        return read_all(source, token) if whole else read_examples(source, token)
+                                      scored=kind.scored)
+        return read_all(source, words) if whole else read_examples(source, words)
 
     try:
         if data.source is not None:
@@ -63,16 +55,11 @@ def read_task_splits(name: str, head_type: str, data: TaskData) -> dict[str, Exa
 
 
 def infer_labels(examples: Examples, head_type: str) -> list[str]:
-    """Sorted label names; token tasks: "O", then B-/I- per entity type (both, even if one is unseen);
-    pair tasks: none (their labels are scores)."""
-    if head_type in PAIR_TYPES:
-        return []
-    if token_task(head_type):
-        kinds = sorted({tag[2:] for tags in examples.labels for tag in tags if tag != "O"})
-        labels = ["O"] + [f"{prefix}-{kind}" for kind in kinds for prefix in ("B", "I")]
-    else:
-        labels = sorted(set(examples.labels))
-    if len(labels) < 2:
+    """The task type's label names for this data (``TaskType.infer_labels``); pair tasks: none (their labels are
+    scores)."""
+    kind = task_type(head_type)
+    labels = kind.infer_labels(examples.labels)
+    if kind.predicts and len(labels) < 2:
         where = examples.origins[0].rsplit(":", 1)[0] if examples.origins else "the training data"
         raise MtstError(f"{where}: found only the label(s) {labels}; a classifier needs at least two")
     return labels

@@ -9,22 +9,25 @@ import numpy as np
 import torch
 
 from mtst.errors import MtstError
-from mtst.inference.export import PARITY_SENTENCES, feeds_for, graph_inputs, torch_outputs
+from mtst.inference.export import PARITY_SENTENCES, feeds_for, torch_outputs
+from mtst.model.predictor import Predictor, as_predictor
 
 if TYPE_CHECKING:
     from mtst.model.multitask import MultiTaskModel
 
 
-def parity_report(model: MultiTaskModel, predictor, sentences: list[str] | None = None) -> dict[str, float]:
-    """Max |difference| per output and min embedding cosine between a torch model and an export.
+def parity_report(model: MultiTaskModel, predictor: Predictor, sentences: list[str] | None = None
+                  ) -> dict[str, float]:
+    """Max |difference| per output and min embedding cosine between a torch model and an exported predictor.
 
     Pass a freshly loaded torch model: a model object that was just traced can drift (seen here).
     """
+    runtime = predictor.runtime  # an exported runtime: it runs the whole graph on numpy feeds
     feeds = feeds_for(model, sentences or PARITY_SENTENCES)
     expected = torch_outputs(model, feeds)
-    got = predictor.run_graph(feeds)
+    got = runtime.run_graph(feeds)
     report = {}
-    for name, want in zip(predictor.output_names, expected, strict=True):
+    for name, want in zip(runtime.output_names, expected, strict=True):
         report[f"{name}/max_abs_diff"] = float(np.abs(got[name] - want).max())
     a, b = got["sentence_embedding"], expected[0]
     cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
@@ -33,40 +36,27 @@ def parity_report(model: MultiTaskModel, predictor, sentences: list[str] | None 
 
 
 # ---- label agreement: does a quantised export predict what torch predicts? ------------------------
-def predicted_labels(runner, sentences: list[str], batch_size: int = 64) -> list[dict]:
+def predicted_labels(runner: Predictor | MultiTaskModel, sentences: list[str], batch_size: int = 64) -> list[dict]:
     """Per sentence, every task's arg-max label: a string for sentence heads, one BIO tag per word for
-    token heads (the word's first sub-token, as decoding does). ``runner`` is a MultiTaskModel or an
-    exported predictor; both cut the same length-sorted batches, so padding is the same on both sides."""
-    from mtst.model.spans import first_subtokens
+    token heads (the word's first sub-token, as decoding does: ``head.best_labels``). ``runner`` is a
+    MultiTaskModel or a predictor on any runtime; batches are length-sorted without a token budget on every
+    runtime, so padding is the same on both sides."""
     from mtst.model.tokenization import map_batches
 
-    heads = {task: runner.heads[task] for task in runner.tasks}  # pair tasks predict nothing
-
-    def logits_of(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # one graph / forward run per batch
-        if hasattr(runner, "run_graph"):
-            out = runner.run_graph(feeds)
-            return {task: out[f"logits_{task}"] for task in heads}
-        return dict(zip(heads, torch_outputs(runner, feeds)[1:], strict=True))
-
-    inputs = graph_inputs(runner.config)
+    runtime = as_predictor(runner).runtime
+    tasks = list(runtime.heads)  # pair tasks predict nothing
 
     def run(batch: dict[str, torch.Tensor], items, texts: list[str]) -> list[dict]:
-        logits = logits_of({name: batch[name].numpy() for name in inputs})  # task -> (B, C) | (B, T, C)
+        logits = runtime.run(batch, tasks, False)["logits"]  # task -> (B, C) | (B, T, C), one pass per batch
         rows: list[dict] = [{} for _ in texts]
-        for task, head in heads.items():
-            scores = torch.from_numpy(np.ascontiguousarray(logits[task], dtype=np.float32))
-            token = head.reads == "token_embeddings"
-            best = (head.best_tags(scores, items) if token else scores.argmax(-1)).numpy()  # (B,) | (B, T)
-            for row, item, winner in zip(rows, items, best, strict=True):
-                if winner.ndim == 0:
-                    row[task] = head.labels[int(winner)]
-                else:
-                    first = first_subtokens(item.word_ids)
-                    row[task] = [head.labels[int(winner[first[word]])] for word in sorted(first)]
+        with runtime.decoding():
+            for task in tasks:
+                for row, best in zip(rows, runtime.heads[task].best_labels(logits[task], items), strict=True):
+                    row[task] = [best[word] for word in sorted(best)] if isinstance(best, dict) else best
         return rows
 
-    with torch.inference_mode():
-        return map_batches(runner.tokenizer, list(sentences), batch_size, None, False, run)
+    with runtime.running(), torch.inference_mode():
+        return map_batches(runtime.tokenizer, list(sentences), batch_size, None, False, run)
 
 
 def label_agreement(reference: list[dict], candidate: list[dict]) -> dict[str, float]:

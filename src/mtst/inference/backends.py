@@ -1,8 +1,10 @@
-"""Pick the runtime that answers ``encode``/``predict`` for a model directory.
+"""Which runtime answers ``encode``/``predict`` for a model directory, and ``ModelSpec``: a model to load, as plain
+values that can travel (to worker processes, Ray actors) where a loaded model cannot.
 
-Every backend object offers the same inference surface as MultiTaskModel:
+Whatever the backend, what is loaded is a ``Predictor`` (mtst.model.predictor): the same
 ``encode(sentences, batch_size, normalize, show_progress, convert_to)``,
-``predict(sentences, tasks, batch_size, include_embedding, show_progress)``, ``tasks`` and ``config``.
+``predict(sentences, tasks, batch_size, include_embedding, show_progress)``, ``tasks``, ``config`` and
+``check_tasks``; ``predictor.runtime`` is the backend's own object (``runtime.model`` on torch).
 
 A saved mtst model directory runs on torch; a directory written by ``mtst export`` (it has an
 ``export.json``) runs on the runtime it was exported for. Nothing is exported on the fly.
@@ -10,10 +12,14 @@ A saved mtst model directory runs on torch; a directory written by ``mtst export
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mtst.errors import MtstError
+
+if TYPE_CHECKING:
+    from mtst.model.predictor import Predictor
 
 Backend = Literal["auto", "torch", "onnx", "openvino"]
 BACKENDS = ("auto", "torch", "onnx", "openvino")
@@ -29,14 +35,18 @@ def detect_backend(path: str | Path | None) -> str:
     return "torch" if info is None else info["format"]
 
 
-def load_predictor(path: str | Path | None = None, backend: str = "auto", threads: int | None = None):
+def load_predictor(path: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> Predictor:
     """Load a model directory for inference with the requested backend ("auto": whatever it holds).
 
     Args:
         path: a saved mtst model directory, or an exported one (None: the shipped default model).
         backend: "auto", "torch", "onnx" or "openvino"; must match what the directory holds.
         threads: CPU threads for inference (default: every core this process may use).
+    Returns:
+        A Predictor; on torch its ``runtime.model`` is the MultiTaskModel (``MultiTaskModel.load`` to train it).
     """
+    from mtst.model.predictor import Predictor, TorchRuntime
+
     if backend not in BACKENDS:
         raise MtstError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     if threads is not None and threads < 1:
@@ -56,7 +66,53 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
 
         if threads is not None:
             torch.set_num_threads(threads)
-        return MultiTaskModel.load(path)
-    from mtst.inference.runtimes import PREDICTORS
+        return Predictor(TorchRuntime(MultiTaskModel.load(path)))
+    from mtst.inference.runtimes import RUNTIMES
 
-    return PREDICTORS[wanted](path, threads=threads)
+    return Predictor(RUNTIMES[wanted](path, threads=threads))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load, as plain values: they pickle and travel to worker processes and Ray actors on other
+    machines (a loaded model does not); each loads its own copy with ``load()``.
+
+    ``model``: a saved or exported mtst model directory (any backend ``load_predictor`` takes); None builds a
+    head-less model on ``backbone`` (default all-MiniLM-L6-v2) with ``pooling`` / ``normalize`` /
+    ``max_seq_length``. For a model directory ``normalize`` is what ``encode`` is asked for (None: the model's
+    setting); callers pass it along. ``threads``: CPU threads for inference (None: every core). A path must be
+    readable wherever the spec is loaded (on a cluster: a shared file system, or the same path on each machine).
+    """
+
+    model: str | None = None
+    backend: str = "auto"
+    backbone: str | None = None
+    pooling: str | None = None
+    normalize: bool | None = None
+    max_seq_length: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise MtstError(f"unknown backend '{self.backend}'; choose one of {', '.join(BACKENDS)}")
+        fixed = [name for name in ("backbone", "pooling", "max_seq_length") if getattr(self, name) is not None]
+        if self.model is not None and fixed:
+            raise MtstError(f"{fixed[0]} cannot be combined with a model directory: it fixes its encoder settings")
+        if self.model is None and self.backend not in ("auto", "torch"):
+            raise MtstError(f"backend {self.backend} needs a model directory (an mtst export); backbones run on torch")
+        if self.threads is not None and self.threads < 1:
+            raise MtstError(f"threads must be at least 1, got {self.threads}")
+
+    def load(self) -> Predictor:
+        """The predictor this spec describes, with ``threads`` CPU threads."""
+        if self.model is not None:
+            return load_predictor(self.model, self.backend, self.threads)
+        import torch
+
+        from mtst.model.multitask import MultiTaskModel
+        from mtst.model.predictor import Predictor, TorchRuntime
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        model = MultiTaskModel.from_backbone(self.backbone, self.pooling, self.normalize, self.max_seq_length)
+        return Predictor(TorchRuntime(model))

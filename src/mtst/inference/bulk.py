@@ -6,8 +6,8 @@ small ``OUT.progress.json`` records how many rows are done, so rerunning the sam
 kill continues where it stopped. Only a complete array is renamed to ``OUT``. Row i is line i of the
 input (an empty line gives the embedding of the empty string), so the two stay aligned.
 
-With ``Workers(processes=N, ...)`` N spawned processes each load the predictor themselves (from a model
-path and plain options: a loaded model never crosses a process boundary) with the CPU threads split
+With ``Workers(processes=N, spec=ModelSpec(...))`` N spawned processes each load the predictor themselves (from
+the spec's plain values: a loaded model never crosses a process boundary) with the CPU threads split
 between them, take whole chunks from a queue and write their rows straight into the shared memory map.
 The parent reads the file and owns the manifest: a chunk counts as done only when it and every chunk
 before it are on disk, so a resume never skips a row whichever worker was slower.
@@ -88,7 +88,7 @@ def encode_file(predictor, input_path: str | Path, output_path: str | Path, batc
     """Encode every line of ``input_path`` into ``output_path`` (.npy, float32 (N, H)), resumably.
 
     Args:
-        predictor: anything with ``encode`` and ``config`` (MultiTaskModel or an exported predictor).
+        predictor: a Predictor on any backend, or a MultiTaskModel.
         chunk_size: lines read, encoded and written per step (memory bound and resume granularity).
         normalize: passed to ``predictor.encode`` (None: what the model's config says).
         on_chunk: called with the number of rows done after each chunk is safely on disk (a hook for

@@ -1,6 +1,6 @@
-"""Worker processes for bulk encoding: N spawned encoders, each loading the predictor itself from plain options
-(a loaded model never crosses a process boundary), taking whole chunks from a queue and writing their rows straight
-into the shared memory map. The parent (``mtst.inference.bulk``) owns the manifest."""
+"""Worker processes for bulk encoding: N spawned encoders, each loading the predictor itself from a ModelSpec
+(plain values: a loaded model never crosses a process boundary), taking whole chunks from a queue and writing their
+rows straight into the shared memory map. The parent (``mtst.inference.bulk``) owns the manifest."""
 
 from __future__ import annotations
 
@@ -10,50 +10,35 @@ import multiprocessing
 import os
 import queue
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from numpy.lib.format import open_memmap
 
 from mtst.errors import MtstError, first_line
+from mtst.inference.backends import ModelSpec
+from mtst.model.predictor import as_predictor
 
 
 @dataclass(frozen=True)
 class Workers:
-    """Encode with ``processes`` worker processes. Each loads the predictor itself from these plain values
-    (the same ones ``mtst encode`` takes), so they must describe the predictor passed to ``encode_file``."""
+    """Encode with ``processes`` worker processes, each loading ``spec`` itself (the options ``mtst encode``
+    takes), so it must describe the predictor passed to ``encode_file``. ``spec.threads`` are the CPU threads
+    in all, split evenly (default: every core this process may use)."""
 
     processes: int
-    threads: int | None = None  # CPU threads in all, split evenly (default: every core this process may use)
-    model: str | None = None  # a saved or exported mtst model directory; None: a head-less model on `backbone`
-    backend: str = "auto"
-    backbone: str | None = None
-    pooling: str | None = None
-    normalize: bool | None = None
-    max_seq_length: int | None = None
+    spec: ModelSpec = field(default_factory=ModelSpec)
 
     def threads_each(self) -> int:
-        total = self.threads or len(os.sched_getaffinity(0))
+        total = self.spec.threads or len(os.sched_getaffinity(0))
         return max(1, total // self.processes)
-
-    def load(self, threads: int):
-        """The predictor, in a worker process, with ``threads`` CPU threads."""
-        if self.model is not None:
-            from mtst.inference.backends import load_predictor
-
-            return load_predictor(self.model, self.backend, threads)
-        import torch
-
-        from mtst.model.multitask import MultiTaskModel
-
-        torch.set_num_threads(threads)
-        return MultiTaskModel.from_backbone(self.backbone, self.pooling, self.normalize, self.max_seq_length)
 
 
 def model_id(predictor, normalize: bool | None) -> str:
     """Identifies the model + backend + settings, so a resume never mixes rows from two models."""
+    predictor = as_predictor(predictor)  # a MultiTaskModel runs on torch
     config = json.dumps(predictor.config.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(f"{type(predictor).__name__}:{normalize}:{config}".encode()).hexdigest()
+    return hashlib.sha256(f"{predictor.backend}:{normalize}:{config}".encode()).hexdigest()
 
 
 class WorkerPool:
@@ -69,7 +54,7 @@ class WorkerPool:
         threads = workers.threads_each()
         self.processes = [
             context.Process(target=_worker, daemon=True, name=f"mtst-encode-{rank}",
-                            args=(rank, asdict(workers), threads, str(partial), batch_size, normalize,
+                            args=(rank, replace(workers.spec, threads=threads), str(partial), batch_size, normalize,
                                   self.tasks, self.results, os.getpid()))
             for rank in range(workers.processes)
         ]
@@ -127,13 +112,13 @@ class WorkerPool:
             return message[1], message[2]
 
 
-def _worker(rank: int, spec: dict, threads: int, partial: str, batch_size: int, normalize: bool | None,
-            tasks, results, parent_pid: int) -> None:
+def _worker(rank: int, spec: ModelSpec, partial: str, batch_size: int, normalize: bool | None, tasks, results,
+            parent_pid: int) -> None:
     """One process: load the predictor, then encode chunks into the shared memory map until told to stop."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch / onnxruntime start their thread pools
-    os.environ["RAYON_NUM_THREADS"] = str(threads)  # the fast tokenizer's pool
+    os.environ["OMP_NUM_THREADS"] = str(spec.threads)  # before torch / onnxruntime start their thread pools
+    os.environ["RAYON_NUM_THREADS"] = str(spec.threads)  # the fast tokenizer's pool
     try:
-        predictor = Workers(**spec).load(threads)
+        predictor = spec.load()
         results.put(("ready", rank, model_id(predictor, normalize)))
         array = open_memmap(partial, mode="r+")
         while (task := _next_task(tasks, parent_pid)) is not None:

@@ -31,6 +31,7 @@ from mtst.files import staged_dir, write_json
 from mtst.inference.quantize import convert_openvino, quantize_onnx_int8, read_calibration
 from mtst.model.config import CONFIG_FILE, ModelConfig
 from mtst.model.storage import HEADS_FILE
+from mtst.model.tasks import task_type
 
 if TYPE_CHECKING:
     from mtst.model.multitask import MultiTaskModel
@@ -119,7 +120,7 @@ def export_onnx_graph(model: MultiTaskModel, path: Path, opset: int = OPSET) -> 
     inputs = graph_inputs(model.config)
     dynamic = {name: {0: "batch", 1: "sequence"} for name in inputs}
     for task, name in zip(wrapper.tasks, names[1:], strict=True):
-        token_level = model.heads[task].reads == "token_embeddings"
+        token_level = task_type(model.config.heads[task].type).token_level
         dynamic[name] = {0: "batch", 1: "sequence"} if token_level else {0: "batch"}
     dynamic["sentence_embedding"] = {0: "batch"}
     sample = model.tokenizer.collate(model.tokenizer(PARITY_SENTENCES[:2]))

@@ -1,16 +1,16 @@
-"""Predictors for exported directories (ONNX Runtime, OpenVINO) with MultiTaskModel's inference surface.
+"""Runtimes for exported directories (ONNX Runtime, OpenVINO): what a ``Predictor`` runs on outside torch.
 
-``encode`` and ``predict`` return exactly what MultiTaskModel returns: the graph gives numpy arrays,
-decoding reuses each head's ``decode`` (heads are rebuilt from their config; their weights are never
-used here, only their labels). Batches are cut by token length with a token budget, results come back
-in input order.
+A runtime loads the graph and runs it on a batch; everything else (checks, batching, rows) is the Predictor's
+(mtst.model.predictor), so an export answers ``encode`` and ``predict`` exactly as the torch model does. Decoding
+reuses each head's ``decode``: heads are rebuilt from their config and only their decoding parameters (labels, a
+CRF's transitions) are loaded, never run. Batches are cut by token length with a token budget.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,11 @@ from torch import nn
 
 from mtst.errors import MtstError, first_line
 from mtst.inference.export import INPUT_NAMES, SHAPE_INPUT, file_sha256, read_export_info
-from mtst.model.config import CONFIG_FILE, PAIR_TYPES, ModelConfig
-from mtst.model.heads import Head, build_head
+from mtst.model.config import CONFIG_FILE, ModelConfig
+from mtst.model.heads import Head
 from mtst.model.storage import HEADS_FILE, load_weights
-from mtst.model.tokenization import TextTokenizer, Tokenized, map_batches
+from mtst.model.tasks import task_type
+from mtst.model.tokenization import TextTokenizer
 
 DEFAULT_MAX_TOKENS = 8192  # padded tokens per batch: keeps long-text batches from growing without bound
 
@@ -44,8 +45,9 @@ def _single_torch_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class ExportedPredictor:
-    """Shared part: config, tokenizer, head decoders, batching. Subclasses load and run the graph."""
+class ExportedRuntime:
+    """Shared part (the mtst.model.predictor.Runtime protocol): config, tokenizer, head decoders, numpy feeds.
+    Subclasses load and run the graph."""
 
     backend = "exported"
 
@@ -72,15 +74,17 @@ class ExportedPredictor:
             raise MtstError(f"tokenizer in {self.directory} has {len(tokenizer)} tokens but the graph's embedding has "
                             f"{info.get('vocab_size')} rows; tokenizer and model do not match, export again")
         self.tokenizer = TextTokenizer(tokenizer, self.config.encoder.max_seq_length)
-        self.heads: dict[str, Head] = {name: build_head(cfg) for name, cfg in self.config.heads.items()}
+        self.heads: dict[str, Head] = {name: task_type(cfg.type).build_head(cfg)
+                                       for name, cfg in self.config.heads.items() if task_type(cfg.type).predicts}
         self._load_head_weights()
         self.inputs: list[str] = list(info.get("inputs", INPUT_NAMES))
         self.tokenizer.word_shapes = SHAPE_INPUT in self.inputs
         self.output_names: list[str] = list(info["outputs"])
+        self.normalized = self.config.encoder.normalize  # the graph L2-normalises its embeddings
         self.threads = threads or default_threads()
         if self.threads < 1:
             raise MtstError(f"threads must be at least 1, got {self.threads}")
-        self.max_tokens = DEFAULT_MAX_TOKENS
+        self.max_tokens: int | None = DEFAULT_MAX_TOKENS
         graph = self.directory / info["graph"]
         if not graph.exists():
             raise MtstError(f"{graph} is missing; the exported directory is incomplete, export again")
@@ -94,10 +98,6 @@ class ExportedPredictor:
             load_weights(nn.ModuleDict(self.heads), heads_file, self.directory)
         elif any(cfg.crf for cfg in self.config.heads.values()):
             raise MtstError(f"{self.directory} has no {HEADS_FILE}, which its CRF heads decode with; export again")
-
-    @property
-    def tasks(self) -> list[str]:
-        return [name for name, cfg in self.config.heads.items() if cfg.type not in PAIR_TYPES]
 
     @property
     def precision(self) -> str:
@@ -114,64 +114,31 @@ class ExportedPredictor:
         """(B, H) sentence embeddings; runtimes that can skip the heads override this."""
         return self.run_graph(feeds)["sentence_embedding"]
 
-    # ---- MultiTaskModel's inference surface ------------------------------------------------
-    def encode(self, sentences: Sequence[str], batch_size: int = 64, normalize: bool | None = None,
-               show_progress: bool = False, convert_to: str = "numpy") -> np.ndarray | torch.Tensor:
-        """Sentences -> embeddings (N, H) in input order."""
-        from mtst.model.multitask import _as_list
+    # ---- the Runtime protocol ------------------------------------------------------------------
+    def running(self) -> AbstractContextManager:
+        return nullcontext()
 
-        if convert_to not in ("numpy", "torch"):
-            raise MtstError(f"unknown convert_to '{convert_to}'; use 'numpy' or 'torch'")
-        normalized = self.config.encoder.normalize
-        if normalize is False and normalized:
-            raise MtstError("this exported graph L2-normalises its embeddings; encode with normalize=None or True")
+    def decoding(self) -> AbstractContextManager:
+        return _single_torch_thread()
 
-        def embed(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], texts: list[str]) -> list:
-            vectors = self.run_embeddings(feeds).astype(np.float32)  # (B, H)
-            if normalize and not normalized:
-                vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-            return list(vectors)
+    def embed(self, batch: dict[str, torch.Tensor], normalize: bool) -> np.ndarray:
+        vectors = self.run_embeddings(self._feeds(batch)).astype(np.float32)  # (B, H)
+        if normalize and not self.normalized:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        return vectors
 
-        rows = self._run_batched(_as_list(sentences), batch_size, show_progress, embed)
-        result = np.stack(rows) if rows else np.zeros((0, self.config.encoder.hidden_size), dtype=np.float32)
-        return torch.from_numpy(result) if convert_to == "torch" else result
+    def run(self, batch: dict[str, torch.Tensor], tasks: Sequence[str], include_embedding: bool) -> dict:
+        out = self.run_graph(self._feeds(batch))  # the whole graph: the embedding comes along
+        logits = {task: torch.from_numpy(np.ascontiguousarray(out[f"logits_{task}"], dtype=np.float32))
+                  for task in tasks}
+        return {"logits": logits, "sentence_embedding": out["sentence_embedding"].astype(np.float32)}
 
-    def predict(self, sentences: Sequence[str], tasks: Sequence[str] | None = None, batch_size: int = 32,
-                include_embedding: bool = False, show_progress: bool = False) -> list[dict]:
-        """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}``, as MultiTaskModel.predict."""
-        from mtst.model.multitask import _as_list
-
-        tasks = list(tasks) if tasks is not None else self.tasks
-        unknown = [task for task in tasks if task not in self.heads]
-        if unknown:
-            known = ", ".join(self.heads) or "none (this model has no heads)"
-            raise MtstError(f"unknown task '{unknown[0]}'; this model's tasks are: {known}")
-
-        def run(feeds: dict[str, np.ndarray], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:
-            out = self.run_graph(feeds)
-            rows = [{"text": text} for text in batch_texts]
-            with _single_torch_thread():
-                for task in tasks:
-                    logits = torch.from_numpy(np.ascontiguousarray(out[f"logits_{task}"], dtype=np.float32))
-                    for row, value in zip(rows, self.heads[task].decode(logits, items, batch_texts), strict=True):
-                        row[task] = value
-            if include_embedding:
-                for row, vector in zip(rows, out["sentence_embedding"].astype(np.float32).tolist(), strict=True):
-                    row["embedding"] = vector
-            return rows
-
-        return self._run_batched(_as_list(sentences), batch_size, show_progress, run)
-
-    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool,
-                     fn: Callable[[dict, Sequence[Tokenized], list[str]], list]) -> list:
-        def on_numpy(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list:
-            # encode tokenizes ids only (no shape_ids): its embedding graph needs no more
-            return fn({name: batch[name].numpy() for name in self.inputs if name in batch}, items, batch_texts)
-
-        return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, on_numpy)
+    def _feeds(self, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        # encode tokenizes ids only (no shape_ids): its embedding graph needs no more
+        return {name: batch[name].numpy() for name in self.inputs if name in batch}
 
 
-class OnnxPredictor(ExportedPredictor):
+class OnnxRuntime(ExportedRuntime):
     """ONNX Runtime on CPU; intra-op threads = ``threads``, one inter-op thread (one request at a time).
 
     ONNX Runtime runs every node of a graph whatever outputs are fetched (its profiler showed the NER head's
@@ -221,7 +188,7 @@ def encoder_graph(graph: Path, outputs: list[str]) -> bytes:
     return Extractor(model).extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString()
 
 
-class OpenVINOPredictor(ExportedPredictor):
+class OpenVINORuntime(ExportedRuntime):
     """OpenVINO CPU with the LATENCY hint (THROUGHPUT splits 2 cores into 2 slower single-thread streams).
     ``encode`` runs a graph compiled with the embedding output only; ``predict`` compiles the whole graph on
     first use, so encode-only users (serving embeddings, bulk encoding) compile once.
@@ -279,4 +246,4 @@ def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:
         raise MtstError(f"{graph} has no output '{missing[0]}' that export.json promises; export the model again")
 
 
-PREDICTORS: dict[str, type[ExportedPredictor]] = {"onnx": OnnxPredictor, "openvino": OpenVINOPredictor}
+RUNTIMES: dict[str, type[ExportedRuntime]] = {"onnx": OnnxRuntime, "openvino": OpenVINORuntime}

@@ -12,14 +12,14 @@ try:
 except ImportError as exc:  # a plain ImportError: this is an import, not a command-line problem
     raise ImportError("mtst.integrations.langchain needs langchain-core: pip install 'mtst[langchain]'") from exc
 
-from mtst.integrations.ray_data import ModelSpec
+from mtst.inference.backends import ModelSpec
 
 
 class MtstEmbeddings(Embeddings):
     """Documents and queries -> the model's sentence embeddings (what ``encode`` returns, as lists of floats).
 
     Args:
-        predictor: a MultiTaskModel or an exported predictor (anything with ``encode``).
+        predictor: a Predictor on any backend, or a MultiTaskModel (anything with ``encode``).
         batch_size: sentences per forward pass (each call is length-sorted into such batches).
         normalize: None keeps the model's own setting (unit vectors for the default model).
     """
@@ -30,7 +30,7 @@ class MtstEmbeddings(Embeddings):
     @classmethod
     def load(cls, model: str | None = None, backend: str = "auto", threads: int | None = None) -> MtstEmbeddings:
         """A saved or exported mtst model directory (None: a head-less all-MiniLM-L6-v2)."""
-        return cls(ModelSpec(model, backend).load(threads))
+        return cls(ModelSpec(model, backend, threads=threads).load())
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = self.predictor.encode(list(texts), batch_size=self.batch_size, normalize=self.normalize)

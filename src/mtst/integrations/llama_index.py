@@ -15,7 +15,7 @@ except ImportError as exc:  # a plain ImportError: this is an import, not a comm
                       ) from exc
 from pydantic import PrivateAttr
 
-from mtst.integrations.ray_data import ModelSpec
+from mtst.inference.backends import ModelSpec
 
 
 class MtstEmbedding(BaseEmbedding):
@@ -36,7 +36,7 @@ class MtstEmbedding(BaseEmbedding):
     @classmethod
     def load(cls, model: str | None = None, backend: str = "auto", threads: int | None = None) -> MtstEmbedding:
         """A saved or exported mtst model directory (None: a head-less all-MiniLM-L6-v2)."""
-        return cls(ModelSpec(model, backend).load(threads))
+        return cls(ModelSpec(model, backend, threads=threads).load())
 
     @classmethod
     def class_name(cls) -> str:

@@ -2,9 +2,10 @@
 options), batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=N), num_cpus=T)``.
 
 Ray builds one MtstPredictor per actor, so the model is loaded once per actor and reused for every batch; only
-the ``ModelSpec`` (plain values) travels to the actors, never a loaded model. A batch comes back with its columns
-kept and one column per task plus ``embedding`` added (Arrow types fixed by the model, so every block of a
-dataset has the same schema and Parquet can hold it). Nothing here imports Ray: the class is a plain callable.
+the ``ModelSpec`` (plain values, from mtst.inference.backends) travels to the actors, never a loaded model. A batch
+comes back with its columns kept and one column per task plus ``embedding`` added (Arrow types fixed by the model, so
+every block of a dataset has the same schema and Parquet can hold it). Nothing here imports Ray: the class is a
+plain callable.
 
 Rows numbered in a ``row`` column (``mtst.integrations.ray_sources``) are encoded ``chunk_size`` at a time, chunk
 ``row // chunk_size`` together, which is exactly what ``mtst encode --input F --output O.npy`` does, so the
@@ -14,60 +15,21 @@ floats match it bit for bit whatever blocks Ray forms. Without ``row``, each bat
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 
 from mtst.errors import MtstError
+from mtst.inference.backends import ModelSpec
+from mtst.model.predictor import Predictor
+from mtst.model.tasks import task_type
 
 ROW = "row"  # the global input row number, added by mtst's own Ray sources
 EMBEDDING = "embedding"
 ENTITY = pa.struct([("text", pa.string()), ("label", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
                     ("score", pa.float64())])
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model every actor loads, as plain values (they travel to other machines; a loaded model does not).
-
-    ``model``: a saved or exported mtst model directory (any backend ``load_predictor`` takes); None builds a
-    head-less model on ``backbone`` (default all-MiniLM-L6-v2) with ``pooling`` / ``max_seq_length``. The path
-    must be readable on every node of the cluster (a shared file system, or the same path on each machine).
-    """
-
-    model: str | None = None
-    backend: str = "auto"
-    backbone: str | None = None
-    pooling: str | None = None
-    normalize: bool | None = None  # embeddings only; None: what the model's config says
-    max_seq_length: int | None = None
-
-    def __post_init__(self) -> None:
-        from mtst.inference.backends import BACKENDS
-
-        if self.backend not in BACKENDS:
-            raise MtstError(f"unknown backend '{self.backend}'; choose one of {', '.join(BACKENDS)}")
-        fixed = [name for name in ("backbone", "pooling", "max_seq_length") if getattr(self, name) is not None]
-        if self.model is not None and fixed:
-            raise MtstError(f"{fixed[0]} cannot be combined with a model directory: it fixes its encoder settings")
-        if self.model is None and self.backend not in ("auto", "torch"):
-            raise MtstError(f"backend {self.backend} needs a model directory (an mtst export); backbones run on torch")
-
-    def load(self, threads: int | None = None):
-        """The predictor (MultiTaskModel or an exported runtime) with ``threads`` CPU threads."""
-        if self.model is not None:
-            from mtst.inference.backends import load_predictor
-
-            return load_predictor(self.model, self.backend, threads)
-        import torch
-
-        from mtst.model.multitask import MultiTaskModel
-
-        if threads is not None:
-            torch.set_num_threads(threads)
-        return MultiTaskModel.from_backbone(self.backbone, self.pooling, self.normalize, self.max_seq_length)
 
 
 @dataclass(frozen=True)
@@ -93,25 +55,12 @@ class PredictOptions:
             raise MtstError("nothing to compute: ask for the embedding, some tasks, or both")
 
 
-def resolve_tasks(predictor, tasks: Sequence[str] | None) -> list[str]:
-    """The tasks to run (None: all of the model's), each checked against the model."""
-    if tasks is None:
-        return list(predictor.tasks)
-    for task in tasks:
-        if task not in predictor.tasks:
-            known = ", ".join(predictor.tasks) or "none (this model has no heads)"
-            raise MtstError(f"unknown task '{task}'; this model's tasks are: {known}")
-    return list(tasks)
-
-
-def output_fields(predictor, options: PredictOptions) -> list[pa.Field]:
+def output_fields(predictor: Predictor, options: PredictOptions) -> list[pa.Field]:
     """The columns a batch gets, in order: one per task, then the embedding (the order of ``mtst predict``)."""
-    from mtst.model.heads import HEADS
-
     fields = []
-    for task in resolve_tasks(predictor, options.tasks):
+    for task in predictor.check_tasks(options.tasks):
         head = predictor.config.heads[task]
-        if HEADS[head.type].reads == "token_embeddings":
+        if task_type(head.type).token_level:
             kind = pa.list_(ENTITY)  # entities with character offsets
         else:
             distribution = pa.struct([(label, pa.float64()) for label in head.labels])
@@ -136,9 +85,9 @@ class MtstPredictor:
     def __init__(self, spec: ModelSpec, options: PredictOptions = PredictOptions(), threads: int | None = None):
         if threads is not None:
             os.environ["RAYON_NUM_THREADS"] = str(threads)  # the fast tokenizer's pool, before its first use
-        self.predictor = spec.load(threads)
+        self.predictor = (spec if threads is None else replace(spec, threads=threads)).load()
         self.spec, self.options = spec, options
-        self.tasks = resolve_tasks(self.predictor, options.tasks)
+        self.tasks = self.predictor.check_tasks(options.tasks)
         self.fields = output_fields(self.predictor, options)
 
     def __call__(self, batch) -> pa.Table:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from mtst.errors import MtstError, first_line
-from mtst.integrations.ray_data import ROW, ModelSpec, MtstPredictor, PredictOptions, output_fields
+from mtst.inference.backends import ModelSpec
+from mtst.integrations.ray_data import ROW, MtstPredictor, PredictOptions, output_fields
 from mtst.integrations.ray_sinks import FileSink, PartsSink, PartWriter, output_kind
 from mtst.progress import progress_bar
 

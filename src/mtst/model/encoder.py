@@ -4,6 +4,9 @@ The encoder maps ``input_ids``/``attention_mask`` to ``token_embeddings`` (B, T,
 exposes its layers bottom-to-top (embeddings, layer 0..L-1) for layer-wise LR decay and freezing,
 and, for BERT-style encoders, the pieces of its own forward pass (``embed``, ``run_layers``), so a
 task branch can split off after layer k (mtst.model.branch).
+
+The sentence-transformers directory format (modules.json, 1_Pooling, 2_Normalize, sentence_bert_config.json)
+lives here and nowhere else: ``load_backbone`` reads it, ``save_backbone`` writes it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import logging as hf_logging
 
 from mtst.errors import MtstError, first_line
+from mtst.files import write_json
+from mtst.model.config import EncoderConfig
 
 # Loading local weights is routine here: keep transformers' sharding notes and bars off stderr.
 hf_logging.set_verbosity_error()
@@ -80,6 +85,31 @@ def read_backbone_settings(path: Path, tokenizer: PreTrainedTokenizerBase) -> Ba
     if st_cfg.exists():
         max_len = int(_read_json(st_cfg).get("max_seq_length") or max_len)
     return BackboneSettings(pooling=pooling, normalize=normalize, max_seq_length=max_len)
+
+
+def write_backbone_settings(path: Path, settings: BackboneSettings | EncoderConfig, hidden_size: int) -> None:
+    """The files ``read_backbone_settings`` reads, beside a saved HF encoder: Transformer -> Pooling [-> Normalize].
+
+    ``settings``: its pooling, normalize and max_seq_length (a model's EncoderConfig has the same three fields).
+    """
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if settings.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (path / "2_Normalize").mkdir()
+    pooling = {
+        "word_embedding_dimension": hidden_size,
+        "pooling_mode_cls_token": settings.pooling == "cls",
+        "pooling_mode_mean_tokens": settings.pooling == "mean",
+        "pooling_mode_max_tokens": settings.pooling == "max",
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    (path / "1_Pooling").mkdir()
+    write_json(path / "1_Pooling" / "config.json", pooling)
+    write_json(path / "modules.json", modules)
+    write_json(path / "sentence_bert_config.json", {"max_seq_length": settings.max_seq_length, "do_lower_case": False})
 
 
 class Encoder(nn.Module):
@@ -174,3 +204,11 @@ def load_backbone(path: str | Path | None) -> tuple[Encoder, PreTrainedTokenizer
     transformer.eval()
     return Encoder(transformer), tokenizer, read_backbone_settings(model_dir, tokenizer)
 
+
+def save_backbone(path: Path, encoder: Encoder, tokenizer: PreTrainedTokenizerBase,
+                  settings: BackboneSettings | EncoderConfig) -> None:
+    """What ``load_backbone`` reads, into the existing folder ``path``: a sentence-transformers directory that
+    SentenceTransformer(path) loads unchanged."""
+    encoder.transformer.save_pretrained(str(path), safe_serialization=True)
+    tokenizer.save_pretrained(str(path))
+    write_backbone_settings(path, settings, encoder.hidden_size)

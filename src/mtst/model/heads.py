@@ -1,4 +1,4 @@
-"""Task heads and their registry. Adding a head type = one class here + one HEADS entry.
+"""Task heads: the modules a task type (mtst.model.tasks) builds. Adding a head kind = one class here + one task type.
 
 A head declares the feature key it reads (``task_embedding`` (B, H) or ``token_embeddings`` (B, T, H)),
 returns logits, owns its loss, and decodes logits into plain Python predictions. Token heads may also read
@@ -41,6 +41,10 @@ class Head(nn.Module):
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list:
         raise NotImplementedError
+
+    def best_labels(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> list:
+        """The predicted label name per row: what evaluation and export agreement compare with gold labels."""
+        return [self.labels[i] for i in logits.argmax(dim=-1).tolist()]
 
 
 class SentenceClassificationHead(Head):
@@ -123,8 +127,8 @@ class TokenClassificationHead(Head):
         rows = keep.any(dim=1)  # a sentence whose words were all cut off has nothing to score
         emissions, mask = _left_packed(logits[rows].float(), keep[rows])
         tags, _ = _left_packed(labels[rows].unsqueeze(-1), keep[rows])
-        tags = tags.squeeze(-1).masked_fill(~mask, 0)  # pytorch-crf indexes every position, masked or not
-        return -self.crf(emissions, tags, mask, reduction="token_mean")
+        tags = tags.squeeze(-1).masked_fill(~mask, 0)  # the CRF indexes every position, masked or not
+        return self.crf.loss(emissions, tags, mask)  # the word-weighted mean negative log-likelihood
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[list[dict]]:
         # One max over the whole batch, then plain lists: a tiny torch op per word made decoding cost
@@ -144,6 +148,13 @@ class TokenClassificationHead(Head):
     def best_tags(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> torch.Tensor:
         """(B, T) tag ids, read at each word's first sub-token: the arg-max, or the CRF's Viterbi path."""
         return logits.argmax(dim=-1) if self.crf is None else self._viterbi(logits.float(), items)[0]
+
+    def best_labels(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> list[dict[int, str]]:
+        """Per row, word index -> its tag name, for every word that has a sub-token (words cut off by truncation
+        are absent): the one place logits become word tags outside ``decode``."""
+        best = self.best_tags(logits, items).tolist()  # (B, T)
+        return [{word: self.labels[best[row][position]] for word, position in first_subtokens(item.word_ids).items()}
+                for row, item in enumerate(items)]
 
     def _viterbi(self, logits: torch.Tensor, items: Sequence[Tokenized], with_marginals: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -210,57 +221,3 @@ class WindowedTokenClassificationHead(TokenClassificationHead):
         states = self.inputs(features, shape_ids)  # (B, T, H [+ S])
         window = self.activation(self.conv(states.transpose(1, 2))).transpose(1, 2)  # (B, T, channels)
         return self.classifier(torch.cat([states, self.dropout(window)], dim=-1))  # (B, T, C)
-
-
-class PairHead(Head):
-    """A sentence-pair task: no parameters, no per-sentence prediction; its loss trains the embedding path.
-
-    ``pair_loss(first, second, scores)`` takes the two sides' sentence embeddings (B, H) and comes from
-    sentence-transformers (its losses work on embeddings alone; they never see our model object). It is
-    imported on first use: sentence-transformers takes seconds to import, and only training needs it.
-    """
-
-    reads = "sentence_embedding"
-    objective_name: str
-
-    @property
-    def objective(self) -> nn.Module:
-        if not hasattr(self, "_objective"):
-            from sentence_transformers.sentence_transformer import losses
-
-            # object.__setattr__: a plain attribute, not a submodule (it holds no weights and is never saved)
-            object.__setattr__(self, "_objective", getattr(losses, self.objective_name)(None))  # scale 20
-        return self._objective
-
-    def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return features  # the embeddings are the pair task's "logits"
-
-    def pair_loss(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return self.objective.compute_loss_from_embeddings([first.float(), second.float()], scores)
-
-
-class ScoredPairHead(PairHead):
-    """Pairs with a similarity score (STS-style): CoSENT, which only asks that higher-scored pairs get a
-    higher cosine than lower-scored ones."""
-
-    objective_name = "CoSENTLoss"
-
-
-class PositivePairHead(PairHead):
-    """Matching pairs (query-passage, duplicates): multiple-negatives ranking, every other second sentence in the
-    batch is a negative for a first one."""
-
-    objective_name = "MultipleNegativesRankingLoss"
-
-
-HEADS: dict[str, type[Head]] = {
-    "sentence_classification": SentenceClassificationHead,
-    "token_classification": TokenClassificationHead,
-    "windowed_token_classification": WindowedTokenClassificationHead,
-    "scored_pairs": ScoredPairHead,
-    "positive_pairs": PositivePairHead,
-}
-
-
-def build_head(config: HeadConfig) -> Head:
-    return HEADS[config.type](config)

@@ -23,13 +23,14 @@ from transformers import PreTrainedTokenizerBase
 
 from mtst.errors import MtstError
 from mtst.model.branch import TaskBranch, check_layerwise
-from mtst.model.config import PAIR_TYPES, EncoderConfig, HeadConfig, ModelConfig
-from mtst.model.encoder import Encoder, load_backbone
-from mtst.model.heads import build_head
-from mtst.model.onednn import use_onednn
+from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
+from mtst.model.encoder import Encoder, load_backbone, save_backbone
+from mtst.model.onednn import CPU_KERNELS, cpu_kernels, kernels_from_environment, use_onednn
 from mtst.model.pooling import Pooling
-from mtst.model.storage import load_model, save_model
-from mtst.model.tokenization import BatchFn, TextTokenizer, Tokenized, map_batches
+from mtst.model.predictor import Predictor, TorchRuntime, check_tasks
+from mtst.model.storage import read_model_dir, save_model_dir
+from mtst.model.tasks import PairObjective, task_type
+from mtst.model.tokenization import TextTokenizer
 from mtst.model.word_shapes import is_uncased
 
 WORD_SHAPE_CHOICES = ("off", "on", "auto")
@@ -43,7 +44,8 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = encoder
-        use_onednn(self.encoder)  # inference matmuls through oneDNN: ~2x faster than MKL here (see mtst.model.onednn)
+        # torch's kernels unless MTST_ONEDNN=1 (see set_cpu_kernels); a branch below copies the layers as they are
+        use_onednn(self.encoder, enabled=kernels_from_environment() == "onednn")
         self.branch: TaskBranch | None = None
         if config.encoder.branch_at is not None:
             check_layerwise(self.encoder)
@@ -51,7 +53,10 @@ class MultiTaskModel(nn.Module):
             self.encoder.requires_grad_(False)  # the embedding path never trains
         self.backbone_sha256 = encoder.fingerprint()  # the encoder as loaded: save() can tell if it changed
         self.pooling = Pooling(config.encoder.pooling)
-        self.heads = nn.ModuleDict({name: build_head(cfg) for name, cfg in config.heads.items()})
+        self.heads = nn.ModuleDict()  # the tasks predict() answers
+        self.objectives: dict[str, PairObjective] = {}  # pair tasks: they train the embedding, predict nothing
+        for name, head_config in config.heads.items():
+            self._build_task(name, head_config)
         self.tokenizer = TextTokenizer(tokenizer, config.encoder.max_seq_length)
         self.tokenizer.word_shapes = any(head.word_shape_dim for head in config.heads.values())
         self.max_tokens: int | None = None  # padded tokens per inference batch (None: batch_size only)
@@ -96,18 +101,33 @@ class MultiTaskModel(nn.Module):
         head_config = HeadConfig(type=type, labels=list(labels), input_dim=self.config.encoder.hidden_size,
                                  hidden_dim=hidden_dim, dropout=dropout, crf=crf,
                                  word_shape_dim=WORD_SHAPE_DIM if shapes else 0)
+        self._build_task(name, head_config)
         self.config.heads = {**self.config.heads, name: head_config}
-        self.heads[name] = build_head(head_config).train(self.training)
         self.tokenizer.word_shapes = any(c.word_shape_dim for c in self.config.heads.values())
+
+    def _build_task(self, name: str, config: HeadConfig) -> None:
+        kind = task_type(config.type)
+        if kind.predicts:
+            self.heads[name] = kind.build_head(config).train(self.training)
+        else:
+            self.objectives[name] = kind.build_objective(config)
+
+    def set_cpu_kernels(self, kernels: str) -> str:
+        """How the encoder's (and branch's) linear layers run at CPU inference: "torch" (``nn.Linear``, MKL's
+        sgemm; the default) or "onednn" (oneDNN's matmul, GELU fused: mtst.model.onednn). Parameters, saved
+        files, training, GPU and export are the same either way. Returns the kernels now in use: "torch" where
+        oneDNN is not usable on this machine."""
+        if kernels not in CPU_KERNELS:
+            raise MtstError(f"unknown CPU kernels '{kernels}'; choose one of {', '.join(CPU_KERNELS)}")
+        for part in (self.encoder, self.branch):
+            if part is not None:
+                use_onednn(part, enabled=kernels == "onednn")
+        return cpu_kernels(self.encoder)
 
     @property
     def tasks(self) -> list[str]:
-        """The tasks ``predict`` answers; pair tasks (``pair_tasks``) only train the embedding."""
-        return [name for name, head in self.config.heads.items() if head.type not in PAIR_TYPES]
-
-    @property
-    def pair_tasks(self) -> list[str]:
-        return [name for name, head in self.config.heads.items() if head.type in PAIR_TYPES]
+        """The tasks ``predict`` answers; pair tasks (``objectives``) only train the embedding."""
+        return list(self.heads)
 
     # ---- forward ------------------------------------------------------------------------
     def forward(self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None,
@@ -172,31 +192,13 @@ class MultiTaskModel(nn.Module):
         return self.encoder if self.branch is None else self.branch
 
     def _check_tasks(self, tasks: Sequence[str]) -> list[str]:
-        unknown = [task for task in tasks if task not in self.heads]
-        if unknown:
-            known = ", ".join(self.heads) or "none (this model has no heads)"
-            raise MtstError(f"unknown task '{unknown[0]}'; this model's tasks are: {known}")
-        return list(tasks)
+        return check_tasks(tasks, self.heads, self.config)  # the one unknown-task / pair-task error
 
-    # ---- inference ----------------------------------------------------------------------
+    # ---- inference: the one surface of mtst.model.predictor, on torch ----------------------
     def encode(self, sentences: Sequence[str], batch_size: int = 64, normalize: bool | None = None,
                show_progress: bool = False, convert_to: str = "numpy") -> np.ndarray | torch.Tensor:
         """Sentences -> embeddings (N, H), in input order; batches are sorted by token length."""
-        if convert_to not in ("numpy", "torch"):
-            raise MtstError(f"unknown convert_to '{convert_to}'; use 'numpy' or 'torch'")
-        normalize = self.config.encoder.normalize if normalize is None else normalize
-        hidden = self.config.encoder.hidden_size
-
-        def embed(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], texts: list[str]) -> list:
-            token_embeddings = self.encoder(batch["input_ids"], batch["attention_mask"])  # the backbone alone
-            pooled = self.pooling(token_embeddings, batch["attention_mask"])
-            if normalize:
-                pooled = nn.functional.normalize(pooled, p=2, dim=-1)
-            return list(pooled.float())
-
-        rows = self._run_batched(_as_list(sentences), batch_size, show_progress, embed, ids_only=True)
-        result = torch.stack(rows) if rows else torch.zeros((0, hidden))
-        return result if convert_to == "torch" else result.numpy()
+        return Predictor(TorchRuntime(self)).encode(sentences, batch_size, normalize, show_progress, convert_to)
 
     def predict(self, sentences: Sequence[str], tasks: Sequence[str] | None = None, batch_size: int = 32,
                 include_embedding: bool = False, show_progress: bool = False) -> list[dict]:
@@ -205,35 +207,7 @@ class MultiTaskModel(nn.Module):
         Sentence tasks give ``{label, score, distribution}``; token tasks give a list of entities
         ``{text, label, start, end, score}`` with character offsets into the input text.
         """
-        tasks = self._check_tasks(tasks if tasks is not None else self.tasks)
-        if any(task in self.pair_tasks for task in tasks):
-            raise MtstError(f"'{next(t for t in tasks if t in self.pair_tasks)}' is a pair task: it has no "
-                            "per-sentence prediction; its training shows in encode()")
-        texts = _as_list(sentences)
-
-        def run(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:
-            out = self.forward(batch, tasks=tasks, embedding=include_embedding)
-            rows = [{"text": text} for text in batch_texts]
-            for task in tasks:
-                decoded = self.heads[task].decode(out["logits"][task], items, batch_texts)
-                for row, value in zip(rows, decoded, strict=True):
-                    row[task] = value
-            if include_embedding:
-                for row, vector in zip(rows, out["sentence_embedding"].float().tolist(), strict=True):
-                    row["embedding"] = vector
-            return rows
-
-        return self._run_batched(texts, batch_size, show_progress, run)
-
-    def _run_batched(self, texts: list[str], batch_size: int, show_progress: bool, fn: BatchFn,
-                     ids_only: bool = False) -> list:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, fn, ids_only)
-        finally:
-            self.train(was_training)
+        return Predictor(TorchRuntime(self)).predict(sentences, tasks, batch_size, include_embedding, show_progress)
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path, include_encoder: bool = True, dtype: str = "float32") -> Path:
@@ -242,7 +216,19 @@ class MultiTaskModel(nn.Module):
         ``include_encoder=False`` references the untouched backbone instead of copying it (an error if the
         encoder trained); ``dtype`` "bfloat16" / "float16" halves the stored branch and head weights.
         """
-        return save_model(self, Path(path), include_encoder=include_encoder, dtype=dtype)
+        if not include_encoder and self.encoder.fingerprint() != self.backbone_sha256:
+            raise MtstError("the encoder changed since it was loaded (it trained), so include_encoder=False would "
+                            "lose it; save the encoder (include_encoder=True)")
+        config = self.config.model_copy(deep=True)
+        config.encoder.backbone_sha256 = None if include_encoder else self.backbone_sha256  # the reference
+        tensors = {part: module.state_dict() for part, module in self._stored_parts().items()}
+        return save_model_dir(Path(path), config, tensors, self._write_encoder if include_encoder else None, dtype)
+
+    def _stored_parts(self) -> dict[str, nn.Module]:
+        return {"heads": self.heads} if self.branch is None else {"heads": self.heads, "branch": self.branch}
+
+    def _write_encoder(self, directory: Path) -> None:
+        save_backbone(directory, self.encoder, self.tokenizer.tokenizer, self.config.encoder)
 
     @classmethod
     def load(cls, path: str | Path | None = None, backbone: str | Path | None = None) -> MultiTaskModel:
@@ -250,14 +236,11 @@ class MultiTaskModel(nn.Module):
 
         ``backbone``: where the backbone is, for a directory that references one not found where it was.
         """
-        return load_model(cls, path, backbone)
+        stored = read_model_dir(path, backbone)  # the config, where the encoder is, head (and branch) tensors
+        encoder, tokenizer, _ = load_backbone(stored.encoder_source)
+        stored.check_encoder(encoder.hidden_size)
+        model = cls(encoder, tokenizer, stored.config)
+        stored.check_backbone(model.backbone_sha256)
+        stored.load_into(model._stored_parts())
+        return model.eval()
 
-
-def _as_list(sentences: Sequence[str] | str) -> list[str]:
-    if isinstance(sentences, str):
-        return [sentences]
-    texts = list(sentences)
-    bad = next((t for t in texts if not isinstance(t, str)), None)
-    if bad is not None:
-        raise MtstError(f"sentences must be strings, got {type(bad).__name__}")
-    return texts

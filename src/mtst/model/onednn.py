@@ -1,15 +1,17 @@
-"""fp32 inference through oneDNN's matmul instead of MKL's sgemm (the encoder's linear layers).
+"""fp32 inference through oneDNN's matmul instead of MKL's sgemm (the encoder's linear layers): an opt-in.
 
 Why: on CPU, ``nn.Linear`` calls MKL's sgemm. On the project's AMD Zen5 CPU that ran at ~100 GFLOP/s on one
 core, while oneDNN (bundled with torch; the library OpenVINO builds on) runs the same fp32 product at
-~230 GFLOP/s: (960 x 384) @ (384 x 1536) took 10.9 ms vs 4.8 ms, one thread. The linear layers are ~80 % of
-MiniLM's encode time, so this alone nearly halves the CPU time of ``encode``/``predict``.
+~230 GFLOP/s: (960 x 384) @ (384 x 1536) took 10.9 ms vs 4.8 ms, one thread. Whether it wins depends on the
+CPU, so torch's own path is the default: ``MultiTaskModel.set_cpu_kernels("onednn")`` (or ``MTST_ONEDNN=1``
+when a model is built) switches a model over, ``set_cpu_kernels("torch")`` switches it back.
 
-Only inference takes that path (``torch.inference_mode``, as ``MultiTaskModel.encode``/``predict`` and
-evaluation run): training, autograd, ONNX tracing and torch.compile keep ``nn.Linear``'s own code, so
-gradients and exported graphs are untouched. Results differ from MKL's by float rounding only (max
-|diff| ~2e-7 on MiniLM embeddings). The GELU after each intermediate layer is fused into its matmul.
-Set ``MTST_ONEDNN=0`` to keep torch's default path (e.g. to measure the difference).
+``use_onednn`` puts a OneDNNLinear in each ``nn.Linear``'s place, holding the same Parameter objects (names,
+optimizers and saved files do not change), and back. Only inference takes the oneDNN op
+(``torch.inference_mode``, as ``MultiTaskModel.encode``/``predict`` and evaluation run): training, autograd,
+ONNX tracing and torch.compile run ``nn.Linear``'s own code, so gradients and exported graphs are untouched.
+Results differ from MKL's by float rounding only (max |diff| ~2e-7 on MiniLM embeddings). The exact GELU
+after each intermediate layer is fused into its matmul.
 """
 
 from __future__ import annotations
@@ -24,16 +26,23 @@ from torch import nn
 logger = logging.getLogger("mtst")
 
 _X86 = ("x86_64", "amd64", "i386", "i686")  # measured on x86 only; other CPUs keep torch's default
+CPU_KERNELS = ("torch", "onednn")  # how linear layers run at CPU inference: torch's nn.Linear (MKL), or oneDNN
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 class OneDNNLinear(nn.Linear):
-    """``nn.Linear`` (same parameters, same state_dict keys) that runs through oneDNN at inference time.
+    """Takes an ``nn.Linear``'s place with the same Parameter objects and runs them through oneDNN at inference.
 
     ``activation`` "gelu" applies the exact (erf) GELU after the product on both paths, fused into the
-    oneDNN call; the module that used to apply it then holds ``nn.Identity``.
+    oneDNN call; the module that used to apply it then holds a FusedGELU.
     """
 
-    activation: str = "none"
+    def __init__(self, linear: nn.Linear):
+        # "meta": nn.Linear's own init without allocating weights that the next line replaces
+        super().__init__(linear.in_features, linear.out_features, linear.bias is not None, device="meta")
+        self.weight, self.bias = linear.weight, linear.bias
+        self.activation = "none"
+        self.train(linear.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _fast_path(x, self.weight):
@@ -41,6 +50,20 @@ class OneDNNLinear(nn.Linear):
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.activation, [], algorithm)
         out = nn.functional.linear(x, self.weight, self.bias)
         return nn.functional.gelu(out) if self.activation == "gelu" else out
+
+    def plain(self) -> nn.Linear:
+        """An ``nn.Linear`` holding this layer's Parameter objects (what it replaced)."""
+        linear = nn.Linear(self.in_features, self.out_features, self.bias is not None, device="meta")
+        linear.weight, linear.bias = self.weight, self.bias
+        return linear.train(self.training)
+
+
+class FusedGELU(nn.Identity):
+    """Stands where a block's GELU was while the OneDNNLinear before it applies it; keeps it to put back."""
+
+    def __init__(self, activation: nn.Module):
+        super().__init__()
+        self.fused = activation
 
 
 def _fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -51,10 +74,16 @@ def _fast_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return x.is_cpu and weight.is_cpu and x.dtype == torch.float32 and weight.dtype == torch.float32
 
 
+def kernels_from_environment() -> str:
+    """The CPU kernels a new model starts with: "onednn" where ``MTST_ONEDNN`` is 1 (true, yes, on), else "torch"."""
+    value = os.environ.get("MTST_ONEDNN", "").strip().lower()
+    if value not in _ON + _OFF:
+        logger.warning("MTST_ONEDNN=%r is neither 1 nor 0; keeping torch's kernels", value)
+    return "onednn" if value in _ON else "torch"
+
+
 def onednn_usable() -> bool:
-    """oneDNN's linear op exists, gives the same numbers as ``F.linear``, and the user has not turned it off."""
-    if os.environ.get("MTST_ONEDNN", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
+    """oneDNN's linear op exists here and gives the same numbers as ``F.linear``."""
     if platform.machine().lower() not in _X86 or not torch.backends.mkldnn.is_available():
         return False
     try:
@@ -69,22 +98,37 @@ def onednn_usable() -> bool:
         return False
 
 
-def use_onednn(module: nn.Module) -> int:
-    """Turn every plain ``nn.Linear`` inside ``module`` into a OneDNNLinear in place (the same Parameter
-    objects stay, so optimizers, names and saved files do not change) and fuse exact GELUs that directly
-    follow one. Returns how many layers were switched (0 when oneDNN is not usable here)."""
-    if not onednn_usable():
+def use_onednn(module: nn.Module, enabled: bool = True) -> int:
+    """Put a OneDNNLinear in the place of every plain ``nn.Linear`` inside ``module`` and fuse the exact GELUs
+    that directly follow one (``enabled``), or put the plain layers and GELUs back (not ``enabled``). The same
+    Parameter objects stay throughout. Returns how many layers changed (0 when oneDNN is not usable here)."""
+    if enabled and not onednn_usable():
         return 0
-    switched = 0
-    for child in module.modules():
-        if type(child) is nn.Linear:
-            child.__class__ = OneDNNLinear  # a subclass without new state: a class swap is all it takes
-            switched += 1
-    for child in module.modules():
-        dense, act = getattr(child, "dense", None), getattr(child, "intermediate_act_fn", None)
-        if isinstance(dense, OneDNNLinear) and _is_exact_gelu(act):
-            _fuse_gelu(child, dense, act)
-    return switched
+    if not enabled:  # the GELUs first, while their blocks' dense layers still say "gelu"
+        for block in module.modules():
+            if isinstance(getattr(block, "intermediate_act_fn", None), FusedGELU):
+                block.dense.activation, block.intermediate_act_fn = "none", block.intermediate_act_fn.fused
+    changed = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if enabled and type(child) is nn.Linear:
+                setattr(parent, name, OneDNNLinear(child))
+            elif not enabled and isinstance(child, OneDNNLinear):
+                setattr(parent, name, child.plain())
+            else:
+                continue
+            changed += 1
+    if enabled:
+        for block in module.modules():
+            dense, act = getattr(block, "dense", None), getattr(block, "intermediate_act_fn", None)
+            if isinstance(dense, OneDNNLinear) and _is_exact_gelu(act):
+                _fuse_gelu(block, dense, act)
+    return changed
+
+
+def cpu_kernels(module: nn.Module) -> str:
+    """The kernels ``module``'s linear layers run at CPU inference: "onednn" when any is a OneDNNLinear."""
+    return "onednn" if any(isinstance(child, OneDNNLinear) for child in module.modules()) else "torch"
 
 
 def _is_exact_gelu(act: object) -> bool:
@@ -100,6 +144,6 @@ def _fuse_gelu(block: nn.Module, dense: OneDNNLinear, act: nn.Module) -> None:
     x = x.to(dense.weight)  # (2, 3, in_features)
     with torch.no_grad():
         before = block(x)
-        dense.activation, block.intermediate_act_fn = "gelu", nn.Identity()
+        dense.activation, block.intermediate_act_fn = "gelu", FusedGELU(act)
         if not (isinstance(before, torch.Tensor) and torch.equal(block(x), before)):
             dense.activation, block.intermediate_act_fn = "none", act

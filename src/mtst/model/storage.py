@@ -1,20 +1,25 @@
-"""The model directory format. No pickle anywhere: JSON + safetensors only.
+"""The model directory format, on plain values: a config, named tensor dicts and an encoder folder.
+No pickle anywhere: JSON + safetensors only.
 
     <dir>/mtst_config.json     format version, encoder settings, every head's type, sizes, labels
     <dir>/heads.safetensors    head weights, keys "<task>.<param>"
     <dir>/branch.safetensors   the task branch's layers (models with ``branch_at``), keys "layers.<i>.<param>"
-    <dir>/encoder/             a sentence-transformers directory: SentenceTransformer("<dir>/encoder")
-                               loads it unchanged. Left out when the encoder is the untouched backbone:
-                               the config then references it ("default" = the packaged model, or its
-                               directory) with the sha256 of its weights, checked at load time.
-Heads and branch may be stored as bfloat16 / float16 (``dtype``); they are loaded back as float32.
+    <dir>/encoder/             a sentence-transformers directory (written and read by mtst.model.encoder:
+                               save_backbone / load_backbone). Left out when the encoder is the untouched
+                               backbone: the config then references it ("default" = the packaged model, or
+                               its directory) with the sha256 of its weights, checked at load time.
+Heads and branch may be stored as bfloat16 / float16 (``dtype``); they are read back as float32.
+
+This module knows files and tensors, not the model: ``MultiTaskModel.save`` gathers its parts' state dicts and
+a callable that writes its encoder, ``MultiTaskModel.load`` builds itself from a ``StoredModel``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from pydantic import ValidationError
@@ -23,79 +28,58 @@ from safetensors.torch import load_file, save_file
 
 from mtst.errors import MtstError, first_line
 from mtst.files import staged_dir, write_json
-from mtst.model.config import CONFIG_FILE, ModelConfig, migrate
-from mtst.model.encoder import load_backbone
-
-if TYPE_CHECKING:
-    from mtst.model.multitask import MultiTaskModel
+from mtst.model.config import CONFIG_FILE, EncoderConfig, ModelConfig, migrate
+from mtst.model.tasks import task_type
 
 HEADS_FILE = "heads.safetensors"
 BRANCH_FILE = "branch.safetensors"
+PART_FILES = {"heads": HEADS_FILE, "branch": BRANCH_FILE}  # tensor dict name -> its file
 ENCODER_DIR = "encoder"
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "pretrained" / "default"  # mtst/pretrained/default
 
-
-def write_encoder(model: MultiTaskModel, directory: Path) -> None:
-    """The encoder as a sentence-transformers directory (Transformer -> Pooling [-> Normalize])."""
-    cfg = model.config.encoder
-    model.encoder.transformer.save_pretrained(str(directory), safe_serialization=True)
-    model.tokenizer.tokenizer.save_pretrained(str(directory))
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    if cfg.normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-        (directory / "2_Normalize").mkdir()
-    pooling = {
-        "word_embedding_dimension": cfg.hidden_size,
-        "pooling_mode_cls_token": cfg.pooling == "cls",
-        "pooling_mode_mean_tokens": cfg.pooling == "mean",
-        "pooling_mode_max_tokens": cfg.pooling == "max",
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    }
-    (directory / "1_Pooling").mkdir()
-    write_json(directory / "1_Pooling" / "config.json", pooling)
-    write_json(directory / "modules.json", modules)
-    write_json(directory / "sentence_bert_config.json", {"max_seq_length": cfg.max_seq_length, "do_lower_case": False})
+Tensors = dict[str, torch.Tensor]
 
 
-def save_model(model: MultiTaskModel, path: Path, include_encoder: bool = True, dtype: str = "float32") -> Path:
-    """Write everything into a temp dir beside ``path``, then swap it in: never half-written."""
+def save_model_dir(path: Path, config: ModelConfig, tensors: dict[str, Tensors],
+                   write_encoder: Callable[[Path], None] | None, dtype: str = "float32") -> Path:
+    """Write everything into a temp dir beside ``path``, then swap it in: never half-written.
+
+    Args:
+        config: written as given; without ``write_encoder`` it must reference the backbone (``backbone_sha256``).
+        tensors: "heads" (and "branch") -> a state dict, each into its own safetensors file.
+        write_encoder: fills the empty encoder/ folder it is given; None leaves encoder/ out.
+        dtype: how floating-point tensors are stored: "float32", "bfloat16" or "float16".
+    """
     if dtype not in WEIGHT_DTYPES:
         raise MtstError(f"unknown dtype '{dtype}'; choose one of {', '.join(WEIGHT_DTYPES)}")
-    reference = None if include_encoder else _backbone_reference(model)
-    config = model.config.model_copy(deep=True)
-    config.encoder.backbone_sha256 = reference
+    if write_encoder is None:
+        _check_reference(config.encoder)
     path = path.resolve()
     with staged_dir(path) as staging:
         write_json(staging / CONFIG_FILE, config.model_dump(mode="json"))
-        save_file(_weights(model.heads, dtype), str(staging / HEADS_FILE), metadata={"format": "pt"})
-        if model.branch is not None:
-            save_file(_weights(model.branch, dtype), str(staging / BRANCH_FILE), metadata={"format": "pt"})
-        if include_encoder:
+        for part, state in tensors.items():
+            save_file(_cast(state, dtype), str(staging / PART_FILES[part]), metadata={"format": "pt"})
+        if write_encoder is not None:
             (staging / ENCODER_DIR).mkdir()
-            write_encoder(model, staging / ENCODER_DIR)
+            write_encoder(staging / ENCODER_DIR)
     return path
 
 
-def _backbone_reference(model: MultiTaskModel) -> str:
-    """The sha256 a directory without encoder/ records, once it is sure the backbone can be found again."""
-    source = model.config.encoder.backbone
-    if source != "default" and not Path(source).is_dir():
-        raise MtstError(f"include_encoder=False references the backbone by its directory, but {source!r} is not "
-                        "one; save the encoder (include_encoder=True)")
-    if model.encoder.fingerprint() != model.backbone_sha256:
-        raise MtstError("the encoder changed since it was loaded (it trained), so include_encoder=False would lose "
-                        "it; save the encoder (include_encoder=True)")
-    return model.backbone_sha256
+def _check_reference(encoder: EncoderConfig) -> None:
+    """A directory without encoder/ must be able to find its backbone again, and know its weights."""
+    if encoder.backbone != "default" and not Path(encoder.backbone).is_dir():
+        raise MtstError(f"include_encoder=False references the backbone by its directory, but {encoder.backbone!r} "
+                        "is not one; save the encoder (include_encoder=True)")
+    if not encoder.backbone_sha256:
+        raise MtstError("a model directory without its encoder must record the backbone's sha256 "
+                        "(encoder.backbone_sha256); save the encoder (include_encoder=True)")
 
 
-def _weights(module: torch.nn.Module, dtype: str) -> dict[str, torch.Tensor]:
+def _cast(state: Tensors, dtype: str) -> Tensors:
     cast = WEIGHT_DTYPES[dtype]
     return {key: (value.to(cast) if value.is_floating_point() else value).detach().contiguous().cpu()
-            for key, value in module.state_dict().items()}
+            for key, value in state.items()}
 
 
 def read_config(path: Path) -> ModelConfig:
@@ -108,7 +92,7 @@ def read_config(path: Path) -> ModelConfig:
         raise MtstError(f"{path} is not an mtst model directory: no {CONFIG_FILE}{hint}")
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
-        return ModelConfig.model_validate(migrate(raw))
+        config = ModelConfig.model_validate(migrate(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MtstError(f"corrupt {config_file}: {exc}") from exc
     except ValidationError as exc:
@@ -117,25 +101,56 @@ def read_config(path: Path) -> ModelConfig:
         raise MtstError(f"invalid {config_file}: {where}: {first['msg']}") from exc
     except ValueError as exc:
         raise MtstError(f"invalid {config_file}: {exc}") from exc
+    for name, head in config.heads.items():  # what each task type allows (an unknown type names the choices)
+        try:
+            task_type(head.type).check(head)
+        except MtstError as exc:
+            raise MtstError(f"invalid {config_file}: heads.{name}: {exc}") from exc
+    return config
 
 
-def load_model(cls: type[MultiTaskModel], path: str | Path | None, backbone: str | Path | None = None
-               ) -> MultiTaskModel:
+@dataclass(frozen=True)
+class StoredModel:
+    """A model directory read back as plain values: what ``MultiTaskModel.load`` builds itself from."""
+
+    path: Path
+    config: ModelConfig
+    encoder_source: Path | None  # the encoder's directory; None: the packaged default backbone
+    tensors: dict[str, Tensors]  # "heads" (and "branch") -> state dict, float32
+
+    def check_encoder(self, hidden_size: int) -> None:
+        """The encoder found at ``encoder_source`` has the width the config was built for."""
+        if hidden_size != self.config.encoder.hidden_size:
+            raise MtstError(f"encoder hidden size {hidden_size} != config's {self.config.encoder.hidden_size} in "
+                            f"{self.path}")
+
+    def check_backbone(self, sha256: str) -> None:
+        """A referenced backbone (no encoder/ of its own) has exactly the weights the model was trained on."""
+        expected = self.config.encoder.backbone_sha256
+        if expected and self.encoder_source != self.path / ENCODER_DIR and sha256 != expected:
+            raise MtstError(f"the backbone in {self.encoder_source or 'the default model package'} is not the one "
+                            f"{self.path} was trained on (its weights differ); pass the original backbone")
+
+    def load_into(self, modules: dict[str, torch.nn.Module]) -> None:
+        """Each stored part ("heads", "branch") into the module of that name, strictly."""
+        if set(modules) != set(self.tensors):
+            raise MtstError(f"{self.path} stores {', '.join(self.tensors)}; the model built from it has "
+                            f"{', '.join(modules)}")
+        for part, state in self.tensors.items():
+            load_state(modules[part], state, self.path / PART_FILES[part])
+
+
+def read_model_dir(path: str | Path | None, backbone: str | Path | None = None) -> StoredModel:
+    """Read a model directory (None: the one shipped with mtst): its config, where its encoder is, its tensors.
+
+    ``backbone`` overrides where the encoder comes from (a directory that references one not found where it was).
+    """
     path = DEFAULT_MODEL_DIR if path in (None, "") else Path(path)
     config = read_config(path)
     source = _encoder_source(path, config, backbone)
-    encoder, tokenizer, _ = load_backbone(source)
-    if encoder.hidden_size != config.encoder.hidden_size:
-        raise MtstError(f"encoder hidden size {encoder.hidden_size} != config's {config.encoder.hidden_size} in {path}")
-    model = cls(encoder, tokenizer, config)
-    expected = config.encoder.backbone_sha256
-    if expected and source != path / ENCODER_DIR and model.backbone_sha256 != expected:
-        raise MtstError(f"the backbone in {source or 'the default model package'} is not the one {path} was trained "
-                        "on (its weights differ); pass the original backbone")
-    load_weights(model.heads, path / HEADS_FILE, path)
-    if model.branch is not None:
-        load_weights(model.branch, path / BRANCH_FILE, path)
-    return model.eval()
+    parts = ["heads"] if config.encoder.branch_at is None else ["heads", "branch"]
+    tensors = {part: read_tensors(path / PART_FILES[part], path) for part in parts}
+    return StoredModel(path=path, config=config, encoder_source=source, tensors=tensors)
 
 
 def _encoder_source(path: Path, config: ModelConfig, backbone: str | Path | None) -> Path | None:
@@ -154,13 +169,25 @@ def _encoder_source(path: Path, config: ModelConfig, backbone: str | Path | None
     raise MtstError(f"{path} has no {ENCODER_DIR}/ directory; the model directory is incomplete")
 
 
-def load_weights(module: torch.nn.Module, file: Path, path: Path) -> None:
-    """A safetensors file into ``module`` (strict), cast to float32 where it was stored smaller."""
+def read_tensors(file: Path, path: Path) -> Tensors:
+    """A safetensors file of model directory ``path`` as a state dict, cast to float32 where it was stored smaller."""
     if not file.exists():
         raise MtstError(f"{path} has no {file.name}; the model directory is incomplete")
     try:
         stored = load_file(str(file))
-        state = {key: value.float() if value.is_floating_point() else value for key, value in stored.items()}
-        module.load_state_dict(state, strict=True)
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise MtstError(f"corrupt or mismatched {file}: {first_line(exc)}") from exc
+    return {key: value.float() if value.is_floating_point() else value for key, value in stored.items()}
+
+
+def load_state(module: torch.nn.Module, state: Tensors, file: Path) -> None:
+    """``state`` (read from ``file``) into ``module``, strictly: a one-line error when they do not match."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise MtstError(f"corrupt or mismatched {file}: {first_line(exc)}") from exc
+
+
+def load_weights(module: torch.nn.Module, file: Path, path: Path) -> None:
+    """A safetensors file of model directory ``path`` into ``module`` (strict), as float32."""
+    load_state(module, read_tensors(file, path), file)

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 
 from mtst.errors import MtstError
 from mtst.inference.batching import MicroBatcher, QueueFullError, ShuttingDownError, pass_size
+from mtst.model.predictor import as_predictor
 from mtst.serving.edge import EdgeMiddleware, Metrics, error_response, json_response
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -183,7 +184,7 @@ def describe(predictor, name: str) -> dict:
     """What GET /v1/model returns: enough for a client to know dimensions, tasks and labels."""
     config = predictor.config
     return {
-        "id": name, "object": "model", "backend": getattr(predictor, "backend", "torch"),
+        "id": name, "object": "model", "backend": predictor.backend,
         "backbone": config.encoder.backbone, "dimension": config.encoder.hidden_size,
         "pooling": config.encoder.pooling, "normalize": config.encoder.normalize,
         "max_seq_length": config.encoder.max_seq_length, "trained": config.trained,
@@ -193,7 +194,9 @@ def describe(predictor, name: str) -> dict:
 
 # ---- the app ---------------------------------------------------------------------------------------
 def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
-    """Build the app around a loaded predictor (MultiTaskModel or a backend from mtst.inference.backends)."""
+    """Build the app around a loaded predictor (mtst.inference.backends.load_predictor, any backend) or a
+    MultiTaskModel (served on torch)."""
+    predictor = as_predictor(predictor)
     settings = settings or ServeSettings()
     info = describe(predictor, settings.model_name)
     metrics = Metrics()
@@ -203,7 +206,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if info["tasks"]:  # exported backends build the heads' graph on the first predict: not in a request
+        if predictor.tasks:  # exported backends build the heads' graph on the first predict: not in a request
             await asyncio.to_thread(predictor.predict, ["warm up"])
         yield
         # uvicorn has stopped accepting and finished open requests; now let queued work drain.
@@ -265,11 +268,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.post("/v1/predict", summary="Every task's predictions (NER entities with character spans)")
     async def predict(body: PredictRequest) -> Response:
-        tasks = list(info["tasks"]) if body.tasks is None else body.tasks
-        unknown = [task for task in tasks if task not in info["tasks"]]
-        if unknown:
-            known = ", ".join(info["tasks"]) or "none (this model has no heads)"
-            raise ApiError(422, f"unknown task '{unknown[0]}'; this model's tasks are: {known}")
+        tasks = predictor.check_tasks(body.tasks)  # an MtstError: 422 with its message
         rows = await run(("predict", tuple(tasks)), body.sentences) if tasks else [{"text": t} for t in body.sentences]
         return json_response({"model": settings.model_name, "predictions": rows})
 

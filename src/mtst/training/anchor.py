@@ -83,3 +83,17 @@ class EmbeddingAnchor:
         student = student.float()  # bf16 under mixed precision: the anchor is compared in fp32
         teacher = self.teacher[task][indices]  # (B, H), float32 like the student now
         return self.loss_fn(student, teacher)
+
+
+def build_anchor(model: nn.Module, encoded: dict[str, EncodedTask], section, cached: bool, batch_size: int,
+                 show_progress: bool) -> EmbeddingAnchor | None:
+    """The teacher embeddings of the starting model; None when the anchor is off (``section`` None or weight 0) or
+    cannot matter (``cached``: the embedding path does not train)."""
+    if section is None or section.weight == 0:
+        return None
+    if cached:
+        logger.info("embedding_anchor skipped: the embedding path does not train (a frozen encoder or a "
+                    "task branch), so the embeddings cannot move")
+        return None
+    sentences = {task: data for task, data in encoded.items() if task not in model.objectives}
+    return EmbeddingAnchor(model, sentences, section.loss, batch_size, show_progress=show_progress)

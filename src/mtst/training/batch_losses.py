@@ -25,7 +25,7 @@ class BatchLosses:
         """({task: loss}, unweighted anchor loss or None) for one single-task batch; from cached frozen
         outputs when there are any (mtst.training.feature_cache)."""
         device = self.device
-        if task in self.model.pair_tasks:
+        if task in self.model.objectives:
             return {task: self._pair_loss(task, indices)}, None
         features, labels = collate(self.model.tokenizer, self.encoded[task], indices)
         labels = labels.to(device)  # (B,) or (B, T)
@@ -42,7 +42,7 @@ class BatchLosses:
         return out["losses"], anchor
 
     def _pair_loss(self, task: str, indices: list[int]) -> torch.Tensor:
-        """A pair task's loss on the embedding path: both sides embedded, then the head's objective."""
+        """A pair task's loss on the embedding path: both sides embedded, then the task's objective."""
         device = self.device
         first, second, scores = collate_pairs(self.model.tokenizer, self.encoded[task], indices)
         sides = []
@@ -53,4 +53,4 @@ class BatchLosses:
             sides.append(features)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
             embeddings = [self.model.embed(features) for features in sides]  # (B, H) each
-        return self.model.heads[task].pair_loss(*embeddings, scores.to(device))
+        return self.model.objectives[task].loss(*embeddings, scores.to(device))

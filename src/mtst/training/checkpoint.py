@@ -129,3 +129,11 @@ def load_checkpoint(run_dir: Path, model: nn.Module, loss_weighting: nn.Module, 
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise MtstError(f"cannot resume from {source}: {first_line(exc)}; does it match this config?") from exc
     return state["trainer"]
+
+
+def nan_message(run_dir: Path, value: float, step: int) -> str:
+    """What to say when the training loss at ``step`` is ``value`` (NaN or infinite)."""
+    kept = run_dir / CHECKPOINT_DIR
+    where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
+    return (f"training loss became {value} at step {step}; stopped ({where}); "
+            "lower optimizer.lr / head_lr or check the data")

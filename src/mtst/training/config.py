@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mtst.data.sources import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, DataSource, TaskData
 from mtst.errors import MtstError
-from mtst.model.config import HeadType, StrictModel
+from mtst.model.config import StrictModel
+from mtst.model.tasks import task_type
 
 
 class TaskSpec(StrictModel):
     name: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
-    type: HeadType
+    type: str  # a key of mtst.model.tasks.TASK_TYPES
     labels: list[str] | None = None  # None: inferred from the training data and stored
     hidden_dim: int | None = Field(None, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -31,6 +32,22 @@ class TaskSpec(StrictModel):
     data: TaskData
     loss_weight: float = Field(1.0, gt=0)  # static weighting
     sampling_weight: float | None = Field(None, gt=0)  # used by sampling.strategy == "fixed"
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        try:
+            task_type(value)
+        except MtstError as exc:  # pydantic reports ValueErrors as config errors at tasks.N.type
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_the_type(self) -> TaskSpec:
+        # word_shape "auto" depends on the backbone's casing: the model checks it when it builds the head
+        if not task_type(self.type).token_options and (self.crf or self.word_shape == "on"):
+            raise ValueError(f"crf and word_shape are token-task options; a {self.type} task has neither")
+        return self
 
 
 class ModelSection(StrictModel):

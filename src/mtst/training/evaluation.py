@@ -9,26 +9,17 @@ gold scores. ``mean/main``: the mean of each task's main metric, the default sel
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-from scipy.stats import spearmanr
-from seqeval.metrics import f1_score as entity_f1
-from seqeval.metrics import precision_score as entity_precision
-from seqeval.metrics import recall_score as entity_recall
-from seqeval.scheme import IOB2
-from sklearn.metrics import accuracy_score, f1_score
 
 from mtst.data.pairs import read_pairs
 from mtst.data.readers import Examples
 from mtst.data.sources import DataSource
-from mtst.data.splits import read_task_splits, token_task
+from mtst.data.splits import read_task_splits
 from mtst.errors import MtstError
-from mtst.model.config import PAIR_TYPES
 from mtst.model.multitask import MultiTaskModel
-from mtst.model.spans import first_subtokens
+from mtst.model.tasks import spearman, task_type
 from mtst.training.config import TrainConfig
 
 logger = logging.getLogger("mtst")
@@ -38,17 +29,16 @@ STS_KEY = "sts/spearman"
 
 
 def main_metric(task: str, head_type: str) -> str:
-    """The one metric that stands for a task: entity F1 for token tasks, Spearman for scored pairs, MRR for
-    positive pairs, accuracy otherwise."""
-    special = {"scored_pairs": "spearman", "positive_pairs": "mrr"}
-    return f"{task}/{special.get(head_type) or ('f1' if token_task(head_type) else 'accuracy')}"
+    """The one metric that stands for a task (its task type's ``main_metric``): entity F1 for token tasks, Spearman
+    for scored pairs, MRR for positive pairs, accuracy otherwise."""
+    return f"{task}/{task_type(head_type).main_metric}"
 
 
 def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_size: int) -> list:
-    """Predicted label names per example; token tasks: one tag per word, read at its first
-    sub-token; words cut off by truncation (or with no sub-token at all) get "O"."""
-    token = token_task(model.config.heads[task].type)
-    names = model.heads[task].labels
+    """Predicted label names per example (``Head.best_labels``); token tasks: one tag per word, words cut off by
+    truncation (or with no sub-token at all) get "O"."""
+    token = task_type(model.config.heads[task].type).token_level
+    head = model.heads[task]
     items = model.tokenizer(examples.texts, is_split_into_words=token)
     predictions: list = [None] * len(items)
     was_training = model.training
@@ -57,16 +47,10 @@ def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_
         with torch.inference_mode():
             for indices, features in model.tokenizer.sorted_batches(items, batch_size):
                 logits = model(features, tasks=[task], embedding=False)["logits"][task]  # (B, C) or (B, T, C)
-                best = (model.heads[task].best_tags(logits, [items[i] for i in indices]) if token
-                        else logits.argmax(dim=-1)).tolist()  # (B,) or (B, T)
-                for row, index in enumerate(indices):
-                    if not token:
-                        predictions[index] = names[best[row]]
-                        continue
-                    tags = ["O"] * len(examples.texts[index])
-                    for word, position in first_subtokens(items[index].word_ids).items():
-                        tags[word] = names[best[row][position]]
-                    predictions[index] = tags
+                for index, best in zip(indices, head.best_labels(logits, [items[i] for i in indices]), strict=True):
+                    if token:
+                        best = [best.get(word, "O") for word in range(len(examples.texts[index]))]
+                    predictions[index] = best
     finally:
         model.train(was_training)
     return predictions
@@ -74,13 +58,14 @@ def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_
 
 def evaluate_task(model: MultiTaskModel, task: str, examples: Examples, batch_size: int = 64) -> dict[str, float]:
     """Metrics of one task on one split, in percent."""
-    if task not in model.heads:
+    if task not in model.config.heads:
         raise MtstError(f"task '{task}' is not in the model; its tasks are: {', '.join(model.tasks) or 'none'}")
     if len(examples) == 0:
         raise MtstError(f"task '{task}': no examples to evaluate")
     if batch_size < 1:
         raise MtstError(f"batch_size must be at least 1, got {batch_size}")
-    if model.config.heads[task].type in PAIR_TYPES:
+    kind = task_type(model.config.heads[task].type)
+    if not kind.predicts:
         return evaluate_pairs(model, task, examples, batch_size)
     predicted = _predict_labels(model, task, examples, batch_size)
     gold = examples.labels
@@ -88,17 +73,7 @@ def evaluate_task(model: MultiTaskModel, task: str, examples: Examples, batch_si
     unknown = {name for label in gold for name in (label if isinstance(label, list) else [label])} - known
     if unknown:  # they can never be predicted, so they count as errors; say so instead of hiding it
         logger.warning("task '%s': gold labels %s are not among the model's labels", task, sorted(unknown))
-    if token_task(model.config.heads[task].type):
-        options = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
-        return {
-            f"{task}/precision": 100 * float(entity_precision(gold, predicted, **options)),
-            f"{task}/recall": 100 * float(entity_recall(gold, predicted, **options)),
-            f"{task}/f1": 100 * float(entity_f1(gold, predicted, **options)),
-        }
-    return {
-        f"{task}/accuracy": 100 * float(accuracy_score(gold, predicted)),
-        f"{task}/macro_f1": 100 * float(f1_score(gold, predicted, average="macro", zero_division=0)),
-    }
+    return kind.metrics(task, gold, predicted)
 
 
 def pair_cosines(model: MultiTaskModel, first: list[str], second: list[str], batch_size: int = 64
@@ -110,35 +85,17 @@ def pair_cosines(model: MultiTaskModel, first: list[str], second: list[str], bat
     return embeddings[[position[text] for text in first]], embeddings[[position[text] for text in second]]
 
 
-def _spearman(left: torch.Tensor, right: torch.Tensor, scores: list[float], where: str) -> float:
-    cosine = (left * right).sum(dim=-1).numpy()  # (N,), unit vectors
-    value = spearmanr(cosine, np.asarray(scores)).statistic
-    if math.isnan(value):
-        raise MtstError(f"{where}: Spearman is undefined (constant scores or embeddings); check the data")
-    return 100 * float(value)
-
-
 def sts_spearman(model: MultiTaskModel, source: DataSource, batch_size: int = 64) -> float:
     """Spearman x 100 between cosine(emb1, emb2) and the gold scores."""
     first, second, scores, _ = read_pairs(source)
-    return _spearman(*pair_cosines(model, first, second, batch_size), scores, str(source.path))
+    return spearman(*pair_cosines(model, first, second, batch_size), scores, str(source.path))
 
 
 def evaluate_pairs(model: MultiTaskModel, task: str, examples: Examples, batch_size: int = 64) -> dict[str, float]:
-    """Scored pairs: Spearman of cosine vs score. Positive pairs: each first sentence ranks every second
-    sentence of the split by cosine; MRR and recall@1 / @10 of its own (ties count against it)."""
+    """A pair task's metrics (``PairTask.pair_metrics``) from the unit embeddings of both sides."""
     first, second = [a for a, _ in examples.texts], [b for _, b in examples.texts]
     left, right = pair_cosines(model, first, second, batch_size)
-    if model.config.heads[task].type == "scored_pairs":
-        return {f"{task}/spearman": _spearman(left, right, list(examples.labels), f"task '{task}'")}
-    candidates = list(dict.fromkeys(second))
-    index = {text: i for i, text in enumerate(candidates)}
-    pool = right[[second.index(text) for text in candidates]]  # (M, H), one row per unique candidate
-    similarity = left @ pool.T  # (N, M)
-    own = similarity[torch.arange(len(first)), [index[text] for text in second]]  # (N,)
-    rank = (similarity >= own[:, None]).sum(dim=1).float()  # 1 = best
-    return {f"{task}/mrr": 100 * float((1 / rank).mean()), f"{task}/recall@1": 100 * float((rank <= 1).float().mean()),
-            f"{task}/recall@10": 100 * float((rank <= 10).float().mean())}
+    return task_type(model.config.heads[task].type).pair_metrics(task, left, right, second, list(examples.labels))
 
 
 def evaluate_all(model: MultiTaskModel, config: TrainConfig, split: str = "dev",
@@ -150,7 +107,7 @@ def evaluate_all(model: MultiTaskModel, config: TrainConfig, split: str = "dev",
     metrics: dict[str, float] = {}
     mains: list[float] = []
     for task in config.tasks:
-        if task.name not in model.heads:
+        if task.name not in model.config.heads:
             raise MtstError(f"task '{task.name}' in the config is not in the model; its tasks are: "
                             f"{', '.join(model.tasks) or 'none'}")
         if model.config.heads[task.name].type != task.type:

@@ -42,8 +42,9 @@ class FeatureCache:
                  show_progress: bool = False):
         groups = {task: data.items for task, data in encoded.items()}
         groups.update({task + SECOND: data.second for task, data in encoded.items() if data.second is not None})
-        reads = {key: model.heads[key.removesuffix(SECOND)].reads for key in groups}
-        self.tokens = {key: model.branch is not None or reads[key] == "token_embeddings" for key in groups}
+        kinds = {key: encoded[key.removesuffix(SECOND)].kind for key in groups}
+        reads = {key: kind.reads for key, kind in kinds.items()}
+        self.tokens = {key: model.branch is not None or kind.token_level for key, kind in kinds.items()}
         self.rows: dict[str, list[torch.Tensor]] = {}
         was_training = model.training
         model.eval()

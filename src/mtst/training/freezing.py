@@ -46,15 +46,16 @@ def apply_freezing(model: nn.Module, cfg: TrainConfig) -> list[str]:
         if freezing.bottom_k > n_layers:
             raise MtstError(f"freezing.bottom_k={freezing.bottom_k} but the {prefix} has only {n_layers} layers")
         frozen += _freeze_groups(groups, len(groups) - n_layers + freezing.bottom_k)
-    unknown = [name for name in freezing.heads if name not in model.heads]
+    tasks = list(model.config.heads)  # pair tasks too: they have no head, so naming one freezes nothing
+    unknown = [name for name in freezing.heads if name not in tasks]
     if unknown:
-        raise MtstError(f"freezing.heads names unknown task '{unknown[0]}'; tasks are: {', '.join(model.heads)}")
-    if model.branch is not None and model.pair_tasks and freezing.mode != "all":
+        raise MtstError(f"freezing.heads names unknown task '{unknown[0]}'; tasks are: {', '.join(tasks)}")
+    if model.branch is not None and model.objectives and freezing.mode != "all":
         # pair tasks train the embedding path: above the branch point it is the backbone's own top layers,
         # which nothing else reads; the shared bottom stays frozen, so the task branch's input does not move
         for layer in model.encoder.layers[model.branch.at:]:
             _set_trainable(layer, True)
-    head_names = list(model.heads) if freezing.mode == "all" else list(freezing.heads)
+    head_names = list(model.heads) if freezing.mode == "all" else [n for n in freezing.heads if n in model.heads]
     for name in head_names:
         _set_trainable(model.heads[name], False)
         frozen.append(f"heads.{name}")
@@ -115,3 +116,22 @@ class GradualUnfreezer:
     @property
     def unfrozen_names(self) -> list[str]:
         return [name for name, _ in self.schedule[: self.unfrozen]]
+
+
+def set_train_modes(model: nn.Module) -> None:
+    """Heads (and trainable encoder parts) in train mode; a fully frozen encoder (or branch) runs in eval mode, so it
+    is a fixed feature extractor without dropout noise."""
+    model.train()
+    for part in (model.encoder, model.branch):
+        if part is not None and not any(p.requires_grad for p in part.parameters()):
+            part.eval()
+
+
+def check_saved_encoder(model: nn.Module, unfreezer: GradualUnfreezer | None, keep_encoder: bool) -> None:
+    """A saved model may leave its encoder out only when the backbone itself never trains (a task branch's
+    unfreezing touches only the branch)."""
+    may_change = any(p.requires_grad for p in model.encoder.parameters()) or (
+        unfreezer is not None and model.branch is None)
+    if not keep_encoder and may_change:
+        raise MtstError("run.keep_encoder_in_saved_model: false needs an encoder that does not train "
+                        "(freezing.mode: encoder, or model.branch_at); otherwise the trained encoder would be lost")

@@ -114,3 +114,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
         return lr_factor(step, total_steps, warmup, schedule)
 
     return LambdaLR(optimizer, factor)
+
+
+def training_schedule(cfg: TrainConfig, examples: int, examples_per_step: int, trains: bool) -> tuple[int, int, int]:
+    """(steps per epoch, total optimizer steps, evaluate every N steps); no steps when nothing trains."""
+    opt = cfg.optimizer
+    steps_per_epoch = max(1, math.ceil(examples / examples_per_step))
+    total_steps = opt.max_steps or max(1, math.ceil(opt.epochs * steps_per_epoch))
+    eval_every = cfg.evaluation.every_steps or (steps_per_epoch if opt.max_steps is None else total_steps)
+    return steps_per_epoch, total_steps if trains else 0, eval_every

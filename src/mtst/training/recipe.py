@@ -9,7 +9,6 @@ and training.png. Only the main process writes files.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import asdict
@@ -17,24 +16,36 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch.optim.lr_scheduler import LambdaLR
 
+from mtst.data.readers import Examples
 from mtst.data.sampling import TaskSampler
-from mtst.data.splits import check_labels, read_task_splits
-from mtst.data.task_encoding import encode_task
+from mtst.data.splits import read_task_splits
 from mtst.errors import MtstError
-from mtst.model.config import PAIR_TYPES
 from mtst.progress import TrainingProgress
-from mtst.training.anchor import EmbeddingAnchor
+from mtst.training.anchor import EmbeddingAnchor, build_anchor
 from mtst.training.batch_losses import BatchLosses
-from mtst.training.build import build_model, check_mixed_precision, resolved_config, seed_everything
-from mtst.training.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from mtst.training.build import (
+    build_model,
+    check_mixed_precision,
+    encode_training_data,
+    resolved_config,
+    seed_everything,
+)
+from mtst.training.checkpoint import load_checkpoint, nan_message, save_checkpoint
 from mtst.training.config import TrainConfig
 from mtst.training.distributed import average_gradients, broadcast_floats
 from mtst.training.evaluation import MEAN_KEY, evaluate_all
 from mtst.training.feature_cache import FeatureCache, cacheable
-from mtst.training.freezing import NOTHING_TO_TRAIN, GradualUnfreezer, apply_freezing, nothing_to_train
+from mtst.training.freezing import (
+    NOTHING_TO_TRAIN,
+    GradualUnfreezer,
+    check_saved_encoder,
+    nothing_to_train,
+    set_train_modes,
+)
 from mtst.training.loss_weighting import LossWeighting
-from mtst.training.optim import build_optimizer, build_scheduler, param_groups
+from mtst.training.optim import build_optimizer, build_scheduler, param_groups, training_schedule
 from mtst.training.plots import write_training_plot
 from mtst.training.run_files import LossWindow, RunFiles, TrainResult
 from mtst.training.selection import BestTracker
@@ -58,55 +69,34 @@ class Recipe:
 
     # ---- setup --------------------------------------------------------------------------
     def setup(self) -> None:
+        """Build what the run needs, one step at a time; each step returns what it builds, in this order
+        because each reads what the steps before it built."""
         cfg = self.config
         self._check_run_dir()
         check_mixed_precision(cfg.run.mixed_precision, self.accelerator.device)
-        seed_everything(cfg.run.seed)
-        self.splits = {task.name: read_task_splits(task.name, task.type, task.data) for task in cfg.tasks}
-        self.model = build_model(cfg, self.splits)
-        self.encoded = {}
-        for task in cfg.tasks:
-            head = self.model.config.heads[task.name]
-            for split in ("dev", "test") if head.type not in PAIR_TYPES else ():  # pairs carry scores
-                if split in self.splits[task.name]:
-                    check_labels(self.splits[task.name][split], head.labels)
-            self.encoded[task.name] = encode_task(self.model.tokenizer, self.splits[task.name]["train"],
-                                                  head.labels, head.type)
-        self.model.to(self.accelerator.device)
-        apply_freezing(self.model, cfg)
-        self.weighting = LossWeighting({t.name: t.loss_weight for t in cfg.tasks},
-                                       learned=cfg.loss_weighting.mode == "uncertainty").to(self.accelerator.device)
-        every = cfg.freezing.gradual_unfreeze_every
-        self.unfreezer = GradualUnfreezer(self.model, every, cfg.freezing.gradual_unfreeze_unit) if every else None
-        if not cfg.run.keep_encoder_in_saved_model and self._encoder_may_change():
-            raise MtstError("run.keep_encoder_in_saved_model: false needs an encoder that does not train "
-                            "(freezing.mode: encoder, or model.branch_at); otherwise the trained encoder would be lost")
+        seed_everything(cfg.run.seed)  # before the model: new heads draw their first weights from it
+        self.splits = self._setup_splits()
+        self.model = build_model(cfg, self.splits, self.accelerator.device)  # on the device, frozen per cfg.freezing
+        self.encoded = encode_training_data(self.model, cfg, self.splits)
+        self.weighting = self._setup_weighting()
+        self.unfreezer = self._setup_unfreezer()
+        check_saved_encoder(self.model, self.unfreezer, cfg.run.keep_encoder_in_saved_model)
+        trains = not nothing_to_train(self.model, self.weighting)
+        if not trains:
+            logger.warning("%s; skipping training", NOTHING_TO_TRAIN)
         sizes = {name: len(encoded) for name, encoded in self.encoded.items()}
-        opt = cfg.optimizer
-        self.examples_per_step = opt.batch_size * opt.grad_accumulation
-        self.steps_per_epoch = max(1, math.ceil(sum(sizes.values()) / self.examples_per_step))
-        self.total_steps = opt.max_steps or max(1, math.ceil(opt.epochs * self.steps_per_epoch))
-        self.eval_every = cfg.evaluation.every_steps or (self.steps_per_epoch if opt.max_steps is None
-                                                         else self.total_steps)
-        self.sampler = TaskSampler(sizes, opt.batch_size, cfg.sampling.strategy, cfg.sampling.temperature,
-                                   {t.name: t.sampling_weight for t in cfg.tasks}, cfg.run.seed, self.rank, self.world)
-        if self.main and not self.resume:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.files.write_config(resolved_config(cfg, self.model))
-        self.accelerator.wait_for_everyone()  # the run directory exists before any rank writes to it
-        if nothing_to_train(self.model, self.weighting):
-            return
-        self.cache = None
-        if cacheable(self.model, gradual_unfreezing=self.unfreezer is not None):
-            self.cache = FeatureCache(self.model, self.encoded, cfg.evaluation.batch_size,
-                                      show_progress=self.main and sys.stderr.isatty())
-        self.anchor = self._build_anchor()  # before _load_checkpoint: the teacher is the starting encoder
-        self.batch_losses = BatchLosses(self.model, self.encoded, self.cache, self.anchor,
-                                        bf16=cfg.run.mixed_precision == "bf16", device=self.accelerator.device)
-        groups = param_groups(self.model, cfg, self.weighting, include_frozen=self.unfreezer is not None)
-        self.optimizer = build_optimizer(groups, cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
-        if self.resume:
+        self.examples_per_step = cfg.optimizer.batch_size * cfg.optimizer.grad_accumulation
+        self.steps_per_epoch, self.total_steps, self.eval_every = training_schedule(
+            cfg, sum(sizes.values()), self.examples_per_step, trains)
+        self.sampler = self._setup_sampler(sizes)
+        self._setup_run_dir()
+        # what only training steps use; cache, anchor, optimizer and scheduler are None when nothing trains
+        self.cache = self._setup_cache(trains)
+        self.anchor = self._setup_anchor(trains, self.cache)  # before the checkpoint: the teacher is the start model
+        self.batch_losses = self._setup_batch_losses(self.cache, self.anchor)
+        self.optimizer = self._setup_optimizer(trains)
+        self.scheduler = self._setup_scheduler(self.optimizer)
+        if self.resume and trains:
             self._load_checkpoint()
 
     def _check_run_dir(self) -> None:
@@ -114,22 +104,56 @@ class Recipe:
             raise MtstError(f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} "
                             "or choose another --output-dir")
 
-    def _build_anchor(self) -> EmbeddingAnchor | None:
-        section = self.config.embedding_anchor
-        if section is None or section.weight == 0:
-            return None
-        if self.cache is not None:
-            logger.info("embedding_anchor skipped: the embedding path does not train (a frozen encoder or a "
-                        "task branch), so the embeddings cannot move")
-            return None
-        sentences = {task: data for task, data in self.encoded.items() if task not in self.model.pair_tasks}
-        return EmbeddingAnchor(self.model, sentences, section.loss, self.config.evaluation.batch_size,
-                               show_progress=self.main and sys.stderr.isatty())
+    def _setup_splits(self) -> dict[str, dict[str, Examples]]:
+        """Task -> its configured splits ("train", and "dev" / "test" where given)."""
+        return {task.name: read_task_splits(task.name, task.type, task.data) for task in self.config.tasks}
 
-    def _encoder_may_change(self) -> bool:
-        """Whether the backbone itself may train (a task branch's unfreezing touches only the branch)."""
-        trainable = any(p.requires_grad for p in self.model.encoder.parameters())
-        return trainable or (self.unfreezer is not None and self.model.branch is None)
+    def _setup_weighting(self) -> LossWeighting:
+        cfg = self.config
+        return LossWeighting({t.name: t.loss_weight for t in cfg.tasks},
+                             learned=cfg.loss_weighting.mode == "uncertainty").to(self.accelerator.device)
+
+    def _setup_unfreezer(self) -> GradualUnfreezer | None:
+        """None without gradual unfreezing; else it freezes the encoder (or branch) now, to unfreeze it later."""
+        every = self.config.freezing.gradual_unfreeze_every
+        return GradualUnfreezer(self.model, every, self.config.freezing.gradual_unfreeze_unit) if every else None
+
+    def _setup_sampler(self, sizes: dict[str, int]) -> TaskSampler:
+        cfg = self.config
+        return TaskSampler(sizes, cfg.optimizer.batch_size, cfg.sampling.strategy, cfg.sampling.temperature,
+                           {t.name: t.sampling_weight for t in cfg.tasks}, cfg.run.seed, self.rank, self.world)
+
+    def _setup_run_dir(self) -> None:
+        """A new run's directory with its config.yaml (labels written in); a resumed run keeps its own."""
+        if self.main and not self.resume:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.files.write_config(resolved_config(self.config, self.model))
+        self.accelerator.wait_for_everyone()  # the run directory exists before any rank writes to it
+
+    def _setup_cache(self, trains: bool) -> FeatureCache | None:
+        """The frozen outputs of every training example, when training can start from them."""
+        if not trains or not cacheable(self.model, gradual_unfreezing=self.unfreezer is not None):
+            return None
+        return FeatureCache(self.model, self.encoded, self.config.evaluation.batch_size,
+                            show_progress=self.main and sys.stderr.isatty())
+
+    def _setup_anchor(self, trains: bool, cache: FeatureCache | None) -> EmbeddingAnchor | None:
+        """The teacher embeddings of the starting model; None when the anchor is off or cannot matter."""
+        return build_anchor(self.model, self.encoded, self.config.embedding_anchor if trains else None,
+                            cache is not None, self.config.evaluation.batch_size, self.main and sys.stderr.isatty())
+
+    def _setup_batch_losses(self, cache: FeatureCache | None, anchor: EmbeddingAnchor | None) -> BatchLosses:
+        return BatchLosses(self.model, self.encoded, cache, anchor, bf16=self.config.run.mixed_precision == "bf16",
+                           device=self.accelerator.device)
+
+    def _setup_optimizer(self, trains: bool) -> torch.optim.AdamW | None:
+        if not trains:
+            return None
+        groups = param_groups(self.model, self.config, self.weighting, include_frozen=self.unfreezer is not None)
+        return build_optimizer(groups, self.config)
+
+    def _setup_scheduler(self, optimizer: torch.optim.Optimizer | None) -> LambdaLR | None:
+        return None if optimizer is None else build_scheduler(optimizer, self.config, self.total_steps)
 
     def _load_checkpoint(self) -> None:
         state = load_checkpoint(self.run_dir, self.model, self.weighting, self.optimizer, self.scheduler)
@@ -144,9 +168,7 @@ class Recipe:
     def train(self, stop_after_steps: int | None = None) -> TrainResult:
         start = time.perf_counter()
         result = TrainResult(str(self.run_dir), self.step, self.total_steps, self.metric)
-        if nothing_to_train(self.model, self.weighting):
-            logger.warning("%s; skipping training", NOTHING_TO_TRAIN)
-            self.total_steps = result.total_steps = 0
+        if not self.total_steps:  # nothing trains (setup): score the model as it is
             self._evaluate()
             return self._finish(result, start)
         trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -179,7 +201,7 @@ class Recipe:
 
     def _optimizer_step(self, trainable: list[torch.nn.Parameter], window: LossWindow) -> None:
         """``grad_accumulation`` single-task batches, averaged gradients, one clipped AdamW step."""
-        self._set_modes()
+        set_train_modes(self.model)
         accumulation = self.config.optimizer.grad_accumulation
         total = torch.zeros((), device=self.accelerator.device)
         for _ in range(accumulation):
@@ -195,7 +217,7 @@ class Recipe:
             self.files.debug_indices(self.step, task, indices)
         total = average_gradients(trainable, total, self.world)
         if not torch.isfinite(total):
-            raise MtstError(self._nan_message(float(total)))
+            raise MtstError(nan_message(self.run_dir, float(total), self.step + 1))
         if self.config.optimizer.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for p in trainable if p.grad is not None],
                                            self.config.optimizer.max_grad_norm)
@@ -204,24 +226,10 @@ class Recipe:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         if self.unfreezer and self.unfreezer.step(self.step, self._epoch()):
-            self._set_modes()
-
-    def _set_modes(self) -> None:
-        """Heads (and trainable encoder parts) in train mode; a fully frozen encoder (or branch) runs in eval
-        mode, so it is a fixed feature extractor without dropout noise."""
-        self.model.train()
-        for part in (self.model.encoder, self.model.branch):
-            if part is not None and not any(p.requires_grad for p in part.parameters()):
-                part.eval()
+            set_train_modes(self.model)
 
     def _epoch(self) -> float:
         return self.step / self.steps_per_epoch
-
-    def _nan_message(self, value: float) -> str:
-        kept = self.run_dir / CHECKPOINT_DIR
-        where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
-        return (f"training loss became {value} at step {self.step + 1}; stopped ({where}); "
-                "lower optimizer.lr / head_lr or check the data")
 
     # ---- evaluate / checkpoint ------------------------------------------------------------
     def _evaluate(self) -> bool:
