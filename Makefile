@@ -29,11 +29,11 @@ lint: setup
 # Real-data quality benchmark (needs ../shared/data): hours on 2 CPU cores; resumable, see docs/training-guide.md.
 bench-quality: setup
 	bash benchmarks/quality/queue.sh
-	$(PY) benchmarks/quality/report.py
+	$(PY) -m benchmarks.quality report
 
 # Serving under load (needs ../shared/data/stsb): ~1.5 min; JSON in benchmarks/load/results/, see docs/serving.md.
 bench-load: setup
-	$(PY) benchmarks/load/run.py
+	$(PY) -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
@@ -41,8 +41,8 @@ clean:
 # Offline inference speed (needs ../shared/data): ~10 min on 2 idle cores; JSON in benchmarks/speed/results/,
 # table in docs/performance.md.
 bench-speed: setup
-	$(PY) benchmarks/speed/run.py
+	$(PY) -m benchmarks.speed
 
 # The speed targets as medians over 5 alternating rounds against sentence-transformers (~15 min on 2 idle cores).
 bench-speed-rounds: setup
-	$(PY) benchmarks/speed/rounds.py
+	$(PY) -m benchmarks.speed --rounds 5 --variants openvino-fp32,onnx-fp32,openvino-int8

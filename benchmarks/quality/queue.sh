@@ -4,18 +4,17 @@
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh b > benchmarks/quality/.cache/queue-b.log 2>&1 &
 #   MTST_BENCH_THREADS=1 nohup nice -n 19 bash benchmarks/quality/queue.sh c > benchmarks/quality/.cache/queue-c.log 2>&1 &
 #   (then queue.sh d beside c, once the long run below has finished; then e beside d; f beside g; h and i after them)
-#   MTST_BENCH_THREADS=1 nohup nice -n 19 .venv/bin/python benchmarks/quality/run.py long > benchmarks/quality/.cache/long.log 2>&1 &
+#   MTST_BENCH_THREADS=1 nohup nice -n 19 .venv/bin/python -m benchmarks.quality run long > benchmarks/quality/.cache/long.log 2>&1 &
 # Each line skips runs whose result JSON exists, so re-running this script resumes.
 # With no argument everything runs one after the other (make bench-quality).
 set -u
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
-R=benchmarks/quality/run.py
-run() { $PY $R "$@" || echo "run.py $* exited $?"; }
+run() { $PY -m benchmarks.quality run "$@" || echo "run $* exited $?"; }
 each() { local experiment=$1; shift; for v in "$@"; do run "$experiment" --only "$v" ${SEEDS:+--seeds $SEEDS}; done; }
 
 queue_a() {  # freezing, joint vs separate, keeping the embeddings, layer-wise LR decay
-  run features
+  # (the frozen-feature baseline, results/features/, came first; its script is gone: docs/training-guide.md)
   each joint single-sentiment single-ner joint-sentiment-ner joint-sentiment-ner-preserve-lr2e-5-decay0.8 \
        joint-sentiment-ner-preserve-head-lr1e-2 single-sentiment-recipe single-ner-recipe
   each freezing frozen-encoder frozen-encoder-head-lr1e-2 sentiment-kept-then-ner frozen-embeddings frozen-bottom3 \
@@ -27,7 +26,6 @@ queue_a() {  # freezing, joint vs separate, keeping the embeddings, layer-wise L
   SEEDS="0 1 2" each llrd lr1e-4-flat lr1e-4-decay0.95 lr1e-4-decay0.8
   SEEDS="0 1 2" each joint joint-sentiment-ner single-sentiment single-ner joint-sentiment-ner-anchor1-preserve \
        joint-sentiment-ner-preserve-head-lr1e-2 single-sentiment-recipe single-ner-recipe
-  $PY benchmarks/quality/footprint.py || echo "footprint failed"
 }
 
 queue_b() {  # abundant sentiment, scarce NER (the sequential variants start from joint/single-sentiment)

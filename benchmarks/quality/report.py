@@ -1,14 +1,14 @@
-"""Tables (markdown) and plots (PNG) from whatever results exist; runs nothing.
+"""Tables (markdown) and plots (PNG) from whatever quality results exist; runs nothing.
 
-    .venv/bin/python benchmarks/quality/report.py      # -> results/report.md, results/plots/<experiment>.png
+    .venv/bin/python -m benchmarks.quality report [--out DIR]    # -> DIR/report.md, DIR/plots/<experiment>.png
 
 Each variant is one row: mean ± std over its seeds (n = number of seeds that ran).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,64 +16,65 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import RESULTS, load_results  # noqa: E402
+from benchmarks.common import REPO  # noqa: E402
+from benchmarks.quality.experiments import RESULTS  # noqa: E402
 
 EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "footprint", "branch", "ner", "pairs")
 COLUMNS = {"topic/accuracy": "topic acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL test F1",
            "sts/spearman": "STS-B Spearman"}
-UNTOUCHED_STS = 82.03  # FACTS.md; also measured by the "features" experiment
+UNTOUCHED_STS = 82.03  # all-MiniLM-L6-v2 on STS-B test; also measured by the "features" experiment
 UNTOUCHED_STS_DEV = 86.72  # STS-B dev, the untouched model at max_seq_length 128 (docs/training-guide.md)
-PLOTS = RESULTS / "plots"
+SPEED_COST = REPO / "benchmarks" / "speed" / "results" / "branch_cost.json"  # docs/performance.md § task branch
+TASK_KEYS = ("topic/accuracy", "sentiment/accuracy", "ner/f1")
 
 
-def _group(results: list[dict]) -> dict[str, list[dict]]:
+def read_results(experiment: str) -> list[dict]:
+    """Every finished run of an experiment (quick plumbing checks left out)."""
+    runs = [json.loads(path.read_text(encoding="utf-8")) for path in sorted((RESULTS / experiment).glob("*.json"))]
+    return [run for run in runs if not run.get("quick")]
+
+
+def group(runs: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
-    for result in results:
-        if result.get("quick"):
-            continue
-        groups.setdefault(result["variant"], []).append(result)
+    for run in runs:
+        groups.setdefault(run["variant"], []).append(run)
     return groups
 
 
-def _stat(values: list[float]) -> tuple[float, float]:
+def stat(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _cell(values: list[float]) -> str:
+def cell(values: list[float]) -> str:
     if not values:
         return "–"
-    mean, std = _stat(values)
+    mean, std = stat(values)
     return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {std:.2f}"
 
 
-def _wall_cell(runs: list[dict]) -> str:
+def wall_cell(runs: list[dict]) -> str:
     """Training wall time; a resumed run only timed the part after its last checkpoint, so it is marked."""
-    cell = _cell([r["wall_s"] for r in runs if r.get("wall_s") is not None])
-    return f"{cell} (resumed: part only)" if any(r.get("resumed") for r in runs) else cell
+    text = cell([r["wall_s"] for r in runs if r.get("wall_s") is not None])
+    return f"{text} (resumed: part only)" if any(r.get("resumed") for r in runs) else text
 
 
 def experiment_table(experiment: str) -> tuple[str, dict[str, dict[str, list[float]]]]:
     """Markdown table + {variant: {metric: values}} for plotting."""
-    groups = _group(load_results(experiment))
-    data: dict[str, dict[str, list[float]]] = {}
-    lines = []
+    groups = group(read_results(experiment))
     found = {key for runs in groups.values() for r in runs for key in r["metrics"]}
-    extra = sorted(key for key in found - set(COLUMNS) if not key.endswith("_C"))
-    columns = [c for c in COLUMNS if c in found] + extra
+    columns = [c for c in COLUMNS if c in found] + sorted(key for key in found - set(COLUMNS) if not key.endswith("_C"))
     header = ["variant", "n", *[COLUMNS.get(c, c) for c in columns], "steps", "train wall s"]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    data: dict[str, dict[str, list[float]]] = {}
     for variant, runs in groups.items():
         data[variant] = {c: [r["metrics"][c] for r in runs if c in r["metrics"]] for c in columns}
-        row = [variant, str(len(runs)), *[_cell(data[variant][c]) for c in columns],
-               str(runs[0].get("steps", "–")), _wall_cell(runs)]
+        row = [variant, str(len(runs)), *[cell(data[variant][c]) for c in columns], str(runs[0].get("steps", "–")),
+               wall_cell(runs)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines), data
 
 
-def plot(experiment: str, data: dict[str, dict[str, list[float]]]) -> Path | None:
+def plot_bars(experiment: str, data: dict[str, dict[str, list[float]]]):
     """One panel per metric, one bar per variant (error bar = std over seeds)."""
     metrics = [c for c in COLUMNS if any(values.get(c) for values in data.values())]
     if not metrics:
@@ -82,8 +83,8 @@ def plot(experiment: str, data: dict[str, dict[str, list[float]]]) -> Path | Non
     names = list(data)  # one row per variant in every panel, so rows line up across panels
     for ax, metric in zip(axes[0], metrics, strict=True):
         rows = [i for i, v in enumerate(names) if data[v].get(metric)]
-        means = [_stat(data[names[i]][metric])[0] for i in rows]
-        stds = [_stat(data[names[i]][metric])[1] for i in rows]
+        means = [stat(data[names[i]][metric])[0] for i in rows]
+        stds = [stat(data[names[i]][metric])[1] for i in rows]
         ax.barh(rows, means, xerr=stds, color="tab:blue", alpha=0.8)
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names), fontsize=8)
         ax.set_ylim(len(names) - 0.5, -0.5)
@@ -95,100 +96,90 @@ def plot(experiment: str, data: dict[str, dict[str, list[float]]]) -> Path | Non
         if metric == "sts/spearman":
             ax.axvline(UNTOUCHED_STS, color="tab:red", linestyle="--", linewidth=1, label="untouched 82.03")
             ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, f"quality benchmark: {experiment}", experiment)
+    return fig, f"quality benchmark: {experiment}", experiment
 
 
-def plot_scarce(data: dict[str, dict[str, list[float]]]) -> Path | None:
+def plot_scarce(data: dict[str, dict[str, list[float]]]):
     """Scarce NER: one line per recipe, x = % of CoNLL train kept (1/5/25), one panel per metric."""
     recipes: dict[str, dict[int, dict[str, list[float]]]] = {}
     for variant, values in data.items():
         percent, _, recipe = variant.partition("pct-")
         recipes.setdefault(recipe, {})[int(percent.removeprefix("ner"))] = values
-    metrics = [m for m in ("ner/f1", "sentiment/accuracy", "sts/spearman") if any(
-        v.get(m) for by_pct in recipes.values() for v in by_pct.values())]
+    metrics = [m for m in ("ner/f1", "sentiment/accuracy", "sts/spearman")
+               if any(v.get(m) for by_pct in recipes.values() for v in by_pct.values())]
     if not metrics:
         return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for recipe, by_pct in sorted(recipes.items()):
-            points = sorted((pct, _stat(v[metric])) for pct, v in by_pct.items() if v.get(metric))
+            points = sorted((pct, stat(v[metric])) for pct, v in by_pct.items() if v.get(metric))
             if points:
-                xs = [p for p, _ in points]
-                ax.errorbar(xs, [m for _, (m, _) in points], yerr=[s for _, (_, s) in points], marker="o",
-                            capsize=3, label=recipe)
+                ax.errorbar([p for p, _ in points], [m for _, (m, _) in points], yerr=[s for _, (_, s) in points],
+                            marker="o", capsize=3, label=recipe)
         ax.set_xscale("log")
         ax.set_xticks([1, 5, 25], ["1 %", "5 %", "25 %"])
         ax.set_xlabel("CoNLL-2003 train kept")
         ax.set_title(COLUMNS[metric], fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    return _save(fig, "scarce: abundant sentiment (8,000), scarce NER", "scarce")
+    return fig, "scarce: abundant sentiment (8,000), scarce NER", "scarce"
 
 
-def plot_curve(experiment: str) -> Path | None:
+def plot_curve(experiment: str):
     """Dev learning curves (SST-2 dev acc, CoNLL valid F1, STS-B dev Spearman) of runs that logged them."""
-    runs = [r for r in load_results(experiment) if r.get("dev_curve") and not r.get("quick")]
+    runs = [r for r in read_results(experiment) if r.get("dev_curve")]
     if not runs:
         return None
     keys = {"topic/accuracy": "AG News dev acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL valid F1",
             "sts/spearman": "STS-B dev Spearman"}
     keys = {k: v for k, v in keys.items() if any(k in rec["eval"] for run in runs for rec in run["dev_curve"])}
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
+    batch = runs[0].get("batch_size", "?")
     for ax, (key, title) in zip(axes[0], keys.items(), strict=True):
         task = key.split("/")[0]
         for run in [run for run in runs if any(key in rec["eval"] for rec in run["dev_curve"])]:
-            share = 1.0 if task == "sts" else _task_share(run, task)  # joint and alone compared per task update
+            share = 1.0 if task == "sts" else task_share(run, task)  # joint and alone compared per task update
             points = [(rec["step"] * share, rec["eval"][key]) for rec in run["dev_curve"] if key in rec["eval"]]
             ax.plot(*zip(*points, strict=True), marker="o", label=f"{run['variant']} seed {run['seed']}")
         if key == "sts/spearman":
             ax.axhline(UNTOUCHED_STS_DEV, color="tab:red", linestyle="--", linewidth=1,
                        label=f"untouched {UNTOUCHED_STS_DEV}")
             ax.legend(fontsize=7)
-        ax.set_xlabel(f"optimizer steps (batch {runs[0].get('batch_size', '?')})" if task == "sts" else
-                      f"updates of this task (expected; batch {runs[0].get('batch_size', '?')})")
+        ax.set_xlabel(f"optimizer steps (batch {batch})" if task == "sts" else
+                      f"updates of this task (expected; batch {batch})")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    return _save(fig, f"{experiment}: dev learning curves", f"{experiment}-curve")
+    return fig, f"{experiment}: dev learning curves", f"{experiment}-curve"
 
 
-def _task_share(run: dict, task: str) -> float:
+def task_share(run: dict, task: str) -> float:
     """The expected fraction of a run's optimizer steps that trained ``task`` (its sampler's probability)."""
     from mtst.data.sampling import task_probabilities
 
     sampling = run["config"].get("sampling", {})
     weights = {t["name"]: t.get("sampling_weight") for t in run["config"]["tasks"]}
-    probabilities = task_probabilities(run["train_sizes"], sampling.get("strategy", "proportional"),
-                                       sampling.get("temperature", 2.0), weights)
-    return probabilities[task]
-
-
-SPEED_COST = Path(__file__).resolve().parents[1] / "speed" / "results" / "branch_cost.json"
-TASK_KEYS = ("topic/accuracy", "sentiment/accuracy", "ner/f1")
+    return task_probabilities(run["train_sizes"], sampling.get("strategy", "proportional"),
+                              sampling.get("temperature", 2.0), weights)[task]
 
 
 def frontier_points() -> list[dict]:
     """One point per model of the task-branch frontier: mean task score (over seeds), STS-B, and predict / encode
-    cost (torch, from benchmarks/speed/branch_cost.py; models without a branch share the no-branch cost)."""
+    cost (torch, from branch_cost.json; models without a branch share the no-branch cost)."""
     if not SPEED_COST.exists():
         return []
-    import json
-
     cost = {(row["branch_at"], row["ner_head"]): row["torch"]["ratio"]
             for row in json.loads(SPEED_COST.read_text())["rows"]}
     plain, crf = "windowed", "windowed+shape+crf"
     named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", k, plain) for k in (5, 4, 3, 2)]
-    named += [("ner", "joint-all-8000steps-fp32-branch4-windowed-shape-crf", "branch_at 4 + shape + CRF (old default)",
-               4, crf),
-              ("ner", "joint-all-8000steps-fp32-branch3-windowed-shape-crf", "branch_at 3 + shape + CRF", 3, crf),
-              ("ner", "joint-all-8000steps-fp32-branch2-windowed-shape-crf", "branch_at 2 + shape + CRF (shipped)",
-               2, crf),
-              ("branch", "frozen-shipped", "frozen encoder (older default)", 6, plain),
+    named += [("ner", f"joint-all-8000steps-fp32-branch{k}-windowed-shape-crf", f"branch_at {k} + shape + CRF{note}",
+               k, crf) for k, note in ((4, " (old default)"), (3, ""), (2, " (shipped)"))]
+    named += [("branch", "frozen-shipped", "frozen encoder (older default)", 6, plain),
               ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6, plain),
               ("long", "joint-all-8000steps-bf16", "full fine-tune", 6, plain)]
     points = []
     for experiment, variant, label, k, head in named:
-        runs = _group(load_results(experiment)).get(variant)
+        runs = group(read_results(experiment)).get(variant)
         if not runs or (k, head) not in cost:
             continue
         mean = {key: statistics.fmean(run["metrics"][key] for run in runs) for key in (*TASK_KEYS, "sts/spearman")}
@@ -197,7 +188,7 @@ def frontier_points() -> list[dict]:
     return points
 
 
-def plot_frontier() -> Path | None:
+def plot_frontier():
     points = frontier_points()
     if not points:
         return None
@@ -219,20 +210,23 @@ def plot_frontier() -> Path | None:
     ax.set_xlabel("predict (every head) / encode alone, torch")
     ax.set_ylabel("mean of AG News acc, SST-2 dev acc, CoNLL F1 (test)")
     ax.grid(alpha=0.3)
-    return _save(fig, "Task score vs inference cost (o: embeddings kept, x: embeddings moved)", "frontier")
+    return fig, "Task score vs inference cost (o: embeddings kept, x: embeddings moved)", "frontier"
 
 
-def _save(fig, title: str, name: str) -> Path:
+def save(figure, folder: Path) -> Path:
+    fig, title, name = figure
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    PLOTS.mkdir(parents=True, exist_ok=True)
-    path = PLOTS / f"{name}.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def main() -> None:
+def main(out: Path = RESULTS) -> None:
+    from mtst.files import write_text
+
     sections = ["# Quality benchmark results (generated by benchmarks/quality/report.py)\n",
                 "Mean ± std over n seeds; one seed where n = 1. Commands: see docs/training-guide.md.\n"]
     for experiment in EXPERIMENT_ORDER:
@@ -242,13 +236,10 @@ def main() -> None:
         sections.append(f"## {experiment}\n\n{table}\n")
         extra = {"scarce": lambda: plot_scarce(data), "long": lambda: plot_curve("long"),
                  "branch": plot_frontier}.get(experiment)
-        for png in (plot(experiment, data), extra() if extra else None):
-            if png is not None:
+        for figure in (plot_bars(experiment, data), extra() if extra else None):
+            if figure is not None:
+                png = save(figure, out / "plots")
                 sections.append(f"![{png.stem}](plots/{png.name})\n")
-    out = RESULTS / "report.md"
-    out.write_text("\n".join(sections), encoding="utf-8")
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "report.md", "\n".join(sections))
+    print(f"wrote {out / 'report.md'}")

@@ -1,16 +1,18 @@
-"""Renders a speed run as markdown between markers in docs/performance.md (the rest of the file is kept).
-
-    .venv/bin/python benchmarks/speed/report.py benchmarks/speed/results/speed-STAMP.json [--block NAME]
-re-renders a saved run; each block NAME ("main" is what run.py writes) has its own pair of markers.
-"""
+"""A speed run as markdown between markers in docs/performance.md (the rest of the file is kept): one round gives a
+table block ("main", or a named one: each has its own markers), several rounds give the rounds block. Re-render a
+saved run with ``python -m benchmarks.speed --render benchmarks/speed/results/speed-STAMP.json [--block NAME]``."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-HEADING = "## Offline inference speed"
+from benchmarks.common import REPO, replace_block
+
+DOCS = REPO / "docs" / "performance.md"
+HEADING, ROUNDS_HEADING = "## Offline inference speed", "## Speed ratios over alternating rounds"
+ROUNDS_MARKERS = ("<!-- speed-rounds:begin -->", "<!-- speed-rounds:end -->")
+SETS = {"stsb": "STS-B", "short": "short", "long": "long"}  # older runs also timed short and long sentences
+TARGETS = {"openvino-fp32": 5.0, "onnx-fp32": 5.0, "torch-fp32": 1.4, "openvino-int8": 7.0, "onnx-int8": 7.0}
 
 
 def markers(block: str) -> tuple[str, str]:
@@ -18,96 +20,76 @@ def markers(block: str) -> tuple[str, str]:
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
-def _speed(result: dict, name: str) -> str:
+def speed(result: dict, name: str) -> str:
     row = result.get("sets", {}).get(name)
     return f"{row['sentences_per_s']:,.0f} ({row['ratio_to_reference']:.2f}x)" if row else "-"
 
 
-def _agreement(result: dict) -> str:
+def agreement(result: dict) -> str:
     """"topic 99.3%, ner 99.9% of words (98.0% of sentences)": token tasks per word, whole sentences after."""
-    agreement = result.get("task_agreement_with_torch")
-    if not agreement:
-        return "-"
+    found = result.get("task_agreement_with_torch") or {}
     parts = []
-    for task, value in agreement.items():
-        if task.endswith("/sentences"):
-            continue
-        whole = agreement.get(f"{task}/sentences")
-        parts.append(f"{task} {100 * value:.1f}%" if whole is None
-                     else f"{task} {100 * value:.1f}% of words ({100 * whole:.1f}% of sentences)")
-    return ", ".join(parts)
+    for task, value in found.items():
+        if not task.endswith("/sentences"):
+            whole = found.get(f"{task}/sentences")
+            parts.append(f"{task} {100 * value:.1f}%" + ("" if whole is None else
+                                                         f" of words ({100 * whole:.1f}% of sentences)"))
+    return ", ".join(parts) or "-"
 
 
 def table(report: dict) -> list[str]:
-    lines = [
-        "| variant | STS-B sent/s (x ref) | short sent/s (x ref) | long sent/s (x ref) | batch-1 p50 / p95 ms "
-        "| peak RSS MB | STS-B Spearman | cos to ref mean / min | batch make-up max abs(1-cos) "
-        "| tasks = torch | % fp32 peak (STS-B) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    sets = [name for name in SETS if any(name in r.get("sets", {}) for r in report["results"].values())]
+    lines = ["| variant | " + " | ".join(f"{SETS[name]} sent/s (x ref)" for name in sets) + " | batch-1 p50 / p95 ms "
+             "| peak RSS MB | STS-B Spearman | cos to ref mean / min | tasks = torch |", "|---" * (6 + len(sets)) + "|"]
     for name, result in report["results"].items():
         if "error" in result:
-            lines.append(f"| {name} | failed: {result['error'].replace('|', '/')} |" + " |" * 10)
+            lines.append(f"| {name} | failed: {result['error'].replace('|', '/')} |" + " |" * (4 + len(sets)))
             continue
-        cos = result.get("cosine_to_reference")
-        makeup = result.get("batch_makeup_max_1_minus_cos")
-        runtime = result.get("openvino_runtime_precision")
-        label = f"{name} ({runtime})" if runtime else name
+        cos, runtime = result.get("cosine_to_reference"), result.get("openvino_runtime_precision")
         lines.append(" | ".join([
-            f"| {label}", _speed(result, "stsb"), _speed(result, "short"), _speed(result, "long"),
-            f"{result['latency_ms']['p50']:.1f} / {result['latency_ms']['p95']:.1f}",
-            f"{result['peak_rss_mb']:,.0f}",
+            f"| {name} ({runtime})" if runtime else f"| {name}", *(speed(result, set_name) for set_name in sets),
+            f"{result['latency_ms']['p50']:.1f} / {result['latency_ms']['p95']:.1f}", f"{result['peak_rss_mb']:,.0f}",
             f"{result['stsb_spearman']:.2f}" if "stsb_spearman" in result else "-",
-            f"{cos['mean']:.5f} / {cos['min']:.5f}" if cos else "-",
-            f"{makeup:.1e}" if makeup is not None else "-",
-            _agreement(result),
-            f"{100 * result['sets']['stsb']['fraction_of_fp32_peak']:.0f}%",
-        ]) + " |")
+            f"{cos['mean']:.5f} / {cos['min']:.5f}" if cos else "-", agreement(result)]) + " |")
     return lines
 
 
 def targets(report: dict) -> list[str]:
-    results = {name: r for name, r in report["results"].items() if "error" not in r}
-    ref_spearman = results.get("st-fp32", {}).get("stsb_spearman")
-
-    def ratio(name: str) -> float:
-        return results[name]["sets"]["stsb"]["ratio_to_reference"] if name in results else 0.0
-
+    """The project's speed targets, each with the quality condition it comes with, and a verdict."""
+    results = {name: r for name, r in report["results"].items() if "sets" in r}
+    ratio = {name: r["sets"]["stsb"]["ratio_to_reference"] for name, r in results.items()}
+    spearman = {name: r["stsb_spearman"] for name, r in results.items() if "stsb_spearman" in r}
+    verdict = {True: "met", False: "MISSED"}
     lines = []
-    if "torch-fp32" in results:
-        cos_min = results["torch-fp32"]["cosine_to_reference"]["min"]
-        ok = ratio("torch-fp32") >= 1.4 and cos_min >= 0.9999
-        lines.append(f"- mtst torch fp32 >= 1.4x, cos >= 0.9999: {ratio('torch-fp32'):.2f}x, min cos {cos_min:.6f}"
-                     f" -> {'met' if ok else 'MISSED'}")
-    lossless = [n for n in ("onnx-fp32", "openvino-fp32") if n in results
-                and ref_spearman is not None and abs(results[n]["stsb_spearman"] - ref_spearman) <= 0.05]
-    if lossless:
-        best = max(lossless, key=ratio)
-        lines.append(f"- best lossless export >= 5x with STS-B unchanged (within 0.05): {best} {ratio(best):.2f}x, "
-                     f"Spearman {results[best]['stsb_spearman']:.2f} -> {'met' if ratio(best) >= 5 else 'MISSED'}")
-    int8 = [n for n in ("onnx-int8", "openvino-int8") if n in results]
-    if int8:
-        best = max(int8, key=ratio)
-        ok = ratio(best) >= 7 and results[best]["stsb_spearman"] >= 82.0
-        lines.append(f"- best int8 >= 7x with STS-B >= 82.0: {best} {ratio(best):.2f}x, Spearman "
-                     f"{results[best]['stsb_spearman']:.2f} -> {'met' if ok else 'MISSED'}")
-    for name in int8:
-        agreement = results[name].get("task_agreement_with_torch")
-        if agreement:
-            shown = {task: value for task, value in agreement.items() if not task.endswith("/sentences")}
+    if "cosine_to_reference" in results.get("torch-fp32", {}):
+        cos = results["torch-fp32"]["cosine_to_reference"]["min"]
+        lines.append(f"- mtst torch fp32 >= 1.4x, cos >= 0.9999: {ratio['torch-fp32']:.2f}x, min cos {cos:.6f} -> "
+                     f"{verdict[ratio['torch-fp32'] >= 1.4 and cos >= 0.9999]}")
+    for names, target, floor, text, keep in (
+            (("onnx-fp32", "openvino-fp32"), 5, 0.0, "best lossless export >= 5x with STS-B unchanged (within 0.05)",
+             lambda n: abs(spearman[n] - spearman.get("st-fp32", float("nan"))) <= 0.05),
+            (("onnx-int8", "openvino-int8"), 7, 82.0, "best int8 >= 7x with STS-B >= 82.0", lambda n: True)):
+        found = [n for n in names if n in spearman and keep(n)]
+        if found:
+            best = max(found, key=ratio.get)
+            ok = ratio[best] >= target and spearman[best] >= floor
+            lines.append(f"- {text}: {best} {ratio[best]:.2f}x, Spearman {spearman[best]:.2f} -> {verdict[ok]}")
+    for name, result in results.items():
+        shown = {task: value for task, value in (result.get("task_agreement_with_torch") or {}).items()
+                 if not task.endswith("/sentences")}
+        if shown and "int8" in name:
             worst = min(shown, key=shown.get)
             lines.append(f"- int8 same label as torch >= 98% (token tasks per word): {name} lowest {worst} "
-                         f"{100 * shown[worst]:.1f}% -> {'met' if shown[worst] >= 0.98 else 'MISSED'}")
-    for name in ("torch-predict", "onnx-predict"):
-        same = results.get(name, {}).get("predict_vs_encode_same_process")
-        cost = same["ratio"] if same else results.get(name, {}).get("cost_vs_embeddings_only")
+                         f"{100 * shown[worst]:.1f}% -> {verdict[shown[worst] >= 0.98]}")
+        same = result.get("predict_vs_encode_same_process")
+        cost = same["ratio"] if same else result.get("cost_vs_embeddings_only")
         if cost is not None:
-            how = "alternating in one process, fastest of each" if same else "across processes"
-            lines.append(f"- all heads <= 1.15x embeddings alone ({name}, {how}): {cost:.2f}x -> "
-                         f"{'met' if cost <= 1.15 else 'MISSED'}")
-    separate = results.get("separate-models", {}).get("cost_vs_mtst_predict")
-    if separate is not None:
-        lines.append(f"- separate models (embedding model + one per task) cost {separate:.2f}x mtst predict")
+            lines.append(f"- all heads <= 1.15x embeddings alone ({name}, "
+                         f"{'alternating in one process' if same else 'across processes'}): {cost:.2f}x -> "
+                         f"{verdict[cost <= 1.15]}")
+        if "cost_vs_mtst_predict" in result:
+            lines.append(f"- separate models (embedding model + one per task) cost "
+                         f"{result['cost_vs_mtst_predict']:.2f}x mtst predict")
     return lines
 
 
@@ -116,64 +98,42 @@ def section(report: dict, results_file: Path, block: str = "main") -> str:
     versions = ", ".join(f"{name} {v}" for name, v in hw["versions"].items())
     stsb = report["results"].get("st-fp32", {}).get("sets", {}).get("stsb", {}).get("sentences", "?")
     begin, end = markers(block)
-    body = [
+    return "\n".join([
         begin,
         f"Run {report['started_utc']} UTC, {report['duration_s']:.0f} s, command: "
-        f"`.venv/bin/python {report['command'].strip()}` (raw numbers: `{results_file}`).",
-        "",
+        f"`.venv/bin/python {report['command'].strip()}` (raw numbers: `{results_file}`).", "",
         f"Hardware: {hw['cpu']}, {hw['cores_available']} cores available, {hw['threads']} thread(s) for every "
-        f"variant; Python {hw['python']}; {versions}. Throughput is the fastest of {report.get('repeats', 1)} "
-        "pass(es) over STS-B (one pass over short / long / separate models).",
+        f"variant; Python {hw['python']}; {versions}. Throughput: the median of {report.get('repeats', 1)} pass(es) "
+        "over the sentences, each variant in its own process.",
         f"Load average before / after: {report['load_average_before']} / {report['load_average_after']}"
         " (other jobs shared the machine whenever it is above the thread count).",
-        f"Model: {report['model_kind']}. Sentences: {stsb} unique STS-B test sentences "
-        f"(Spearman over the {report.get('stsb_pairs', '?')} test pairs they make up); short = those with "
-        "<= 10 tokens; long = the first 200 AG News test texts (title. description). "
-        "x ref = speed / sentence-transformers (mean of its two runs).",
-        "",
-        *table(report),
-        "",
-        "Targets:",
-        *targets(report),
-        end,
-    ]
-    return "\n".join(body)
+        f"Model: {report['model_kind']}. Sentences: {stsb} unique STS-B test sentences (Spearman over all STS-B test "
+        "pairs). x ref = speed / sentence-transformers in the same round (median over rounds).", "",
+        *table(report), "", "Targets:", *targets(report), end])
 
 
-def write_docs(report: dict, path: Path, results_file: Path, block: str = "main") -> None:
-    """Replace the block's generated text (or add it at the end of the speed section, or create the file)."""
-    begin, end = markers(block)
-    replace_block(path, section(report, results_file, block), begin, end, HEADING)
+def rounds_block(report: dict) -> str:
+    hw = report["hardware"]
+    lines = [ROUNDS_MARKERS[0],
+             f"Run {report['started_utc']} UTC, `{report['command']}`: {hw['cpu']}, {hw['threads']} threads, "
+             f"{report['rounds']} rounds, load average before {report['load_average_before'][0]}, "
+             f"after {report['load_average_after'][0]}. Ratio = variant / `st-fp32` in the same round "
+             f"(sentences/s over the STS-B test sentences, {report['repeats']} passes each).", "",
+             "| variant | median ratio | min – max | per round | target | verdict (median) |",
+             "|---|---|---|---|---|---|"]
+    for name, row in report["summary"].items():
+        target = TARGETS.get(name)
+        verdict = "-" if target is None else ("met" if row["median"] >= target else "MISSED")
+        lines.append(f"| {name} | {row['median']:.2f}x | {row['min']:.2f} – {row['max']:.2f} | "
+                     f"{', '.join(f'{x:.2f}' for x in row['ratios'])} | {f'{target:g}x' if target else '-'} "
+                     f"| {verdict} |")
+    speeds = ", ".join(f"{s:,.0f}" for s in report["reference_speeds"])
+    return "\n".join([*lines, "", f"`st-fp32` per round: {speeds} sentences/s.", ROUNDS_MARKERS[1]])
 
 
-def replace_block(path: Path, text: str, begin: str, end: str, heading: str) -> None:
-    """Put ``text`` (which starts with ``begin`` and ends with ``end``) where those markers are in ``path``, else
-    right under ``heading``, else at the end under a new ``heading``; written atomically."""
-    doc = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if begin in doc and end in doc:
-        head, rest = doc.split(begin, 1)
-        doc = head + text + rest.split(end, 1)[1]
-    elif heading in doc:
-        doc = doc.replace(heading, f"{heading}\n\n{text}", 1)
+def write_docs(report: dict, results_file: Path, block: str = "main", docs: Path = DOCS) -> None:
+    """Several rounds: the rounds block; one round: the table block ``block``."""
+    if report.get("rounds", 1) > 1:
+        replace_block(docs, rounds_block(report), *ROUNDS_MARKERS, ROUNDS_HEADING)
     else:
-        doc = doc.rstrip("\n") + f"\n\n{heading}\n\n{text}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(doc, encoding="utf-8")
-    temp.replace(path)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Re-render a saved speed run into docs/performance.md")
-    parser.add_argument("results", type=Path)
-    parser.add_argument("--block", default="main")
-    parser.add_argument("--docs", type=Path, default=Path(__file__).resolve().parents[2] / "docs" / "performance.md")
-    args = parser.parse_args()
-    root = Path(__file__).resolve().parents[2]
-    results = args.results.resolve()
-    shown = results.relative_to(root) if results.is_relative_to(root) else results
-    write_docs(json.loads(results.read_text()), args.docs, shown, args.block)
-
-
-if __name__ == "__main__":
-    main()
+        replace_block(docs, section(report, results_file, block), *markers(block), HEADING)

@@ -1,191 +1,129 @@
-"""One benchmark variant, measured in its own process so peak RSS is its own.
+"""The speed variants as data, and one variant measured in its own process (so its peak RSS is its own):
 
-    .venv/bin/python benchmarks/speed/variants.py --variant onnx-int8 --work /tmp/mtst-bench-speed --threads 2
+    .venv/bin/python -m benchmarks.speed.variants onnx-int8 --work /tmp/mtst-bench-speed --threads 2 [--round 0]
 
-Writes <work>/results/<variant>.json (speeds, latency, RSS) and <work>/results/<variant>.stsb.npy
-(embeddings of the STS-B sentences; the parent computes Spearman and agreement from them), plus
-<variant>.labels.json with task predictions on a sample when the variant can predict.
+writes <work>/results/<variant>.json: sentences/s (median of ``--repeats`` passes), batch-1 latency, peak RSS,
+for predict calls the runtime's ``encode`` timed in alternation; round 0 also STS-B test Spearman (mtst's evaluation),
+the STS-B embeddings (<variant>.npy: cosine to the reference) and task labels on a sample (agreement with torch).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+from benchmarks.common import alternating_rounds, peak_rss_mb, seconds, stsb
+
 LATENCY_SAMPLE = 100  # sentences timed one at a time
-AGREEMENT_SAMPLE = 300  # sentences whose task predictions are compared with torch
+AGREEMENT_SAMPLE = 300  # sentences whose task labels are compared with torch
 
 
-# ---- runners: texts -> embeddings (N, H) -------------------------------------------------------
-def _sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+@dataclass(frozen=True)
+class SpeedVariant:
+    name: str
+    runtime: str  # "sentence-transformers", or what prepare.py built in the work folder: model, onnx-fp32, ...
+    call: str  # "encode", "predict" (every head, decoded), "predict+embedding", "separate" (one model per task)
+    batch_size: int  # the faster batch size for each runtime on this machine
 
 
-def hand_openvino(xml: Path, threads: int, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
-    """The encoder alone in OpenVINO; tokenisation, length sorting and mean pooling done here in numpy."""
-    import openvino as ov
-    from transformers import AutoTokenizer
-
-    from mtst.model.encoder import default_backbone_path
-
-    tokenizer = AutoTokenizer.from_pretrained(str(default_backbone_path()))
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(xml)), "CPU",
-                                  {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-    request = compiled.create_infer_request()
-
-    def encode(texts: list[str]) -> np.ndarray:
-        ids = tokenizer(texts, truncation=True, max_length=256)["input_ids"]
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for batch in _sorted_batches([len(x) for x in ids], batch_size):
-            longest = max(len(ids[i]) for i in batch)
-            input_ids = np.zeros((len(batch), longest), dtype=np.int64)
-            mask = np.zeros_like(input_ids)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            tokens = np.asarray(request.infer({"input_ids": input_ids, "attention_mask": mask})[0])  # (B, T, H)
-            pooled = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)  # (B, H)
-            out[batch] = pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
-        return out
-
-    return encode
+VARIANTS = {v.name: v for v in (
+    SpeedVariant("st-fp32", "sentence-transformers", "encode", 32),  # the reference
+    SpeedVariant("torch-fp32", "model", "encode", 64),
+    SpeedVariant("onnx-fp32", "onnx-fp32", "encode", 128),
+    SpeedVariant("onnx-int8", "onnx-int8", "encode", 128),  # dynamic int8, per-channel, reduce_range
+    SpeedVariant("openvino-fp32", "openvino-fp32", "encode", 64),  # its default precision: bf16 where the CPU has it
+    SpeedVariant("openvino-int8", "openvino-int8", "encode", 64),  # NNCF int8
+    SpeedVariant("torch-predict", "model", "predict", 64),
+    SpeedVariant("torch-predict-embedding", "model", "predict+embedding", 64),
+    SpeedVariant("onnx-predict", "onnx-fp32", "predict", 128),
+    SpeedVariant("openvino-predict", "openvino-fp32", "predict", 64),
+    SpeedVariant("separate-models", "model", "separate", 64),  # an embedding model + one model per task
+)}
+REFERENCE = "st-fp32"
 
 
-def build(variant: str, work: Path, threads: int) -> tuple[Callable[[list[str]], object], object | None]:
-    """(timed function, predictor used for the task-agreement sample or None)."""
-    import torch
+def load(variant: SpeedVariant, work: Path, threads: int):
+    from mtst.inference.backends import load_predictor
 
-    torch.set_num_threads(threads)
-    model_dir = Path((work / "model_dir.txt").read_text().strip())
-    if variant.startswith("st-fp32"):
+    if variant.runtime == "sentence-transformers":  # behind the encode signature mtst's evaluation calls
         from sentence_transformers import SentenceTransformer
 
         from mtst.model.encoder import default_backbone_path
 
         st = SentenceTransformer(str(default_backbone_path()), device="cpu")
-        return (lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True)), None
-    if variant.startswith("hand-ov"):
-        xml = work / "hand-ov" / ("encoder-int8.xml" if variant.endswith("int8") else "encoder.xml")
-        return hand_openvino(xml, threads), None
-    from mtst.inference.backends import load_predictor
-
-    if variant in ("torch-fp32", "torch-predict"):
-        model = load_predictor(model_dir, "torch", threads=threads)
-        if variant == "torch-fp32":
-            return (lambda texts: model.encode(texts, batch_size=64)), model
-        return (lambda texts: model.predict(texts, batch_size=64)), model
-    if variant == "separate-models":
-        return separate_models(model_dir, threads), None
-    backend, precision = variant.split("-", 1)[0], variant.rsplit("-", 1)[-1]
-    batch_size = _batch_size(variant)
-    if precision == "predict":  # all heads from the fp32 export
-        predictor = load_predictor(work / f"{backend}-fp32", backend, threads=threads)
-        return (lambda texts: predictor.predict(texts, batch_size=batch_size)), predictor
-    predictor = load_predictor(work / f"{backend}-{precision}", backend, threads=threads)
-    return (lambda texts: predictor.encode(texts, batch_size=batch_size)), predictor
+        return SimpleNamespace(tasks=[], encode=lambda texts, batch_size=32, normalize=None, convert_to="numpy": (
+            st.encode(texts, batch_size=batch_size, normalize_embeddings=bool(normalize),
+                      convert_to_tensor=convert_to == "torch")))
+    model = json.loads((work / "prepared.json").read_text())["model"] if variant.runtime == "model" else None
+    return load_predictor(model or work / variant.runtime, threads=threads)
 
 
-def _batch_size(variant: str) -> int:
-    return 128 if variant.startswith("onnx") else 64  # the faster batch size for each runtime here (FACTS.md)
+def timed_call(variant: SpeedVariant, runner, work: Path, threads: int):
+    """texts -> output: exactly the call the variant's figure is about."""
+    size = variant.batch_size
+    if variant.call == "encode":
+        return lambda texts: runner.encode(texts, batch_size=size)
+    if variant.call in ("predict", "predict+embedding"):
+        embedding = variant.call == "predict+embedding"
+        return lambda texts: runner.predict(texts, batch_size=size, include_embedding=embedding)
+    per_task = [(task, load(variant, work, threads)) for task in runner.tasks]  # separate: N+1 encoder passes
+    return lambda texts: (runner.encode(texts, batch_size=size),
+                          [model.predict(texts, tasks=[task], batch_size=size) for task, model in per_task])
 
 
-def separate_models(model_dir: Path, threads: int) -> Callable[[list[str]], object]:
-    """Embedding model + one separate full model per task: what mtst replaces (N+1 encoder passes)."""
-    from mtst.inference.backends import load_predictor
+def measure(variant: SpeedVariant, work: Path, threads: int, repeats: int, quality: bool) -> dict:
+    import torch
 
-    embedder = load_predictor(model_dir, "torch", threads=threads)
-    per_task = {task: load_predictor(model_dir, "torch", threads=threads) for task in embedder.tasks}
+    torch.set_num_threads(threads)
+    texts = json.loads((work / "sentences.json").read_text())["stsb"]
+    started = time.perf_counter()
+    runner = load(variant, work, threads)
+    call = timed_call(variant, runner, work, threads)
+    result: dict = {"variant": variant.name, "threads": threads, "load_s": round(time.perf_counter() - started, 2)}
+    call(texts[:64])  # warm-up: first-call allocations, graph compilation
+    calls = {"call": lambda: call(texts)}
+    if variant.call.startswith("predict"):  # every head vs the embedding alone, alternating in this process
+        calls["encode"] = lambda: runner.encode(texts, batch_size=variant.batch_size)
+    took = alternating_rounds(calls, repeats)
+    result["sets"] = {"stsb": {"sentences": len(texts), "seconds": round(took["call"], 3), "repeats": repeats,
+                               "sentences_per_s": round(len(texts) / took["call"], 1)}}
+    if "encode" in took:
+        result["predict_vs_encode_same_process"] = {"predict_s": round(took["call"], 3),
+                                                    "encode_s": round(took["encode"], 3),
+                                                    "ratio": round(took["call"] / took["encode"], 3)}
+    latencies = [seconds(lambda text=text: call([text])) for text in texts[:LATENCY_SAMPLE]]
+    result["latency_ms"] = {"p50": round(float(np.percentile(latencies, 50)) * 1e3, 2),
+                            "p95": round(float(np.percentile(latencies, 95)) * 1e3, 2)}
+    result["peak_rss_mb"] = peak_rss_mb()
+    if quality and variant.call == "encode":
+        from mtst.training.evaluation import sts_spearman
 
-    def run(texts: list[str]) -> object:
-        vectors = embedder.encode(texts, batch_size=64)
-        return vectors, [model.predict(texts, tasks=[task], batch_size=64) for task, model in per_task.items()]
+        np.save(work / "results" / f"{variant.name}.npy", np.asarray(call(texts), dtype=np.float32))
+        result["stsb_spearman"] = round(sts_spearman(runner, stsb(), batch_size=variant.batch_size), 2)
+    if quality and runner.tasks:  # arg-max labels; token tasks one tag per word
+        from mtst.inference.agreement import predicted_labels
 
-    return run
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak resident memory. Not getrusage's ru_maxrss: Linux carries that over
-    exec from the parent, so every child would report at least the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)  # kB -> MB
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _best_of(fn: Callable[[list[str]], object], texts: list[str], repeats: int) -> tuple[float, object]:
-    """Fastest of ``repeats`` timed calls (the machine may be shared: the minimum is the least disturbed)."""
-    best, first = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(texts)
-        best = min(best, time.perf_counter() - start)
-        first = out if first is None else first
-    return best, first
+        result["labels"] = predicted_labels(runner, texts[:AGREEMENT_SAMPLE], batch_size=64)
+    if getattr(runner, "runtime_precision", None):
+        result["openvino_runtime_precision"] = runner.runtime_precision
+    return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", required=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variant", choices=list(VARIANTS))
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs over STS-B; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes over STS-B; the median counts")
+    parser.add_argument("--round", type=int, default=0, help="round 0 also records quality and labels")
     args = parser.parse_args()
-    sets = json.loads((args.work / "sentences.json").read_text())
-    started = time.perf_counter()
-    fn, predictor = build(args.variant, args.work, args.threads)
-    embed_fn = None
-    if args.variant.endswith("-predict"):
-        embed_fn = lambda texts: predictor.encode(texts, batch_size=_batch_size(args.variant))  # noqa: E731
-    load_s = time.perf_counter() - started
-    fn(sets["stsb"][:64])  # warm-up: first-call allocations, graph compilation
-    result: dict = {"variant": args.variant, "threads": args.threads, "load_s": round(load_s, 2), "sets": {}}
-    for name in ("stsb", "short", "long"):
-        if name != "stsb" and args.variant in ("torch-predict", "separate-models", "onnx-predict"):
-            continue  # the task comparisons are made on STS-B only, to keep the run short
-        texts = sets[name]
-        repeats = args.repeats if name == "stsb" and embed_fn is None and args.variant != "separate-models" else 1
-        seconds, out = _best_of(fn, texts, repeats)
-        result["sets"][name] = {"sentences": len(texts), "seconds": round(seconds, 3), "repeats": repeats,
-                                "sentences_per_s": round(len(texts) / seconds, 1)}
-        if name == "stsb" and isinstance(out, np.ndarray):
-            np.save(args.work / "results" / f"{args.variant}.stsb.npy", out.astype(np.float32))
-    if embed_fn is not None:  # all heads vs embeddings only, alternating in this process: robust to load
-        predict_s = embed_s = float("inf")
-        for _ in range(args.repeats):
-            predict_s = min(predict_s, _best_of(fn, sets["stsb"], 1)[0])
-            embed_s = min(embed_s, _best_of(embed_fn, sets["stsb"], 1)[0])
-        result["predict_vs_encode_same_process"] = {"predict_s": round(predict_s, 3), "encode_s": round(embed_s, 3),
-                                                    "ratio": round(predict_s / embed_s, 3)}
-        row = result["sets"]["stsb"]
-        row["seconds"] = round(min(row["seconds"], predict_s), 3)
-        row["sentences_per_s"] = round(row["sentences"] / row["seconds"], 1)
-        row["repeats"] = 1 + args.repeats
-    latencies, alone = [], []
-    for text in sets["stsb"][:LATENCY_SAMPLE]:
-        start = time.perf_counter()
-        out = fn([text])
-        latencies.append(time.perf_counter() - start)
-        if isinstance(out, np.ndarray):
-            alone.append(out[0])
-    result["latency_ms"] = {"p50": round(float(np.percentile(latencies, 50)) * 1e3, 2),
-                            "p95": round(float(np.percentile(latencies, 95)) * 1e3, 2)}
-    if alone:
-        np.save(args.work / "results" / f"{args.variant}.alone.npy", np.stack(alone).astype(np.float32))
-    result["peak_rss_mb"] = peak_rss_mb()
-    if predictor is not None and predictor.tasks:  # arg-max labels; token tasks one tag per word
-        from mtst.inference.agreement import predicted_labels
-
-        result["labels"] = predicted_labels(predictor, sets["stsb"][:AGREEMENT_SAMPLE], batch_size=64)
-    if getattr(predictor, "runtime_precision", None):
-        result["openvino_runtime_precision"] = predictor.runtime_precision
+    result = measure(VARIANTS[args.variant], args.work, args.threads, args.repeats, quality=args.round == 0)
     (args.work / "results" / f"{args.variant}.json").write_text(json.dumps(result, indent=1))
 
 

@@ -1,21 +1,17 @@
-"""The quality benchmark's experiment definitions: every variant must be a valid training config.
+"""The quality harness: every variant is a valid training config, the harness scores a model through mtst's own
+evaluation, and the report renders the committed results.
 
-The benchmark itself needs the real data in ../shared/data and hours of CPU; these checks need neither
-(config validation does not open data files).
+The benchmark itself needs the real data in ../shared/data and hours of CPU; these checks need neither (config
+validation does not open data files; the evaluation check writes its own tiny files).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "quality"))
-
-from experiments import EXPERIMENTS, STEPS, Variant, _merge, build_config  # noqa: E402
-
-from mtst.training.config import TrainConfig  # noqa: E402
+from benchmarks.quality import report
+from benchmarks.quality.experiments import EXPERIMENTS, RESULTS, STEPS, Variant, build_config, merge
+from mtst.training.config import TrainConfig
 
 ALL_VARIANTS = [(name, variant) for name, variants in EXPERIMENTS.items() for variant in variants]
 
@@ -60,30 +56,40 @@ def test_scarce_variants_cut_ner_to_the_stated_share() -> None:
 
 def test_merge_is_deep_and_leaves_inputs_alone() -> None:
     base = {"optimizer": {"lr": 1.0, "batch_size": 16}}
-    merged = _merge(base, {"optimizer": {"lr": 2.0}})
+    merged = merge(base, {"optimizer": {"lr": 2.0}})
     assert merged == {"optimizer": {"lr": 2.0, "batch_size": 16}}
     assert base["optimizer"]["lr"] == 1.0
 
 
 @pytest.mark.parametrize("head_type", ["token_classification", "windowed_token_classification"])
-def test_harness_scores_every_token_head_with_entity_f1(bare_model, head_type) -> None:
-    """The harness's test-set scoring reads a tag per word for any token head (a windowed NER head once
-    fell through to sentence accuracy)."""
-    from common import evaluate_task
+def test_harness_scores_every_token_head_with_entity_f1(bare_model, tmp_path, monkeypatch, head_type) -> None:
+    """The harness's test-set scoring goes through mtst's evaluation with the head type the model has (a windowed
+    NER head once fell through to sentence accuracy): one entity F1 per token task, and STS-B Spearman."""
+    from benchmarks.common import stsb
+    from benchmarks.quality import __main__ as harness
 
-    from mtst.data.readers import Examples
-
-    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    bare_model.add_head("ner", head_type, labels)
-    words = [["john", "smith", "lives", "in", "paris"], ["mary", "visited", "london"]]
-    gold = [["B-PER", "I-PER", "O", "O", "B-LOC"], ["B-PER", "O", "B-LOC"]]
-    metrics = evaluate_task(bare_model, "ner", Examples(words, gold, ["a:1", "b:2"]))
-    assert list(metrics) == ["f1"] and 0.0 <= metrics["f1"] <= 100.0
+    conll = tmp_path / "test.txt"
+    conll.write_text("John B-PER\nSmith I-PER\nlives O\nin O\nParis B-LOC\n\nMary B-PER\nvisited O\nLondon B-LOC\n")
+    sts = tmp_path / "sts.csv"
+    rows = [("a man plays a guitar", "a man plays music", 4.2), ("a dog runs", "the stock market fell", 0.3),
+            ("a woman cooks", "a woman is cooking food", 4.8)]
+    sts.write_text("".join(f"g\tf\t2012\t{i}\t{score}\t{a}\t{b}\n" for i, (a, b, score) in enumerate(rows)))
+    data = {"path": str(conll), "format": "conll"}
+    monkeypatch.setattr(harness, "task_specs", lambda: {"ner": {"name": "ner", "type": "token_classification",
+                                                                "data": {"train": data, "test": data}}})
+    monkeypatch.setattr(harness, "stsb", lambda **fields: stsb(**fields).model_copy(update={"path": sts}))
+    bare_model.add_head("ner", head_type, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+    metrics = harness.evaluate_model(bare_model)
+    assert list(metrics) == ["ner/f1", "sts/spearman"] and 0.0 <= metrics["ner/f1"] <= 100.0
 
 
 def test_report_marks_a_resumed_runs_wall_time_as_partial() -> None:
-    from report import _wall_cell
-
     fresh = {"wall_s": 2000.0, "resumed": False}
-    assert _wall_cell([fresh]) == "2000.00"
-    assert _wall_cell([fresh, {"wall_s": 700.0, "resumed": True}]).endswith("(resumed: part only)")
+    assert report.wall_cell([fresh]) == "2000.00"
+    assert report.wall_cell([fresh, {"wall_s": 700.0, "resumed": True}]).endswith("(resumed: part only)")
+
+
+def test_report_tabulates_every_committed_result() -> None:
+    for experiment in [path.name for path in RESULTS.iterdir() if path.is_dir() and path.name != "plots"]:
+        table, data = report.experiment_table(experiment)
+        assert len(table.splitlines()) == 2 + len(data) and data, experiment
