@@ -4,14 +4,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # torch first, pinned: an unpinned install resolves to multi-GB CUDA wheels.
 TORCH  := torch==2.13.0
+# The exact versions of everything installed (pyproject.toml holds ranges): results do not move between installs.
+LOCK   := requirements/lock.txt
 
-.PHONY: setup demo test lint clean bench-quality bench-load bench-speed bench-speed-rounds
+.PHONY: setup demo test lint lock clean bench-quality bench-load bench-speed bench-speed-rounds
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) $(TORCH)
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -34,6 +36,13 @@ bench-quality: setup
 # Serving under load (needs ../shared/data/stsb): ~1.5 min; JSON in benchmarks/load/results/, see docs/serving.md.
 bench-load: setup
 	$(PY) -m benchmarks.load
+
+# Rewrite $(LOCK) from what .venv holds now (after changing a range in pyproject.toml and reinstalling).
+lock:
+	{ sed -n '1,2p' $(LOCK); \
+	  echo "# Generated $$(date -u +%Y-%m-%d) with Python $$($(PY) -c 'import platform; print(platform.python_version())') on $$(uname -m) Linux."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^#' | grep -vi '^mtst[= @]' | sed -E 's/\+[A-Za-z0-9.]+$$//'; \
+	} > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

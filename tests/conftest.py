@@ -44,6 +44,13 @@ def bare_model(tiny_st_dir):
 
 
 @pytest.fixture(autouse=True)
+def _private_cpu_path_cache(tmp_path_factory, monkeypatch):
+    """A CPU path chosen by `mtst bench --probe` on this machine must not change what the tests compute."""
+    monkeypatch.setenv("MTST_CACHE_DIR", str(tmp_path_factory.mktemp("mtst-cache")))
+    monkeypatch.setenv("MTST_CPU_PROBE", "0")  # fp32 unless a test asks: results must not depend on this CPU
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)
     np.random.seed(0)

@@ -71,7 +71,8 @@ def test_without_ray_installed_the_error_says_how_to_get_it(monkeypatch, tiny_st
     result = runner.invoke(app, ["encode", "-i", str(source), "-o", str(tmp_path / "o.npy"), "--engine", "ray",
                                  "--backbone", str(tiny_st_dir)])
     assert result.exit_code == 1
-    assert result.stderr == "error: --engine ray needs Ray: pip install 'mtst[ray]' (it installs ray[data])\n"
+    assert result.stderr == ("error: --engine ray needs the 'ray' extra: pip install 'mtst[ray]' "
+                             "(no module named 'ray')\n")
     assert [p.name for p in tmp_path.iterdir()] == ["in.txt"]
 
 

@@ -67,3 +67,60 @@ def test_mixed_precision_flag_overrides_the_config(tmp_path, tiny_st_dir):
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert written["run"]["mixed_precision"] == "bf16"
     assert yaml.safe_load(path.read_text())["run"]["mixed_precision"] == "no"  # the user's file is untouched
+
+
+def test_one_command_trains_from_files_with_dotted_overrides(tmp_path, tiny_st_dir):
+    from helpers import write_data
+
+    files = write_data(tmp_path / "data")
+    out_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--task", f"topic={files['topic']}", "--task", f"ner={files['ner']}",
+                                 "--set", f"model.backbone={tiny_st_dir}", "--set", "optimizer.max_steps=2",
+                                 "--set", "optimizer.batch_size=4", "--set", "tasks.ner.crf=false",
+                                 "--output-dir", str(out_dir)])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((out_dir / "config.yaml").read_text())
+    assert [t["type"] for t in written["tasks"]] == ["sentence_classification", "windowed_token_classification"]
+    assert written["tasks"][1]["crf"] is False and written["optimizer"]["max_steps"] == 2
+    assert written["tasks"][0]["data"]["split"]["dev"] == 0.1  # a dev split cut, no dev file given
+    assert (out_dir / "final" / "README.md").exists()
+
+
+def test_without_output_dir_each_run_gets_a_fresh_directory(tmp_path, tiny_st_dir, monkeypatch):
+    from helpers import write_data
+
+    files = write_data(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--task", f"topic={files['topic']}", "--set", f"model.backbone={tiny_st_dir}",
+            "--set", "optimizer.max_steps=1"]
+    for _ in range(2):
+        assert runner.invoke(app, args).exit_code == 0
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all((run / "final").is_dir() for run in runs)
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_st_dir, monkeypatch):
+    from helpers import write_data
+
+    files = write_data(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, ["train", "--dry-run", "--task", f"topic={files['topic']}",
+                                 "--task", f"ner={files['ner']}", "--set", f"model.backbone={tiny_st_dir}"])
+    assert result.exit_code == 0, result.output
+    assert sorted(tmp_path.rglob("*")) == before  # no run directory, no data file, nothing
+    assert "task topic (sentence_classification): train " in result.output
+    assert "steps: 200 optimizer steps" in result.output and "estimated time on this machine" in result.output
+
+
+def test_unknown_set_key_and_missing_tasks_are_one_line(tmp_path, tiny_st_dir):
+    from helpers import write_data
+
+    files = write_data(tmp_path / "data")
+    result = runner.invoke(app, ["train", "--task", f"topic={files['topic']}", "--set", "optimizer.epoch=3"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "unknown config key 'optimizer.epoch'" in result.output
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 1 and "--task" in result.output
+    result = runner.invoke(app, ["train", "--task", "topic"])
+    assert result.exit_code == 1 and "NAME=PATH" in result.output

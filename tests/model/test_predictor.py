@@ -56,13 +56,14 @@ def test_a_model_answers_through_its_predictor(tiny_model):
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_the_same_surface_on_every_runtime(saved, backend):
     predictor = load_predictor(saved[0] if backend == "torch" else saved[1])
-    vectors = predictor.encode(SENTENCES, convert_to="torch")
+    vectors = predictor.encode(SENTENCES, convert_to_tensor=True)
     assert isinstance(vectors, torch.Tensor) and vectors.dtype == torch.float32 and vectors.shape == (4, 32)
     as_numpy = predictor.encode(SENTENCES)
     assert as_numpy.dtype == np.float32 and np.array_equal(as_numpy, vectors.numpy())
     assert predictor.encode([]).shape == (0, 32) and predictor.predict([]) == []
-    assert predictor.predict("a", tasks=["topic"])[0].keys() == {"text", "topic"}
-    for call, error in ((lambda: predictor.encode(["a"], convert_to="list"), "unknown convert_to 'list'"),
+    assert predictor.predict("a", tasks=["topic"]).keys() == {"text", "topic"}  # one string: one row
+    assert predictor.encode("a").shape == (32,)  # one string: one vector
+    for call, error in ((lambda: predictor.encode(["a"], precision="float16"), "unknown precision 'float16'"),
                         (lambda: predictor.encode([1]), "sentences must be strings, got int"),
                         (lambda: predictor.predict(["a"], batch_size=0), "batch_size must be at least 1")):
         with pytest.raises(MtstError, match=error):
@@ -71,11 +72,12 @@ def test_the_same_surface_on_every_runtime(saved, backend):
 
 def test_a_graph_that_normalises_cannot_encode_unnormalised(saved):
     on_torch, on_onnx = load_predictor(saved[0]), load_predictor(saved[1])
-    raw = on_torch.encode(SENTENCES, normalize=False)
+    raw = on_torch.encode(SENTENCES, normalize=False)  # mtst's own keyword: the raw pooled vectors
     assert not np.allclose(np.linalg.norm(raw, axis=-1), 1.0)  # torch pools the backbone itself: either way works
     with pytest.raises(MtstError, match="L2-normalises its embeddings; encode with normalize=None or True"):
         on_onnx.encode([], normalize=False)  # before any batch runs
-    np.testing.assert_allclose(on_onnx.encode(SENTENCES, normalize=True), on_torch.encode(SENTENCES), atol=1e-4)
+    np.testing.assert_allclose(on_onnx.encode(SENTENCES, normalize_embeddings=True), on_torch.encode(SENTENCES),
+                               atol=1e-4)
 
 
 def test_torch_runtime_restores_training_mode(tiny_model):

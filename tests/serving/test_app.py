@@ -425,7 +425,7 @@ def test_cli_serve_passes_settings_and_api_key(monkeypatch, tmp_path):
     from mtst.cli import app
 
     seen = {}
-    monkeypatch.setattr(mtst.cli.serve, "serve_model", lambda *args: seen.update(args=args))
+    monkeypatch.setattr(mtst.cli.serve, "serve_model", lambda *args, **kwargs: seen.update(args=args))
     monkeypatch.setenv("MTST_API_KEY", "from-env")
     result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path), "--port", "9001", "--max-batch", "8",
                                       "--max-gather", "32", "--cors-origin", "http://a.test"])

@@ -1,8 +1,11 @@
 """The one Typer app every command registers on, its error rule and the options commands share.
 
 Every command shares one error rule, enforced once in ``MtstGroup.invoke``: a problem the user can
-fix (MtstError, a pydantic ValidationError) becomes ONE line on stderr, ``error: ...``, exit code 1,
-and no output file.
+fix (MtstError, a pydantic ValidationError, a missing optional library: ``mtst.extras``) becomes ONE line on
+stderr, ``error: ...``, exit code 1, and no output file.
+
+Every command that writes a file takes ``--output/-o``; every command that runs a model takes ``--threads`` and
+(where PyTorch runs it) ``--device``. Only typer, rich and mtst.errors are imported here, so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from mtst.errors import MtstError
 
@@ -20,6 +22,8 @@ class MtstGroup(typer.core.TyperGroup):
     """Turns user errors from any subcommand into one ``error: ...`` line and exit code 1."""
 
     def invoke(self, ctx: typer.Context):
+        from pydantic import ValidationError  # here, not at the top: pydantic is not needed for --help
+
         try:
             return super().invoke(ctx)
         except MtstError as exc:
@@ -28,6 +32,13 @@ class MtstGroup(typer.core.TyperGroup):
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             _fail(f"{where}: {first['msg']}" if where else first["msg"])
+        except ModuleNotFoundError as exc:  # an optional library imported deep inside: name the extra that brings it
+            from mtst.extras import extra_for, message
+
+            extra = extra_for(exc.name or "")
+            if extra is None:
+                raise
+            _fail(message(extra, f"mtst {ctx.invoked_subcommand or ''}".strip(), exc.name))
 
 
 def _fail(message: str) -> None:
@@ -43,6 +54,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mtst import __version__
+
+        typer.echo(f"mtst {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print mtst's version and exit.")] = False,
+) -> None:
+    pass
 
 # ---- shared options -----------------------------------------------------------------------------
 SentencesArg = Annotated[list[str] | None, typer.Argument(help="Sentences (or use --input / stdin).",
@@ -60,3 +87,5 @@ BatchOpt = Annotated[int, typer.Option(help="Sentences per forward pass.")]
 BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx | openvino (all but torch need --model).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference (default: all available cores).",
                                                 show_default=False)]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps, PyTorch only (default: the "
+                                                    "CPU; auto: CUDA, then MPS, then the CPU).", show_default=False)]

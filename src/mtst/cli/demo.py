@@ -5,16 +5,24 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from mtst.cli.app import BackboneOpt
+from mtst.cli.app import BackboneOpt, DeviceOpt, ThreadsOpt
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         backbone: BackboneOpt = None,
+        threads: ThreadsOpt = None,
+        device: DeviceOpt = None,
     ) -> None:
         """The showcase: sample sentences, embeddings, similarities and every head's predictions (same every run)."""
+        from mtst.cli.loading import torch_threads
         from mtst.cli.showcase import demo_model, render_demo, seeded_model
 
+        torch_threads(threads)
         model = demo_model() if backbone is None else seeded_model(backbone)
+        if device is not None:
+            from mtst.model.devices import resolve_device
+
+            model = model.to(resolve_device(device))
         render_demo(Console(), model)

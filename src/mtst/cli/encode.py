@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from mtst.cli.app import (
     BackboneOpt,
     BackendOpt,
     BatchOpt,
+    DeviceOpt,
     InputOpt,
     MaxLenOpt,
     ModelOpt,
@@ -29,6 +26,9 @@ from mtst.cli.io import emit_jsonl, read_sentences, short, stdout_is_terminal, w
 from mtst.cli.loading import check_choice, encoder_spec, load_encoder
 from mtst.errors import MtstError
 from mtst.files import write_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TABLE_ROWS = 50  # rows shown by the readable table; files and JSON lines carry everything
 ENCODE_FORMATS = ("table", "jsonl", "npy")
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 64,
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
+        device: DeviceOpt = None,
         num_processes: Annotated[int, typer.Option("--num-processes", help="Worker processes for a file into .npy "
                                                    "(threads are split between them).")] = 1,
         engine: EngineOpt = "local",
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
         column: ColumnOpt = None,
     ) -> None:
         """Sentences -> fixed-length embeddings (a table, JSON lines or a .npy matrix)."""
-        if check_engine(engine, address, actors, column):  # threads: per actor
+        if check_engine(engine, address, actors, column, device):  # threads: per actor
             from mtst.inference.backends import ModelSpec
             from mtst.integrations.ray_data import PredictOptions
             from mtst.integrations.ray_jobs import run_job
@@ -78,6 +79,8 @@ def register(app: typer.Typer) -> None:
             raise MtstError(f"--num-processes must be at least 1, got {num_processes}")
         if num_processes > 1 and not streams:
             raise MtstError("--num-processes is for bulk encoding: pass --input FILE and --output OUT.npy")
+        if num_processes > 1 and device not in (None, "cpu"):
+            raise MtstError("--num-processes splits the CPU's threads between processes; drop it to use --device")
         if streams:  # a file into .npy: stream it
             # bounded memory, resumable: rerun the same command after a kill
             from mtst.inference.bulk import encode_file
@@ -85,13 +88,16 @@ def register(app: typer.Typer) -> None:
 
             spec = encoder_spec(model, backbone, pooling, normalize, max_seq_length, backend, threads)
             workers = Workers(num_processes, spec) if num_processes > 1 else None
-            encode_file(spec.load(), input_path, output, batch_size=batch_size, normalize=normalize,
+            predictor = spec.load() if device is None else spec.load().to(device)
+            encode_file(predictor, input_path, output, batch_size=batch_size, normalize=normalize,
                         show_progress=sys.stderr.isatty(), workers=workers)
             return
+        import numpy as np
+
         texts = read_sentences(sentences, input_path)
-        predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads)
+        predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads, device)
         embeddings = predictor.encode(texts, batch_size=batch_size, normalize=normalize,
-                                      show_progress=wants_progress(texts), convert_to="numpy")  # (N, H)
+                                      show_progress_bar=wants_progress(texts))  # (N, H)
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if fmt == "npy":
             write_atomic(output, lambda handle: np.save(handle, embeddings, allow_pickle=False))
@@ -117,6 +123,11 @@ def _encode_format(output_format: str | None, output: Path | None) -> str:
 
 
 def _print_embedding_table(texts: list[str], embeddings: np.ndarray) -> None:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console()
     table = Table(title=f"{len(texts)} sentence(s) -> embeddings of dimension {embeddings.shape[1]}")
     table.add_column("#", justify="right")

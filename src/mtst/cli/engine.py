@@ -22,15 +22,23 @@ ColumnOpt = Annotated[str | None, typer.Option(help="--engine ray: the text colu
                                                     "(default: text).", show_default=False)]
 
 
-def check_engine(engine: str, address: str | None, actors: int | None, column: str | None) -> bool:
-    """True for --engine ray; the Ray-only options are refused with --engine local."""
+def check_engine(engine: str, address: str | None, actors: int | None, column: str | None,
+                 device: str | None = None) -> bool:
+    """True for --engine ray (once the 'ray' extra is found); the Ray-only options are refused with --engine local,
+    --device with --engine ray (Ray actors run on their machines' CPUs)."""
     check_choice(engine, ENGINES, "engine")
     if engine == "local":
         given = [flag for flag, value in (("--address", address), ("--actors", actors), ("--column", column))
                  if value is not None]
         if given:
             raise MtstError(f"{given[0]} is for --engine ray; add --engine ray or drop {given[0]}")
-    return engine == "ray"
+        return False
+    if device is not None:
+        raise MtstError("--device is for --engine local; Ray actors run on the CPUs of the cluster")
+    from mtst.extras import check
+
+    check("ray", "--engine ray")
+    return True
 
 
 def ray_job(sentences: list[str] | None, input_path: str | None, output: Path | None, threads: int | None,

@@ -18,12 +18,16 @@ def register(app: typer.Typer) -> None:
         directory: Annotated[Path | None, typer.Argument(
             help="Model or backbone directory (default: the default model).", show_default=False)] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON to this file.")] = None,
     ) -> None:
         """What a model directory holds: encoder settings, tasks, heads, labels, trained or not."""
+        from mtst.files import write_text
         from mtst.inference.describe import describe
 
         facts = describe(directory)
-        if as_json:
+        if output is not None:
+            write_text(output, json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
+        elif as_json:
             typer.echo(json.dumps(facts, indent=2, ensure_ascii=False))
         else:
             print_info(facts)
@@ -37,7 +41,7 @@ def print_info(facts: dict) -> None:
     summary.add_column(overflow="fold")
     for key in ("note", "path", "kind", "backbone", "backbone_sha256", "architecture", "layers", "hidden_size",
                 "parameters", "branch_at", "branch_layers", "branch_parameters", "branch_dtype", "pooling", "normalize",
-                "max_seq_length", "trained"):
+                "max_seq_length", "trained", "cpu_path"):
         if facts.get(key) is not None:
             summary.add_row(key, Text(str(facts[key])))
     console.print(summary)

@@ -47,10 +47,11 @@ def encoder_spec(model_dir: Path | None, backbone: str | None, pooling: str | No
 
 
 def load_encoder(model_dir: Path | None, backbone: str | None, pooling: str | None,
-                 normalize: bool | None, max_seq_length: int | None, backend: str, threads: int | None = None
-                 ) -> Predictor:
-    """--model DIR -> its predictor (any backend); otherwise a head-less model on a backbone."""
-    return encoder_spec(model_dir, backbone, pooling, normalize, max_seq_length, backend, threads).load()
+                 normalize: bool | None, max_seq_length: int | None, backend: str, threads: int | None = None,
+                 device: str | None = None) -> Predictor:
+    """--model DIR -> its predictor (any backend); otherwise a head-less model on a backbone; on ``device``."""
+    predictor = encoder_spec(model_dir, backbone, pooling, normalize, max_seq_length, backend, threads).load()
+    return predictor if device is None else predictor.to(device)
 
 
 def check_threads(threads: int | None) -> None:
@@ -66,8 +67,15 @@ def torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def load_task_model(model_dir: Path | None, backend: str, threads: int | None = None) -> Predictor:
-    """--model DIR, else the shipped default model, else the seeded untrained demo model (with a warning)."""
+def load_task_model(model_dir: Path | None, backend: str, threads: int | None = None,
+                    device: str | None = None) -> Predictor:
+    """--model DIR, else the shipped default model, else the seeded untrained demo model (with a warning); on
+    ``device`` (None: the CPU)."""
+    predictor = _task_predictor(model_dir, backend, threads)
+    return predictor if device is None else predictor.to(device)
+
+
+def _task_predictor(model_dir: Path | None, backend: str, threads: int | None) -> Predictor:
     from mtst.cli.showcase import DEMO_SEED, demo_model, trained_default_available
     from mtst.inference.backends import BACKENDS, load_predictor
     from mtst.model.predictor import as_predictor

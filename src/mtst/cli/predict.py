@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mtst.cli.app import BackendOpt, BatchOpt, InputOpt, ModelOpt, SentencesArg, ThreadsOpt
+from mtst.cli.app import BackendOpt, BatchOpt, DeviceOpt, InputOpt, ModelOpt, SentencesArg, ThreadsOpt
 from mtst.cli.engine import ActorsOpt, AddressOpt, ColumnOpt, EngineOpt, check_engine, ray_job, show_progress
 from mtst.cli.io import emit_jsonl, read_sentences, wants_progress
 from mtst.cli.loading import load_task_model
@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchOpt = 32,
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
+        device: DeviceOpt = None,
         engine: EngineOpt = "local",
         address: AddressOpt = None,
         actors: ActorsOpt = None,
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Every task head's predictions as JSON lines, one per sentence (one forward pass each)."""
         wanted = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
-        if check_engine(engine, address, actors, column):  # threads: per actor
+        if check_engine(engine, address, actors, column, device):  # threads: per actor
             from mtst.cli.showcase import trained_default_available
             from mtst.inference.backends import ModelSpec
             from mtst.integrations.ray_data import PredictOptions
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
             run_job(job, spec, options, show_progress())
             return
         texts = read_sentences(sentences, input_path)
-        predictor = load_task_model(model, backend, threads)
+        predictor = load_task_model(model, backend, threads, device)
         rows = predictor.predict(texts, tasks=wanted, batch_size=batch_size, include_embedding=embedding,
-                                 show_progress=wants_progress(texts))
+                                 show_progress_bar=wants_progress(texts))
         emit_jsonl(rows, output)

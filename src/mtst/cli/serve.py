@@ -1,4 +1,5 @@
-"""``mtst serve [--model DIR] [--backend auto|torch|onnx|openvino] [--host 127.0.0.1] [--port 8000]``.
+"""``mtst serve [--model DIR] [--backend auto|torch|onnx|openvino] [--host 127.0.0.1] [--port 8000] [--threads N]
+[--device auto|cpu|cuda|mps]``.
 
 Which model is served is decided by ``mtst.cli.loading.load_task_model`` (the same choice as ``mtst predict``):
 --model DIR, else the shipped default model, else the seeded demo model.
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from mtst.cli.app import DeviceOpt, ThreadsOpt
 
 API_KEY_ENV = "MTST_API_KEY"
 # Idle OpenMP threads spin by default. In a server they spin between batches and starve the event loop and
@@ -32,14 +35,15 @@ def _restart_with_passive_openmp() -> None:
     os.execve(sys.executable, [sys.executable, "-m", "mtst.cli", *sys.argv[1:]], env)
 
 
-def serve_model(model: Path | None, backend: str, host: str, port: int, settings) -> None:
+def serve_model(model: Path | None, backend: str, host: str, port: int, settings, threads: int | None = None,
+                device: str | None = None) -> None:
     """Load the model, build the app and run uvicorn until SIGINT/SIGTERM (then drain and exit)."""
     import uvicorn
 
     from mtst.cli.loading import load_task_model
     from mtst.serving.app import create_app
 
-    predictor = load_task_model(model, backend)
+    predictor = load_task_model(model, backend, threads, device)
     app = create_app(predictor, settings)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))  # the access log line is already JSON
@@ -79,11 +83,16 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option(help="Seconds a request may wait for the model (504 beyond).")] = 30.0,
         cors_origin: Annotated[list[str] | None, typer.Option(
             "--cors-origin", help="Allow browser calls from this origin (repeatable); no CORS by default.")] = None,
+        threads: ThreadsOpt = None,
+        device: DeviceOpt = None,
     ) -> None:
         """Serve embeddings and predictions over HTTP (OpenAI-compatible /v1/embeddings, playground at /).
 
         Set MTST_API_KEY to require 'Authorization: Bearer <key>' on every endpoint except /health and /.
         """
+        from mtst.extras import check
+
+        check("serve", "mtst serve")  # before the restart below: one line, not a second process saying it
         _restart_with_passive_openmp()
         from mtst.serving.app import ServeSettings
 
@@ -93,4 +102,4 @@ def register(app: typer.Typer) -> None:
             max_wait_ms=max_wait_ms, max_queue=max_queue, timeout_s=timeout,
             api_key=os.environ.get(API_KEY_ENV) or None, cors_origins=tuple(cors_origin or ()), model_name=name,
         )
-        serve_model(model, backend, host, port, settings)
+        serve_model(model, backend, host, port, settings, threads=threads, device=device)

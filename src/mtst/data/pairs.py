@@ -7,7 +7,8 @@ Columns come from csv / tsv (``text_column``, ``text_pair_column``, ``label_colu
 
 from __future__ import annotations
 
-from mtst.data.readers import Examples, jsonl_rows, read_delimited
+from mtst.data.readers import Examples
+from mtst.data.rows import jsonl_rows, read_delimited
 from mtst.data.sources import DataSource
 from mtst.errors import MtstError
 

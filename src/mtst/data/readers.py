@@ -1,6 +1,6 @@
-"""Labelled examples from files: one reader per format (csv | tsv | jsonl | conll | hf_disk).
+"""Labelled examples from files: one reader per format (csv | tsv | jsonl | conll | spans | hf_disk).
 
-Data flow: DataSource (csv | tsv | jsonl | conll | hf_disk) -> Examples (texts, labels, origins)
+Data flow: DataSource -> rows of the file (rows.py) -> Examples (texts, labels, origins)
 -> EncodedTask (task_encoding.py: tokenized once, label ids aligned to sub-tokens) -> padded (B, T) batches.
 
 Every problem a user can fix in a data file raises MtstError naming ``path:line`` and the problem,
@@ -9,14 +9,12 @@ because "KeyError: 3" after ten minutes of tokenising is no help.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from mtst.data.rows import jsonl_rows, read_delimited, read_text
 from mtst.data.sources import DataSource
+from mtst.data.spans import iob1_to_iob2, looks_like_iob1, span_tags
 from mtst.errors import MtstError
 
 DOCSTART = "-DOCSTART-"  # CoNLL document separator, not a sentence
@@ -42,26 +40,7 @@ def take(examples: Examples, indices: Sequence[int]) -> Examples:
     )
 
 
-# ---- reading files ------------------------------------------------------------------------
-def _read_text(path: Path) -> str:
-    """The whole file as UTF-8 text; a decoding error names the line it sits on."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise MtstError(f"{path}: file not found; check the data path in the config") from exc
-    except IsADirectoryError as exc:
-        raise MtstError(f"{path}: is a directory; point the data path at a file") from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise MtstError(f"{path}:{line}: not valid UTF-8 (byte {data[exc.start]:#04x}); re-save the file as UTF-8"
-                        ) from exc
-    if not text.strip():
-        raise MtstError(f"{path}: file is empty; it needs at least one example")
-    return text.removeprefix("\ufeff")
-
-
+# ---- labels -------------------------------------------------------------------------------
 def _label_name(raw: object, origin: str, source: DataSource, names: list[str] | None = None) -> str:
     """A raw label (str, int, ...) -> its name: through label_map if given, else ClassLabel names."""
     if raw is None or isinstance(raw, list | dict):
@@ -78,74 +57,6 @@ def _label_name(raw: object, origin: str, source: DataSource, names: list[str] |
     if not key:
         raise MtstError(f"{origin}: empty label; every example needs one")
     return key
-
-
-def _column_index(column: str | int, header: list[str] | None, path: Path) -> int:
-    if isinstance(column, int):
-        return column
-    if header is None:
-        raise MtstError(f"{path}: with header: false, columns are 0-based indices; got '{column}'")
-    if column not in header:
-        raise MtstError(f"{path}:1: no column '{column}'; the header has {header}")
-    return header.index(column)
-
-
-def read_delimited(source: DataSource, columns: Sequence[str | int]) -> tuple[list[list[str]], list[str]]:
-    """csv (normal quoting) or tsv (QUOTE_NONE: SST-2 and STS-B hold stray quotes) -> the wanted
-    fields of each non-blank row, stripped, and each row's origin."""
-    path = source.path
-    stream = io.StringIO(_read_text(path), newline="")
-    if source.format == "tsv":
-        reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(stream)
-    rows: list[list[str]] = []
-    origins: list[str] = []
-    indices: list[int] | None = None
-    try:
-        line = 1
-        for row in reader:
-            origin, line = f"{path}:{line}", reader.line_num + 1  # a quoted field may span lines
-            if not any(field.strip() for field in row):
-                continue
-            if indices is None:
-                header = [field.strip() for field in row] if source.header else None
-                indices = [_column_index(column, header, path) for column in columns]
-                if source.header:
-                    continue
-            for column, index in zip(columns, indices, strict=True):
-                if not -len(row) <= index < len(row):
-                    raise MtstError(f"{origin}: row has {len(row)} column(s), so column {column!r} is missing")
-            rows.append([row[index].strip() for index in indices])
-            origins.append(origin)
-    except csv.Error as exc:
-        raise MtstError(f"{path}:{reader.line_num}: cannot parse as {source.format}: {exc}") from exc
-    if not rows:
-        raise MtstError(f"{path}: no examples below the header; the file needs at least one row")
-    return rows, origins
-
-
-def jsonl_rows(source: DataSource, columns: Sequence[str | int]) -> tuple[list[list], list[str]]:
-    """The ``columns`` (key names) of every non-blank line of a JSON-lines file, and each line's origin."""
-    if not all(isinstance(column, str) for column in columns):
-        raise MtstError(f"{source.path}: jsonl columns are key names, got {list(columns)}")
-    rows, origins = [], []
-    for number, line in enumerate(_read_text(source.path).split("\n"), start=1):  # not splitlines: U+2028 is JSON
-        if not line.strip():
-            continue
-        origin = f"{source.path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MtstError(f"{origin}: invalid JSON ({exc.msg}); each line must be one JSON object") from exc
-        if not isinstance(row, dict):
-            raise MtstError(f"{origin}: each line must be one JSON object, got {type(row).__name__}")
-        for column in columns:
-            if column not in row:
-                raise MtstError(f"{origin}: no key '{column}' (keys: {sorted(row)})")
-        rows.append([row[column] for column in columns])
-        origins.append(origin)
-    return rows, origins
 
 
 def _read_jsonl(source: DataSource) -> list[tuple[object, object, str]]:
@@ -167,7 +78,7 @@ def _read_conll(source: DataSource) -> list[tuple[object, object, str]]:
             words.clear()
             tags.clear()
 
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
         parts = line.split()
         if not parts or parts[0] == DOCSTART:
             flush()
@@ -186,6 +97,17 @@ def _read_conll(source: DataSource) -> list[tuple[object, object, str]]:
         words.append(parts[0])
         tags.append(parts[source.tag_column])
     flush()
+    return records
+
+
+def _read_spans(source: DataSource) -> list[tuple[object, object, str]]:
+    """JSON lines of text + character spans (Label Studio, doccano, spaCy) -> (words, BIO tags, origin)."""
+    key = source.label_column if "label_column" in source.model_fields_set else "spans"
+    rows, origins = jsonl_rows(source, [source.text_column, key])
+    records = []
+    for (text, spans), origin in zip(rows, origins, strict=True):
+        words, tags = span_tags(text, spans, origin, lambda raw, where=origin: _label_name(raw, where, source))
+        records.append((words, tags, origin))
     return records
 
 
@@ -233,7 +155,10 @@ def _check_bio(tag: str, origin: str) -> str:
 
 def _to_examples(records: list[tuple[object, object, str]], source: DataSource, token: bool,
                  names: list[str] | None = None) -> Examples:
-    """Validate raw (text, label, origin) records and turn labels into names."""
+    """Validate raw (text, label, origin) records and turn labels into names; token tags of an IOB1 file
+    (``scheme: iob1``, or ``auto`` and the file looks like IOB1) become IOB2."""
+    if not records:
+        raise MtstError(f"{source.path}: no examples in the file; it needs at least one")
     texts, labels, origins = [], [], []
     for text, label, origin in records:
         if token:
@@ -249,6 +174,8 @@ def _to_examples(records: list[tuple[object, object, str]], source: DataSource, 
         texts.append(text)
         labels.append(label)
         origins.append(origin)
+    if token and (source.scheme == "iob1" or (source.scheme == "auto" and looks_like_iob1(labels))):
+        labels = [iob1_to_iob2(tags) for tags in labels]
     return Examples(texts, labels, origins)
 
 
@@ -258,7 +185,8 @@ def read_all(source: DataSource, token: bool) -> Examples:
                         "evaluation.sts; remove it from this task's data")
     if source.format in ("csv", "tsv"):
         if token:
-            raise MtstError(f"{source.path}: token tasks read conll, jsonl or hf_disk data, not {source.format}")
+            raise MtstError(f"{source.path}: token tasks read conll, jsonl or hf_disk data (or spans), "
+                            f"not {source.format}")
         rows, origins = read_delimited(source, [source.text_column, source.label_column])
         records = [(text, label, origin) for (text, label), origin in zip(rows, origins, strict=True)]
         return _to_examples(records, source, token)
@@ -268,6 +196,10 @@ def read_all(source: DataSource, token: bool) -> Examples:
         return _to_examples(_read_conll(source), source, token)
     if source.format == "jsonl":
         return _to_examples(_read_jsonl(source), source, token)
+    if source.format == "spans":
+        if not token:
+            raise MtstError(f"{source.path}: spans data holds entity offsets; use it for a token task")
+        return _to_examples(_read_spans(source), source.model_copy(update={"label_map": None}), token)  # mapped
     records, names = _read_hf_disk(source)
     return _to_examples(records, source, token, names)
 

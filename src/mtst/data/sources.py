@@ -5,14 +5,18 @@ These are sections of the training config (``tasks[].data``), defined here becau
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mtst.errors import MtstError
 from mtst.model.config import StrictModel
 
-DataFormat = Literal["csv", "tsv", "jsonl", "conll", "hf_disk"]
+DataFormat = Literal["csv", "tsv", "jsonl", "conll", "spans", "hf_disk"]
+TagScheme = Literal["auto", "iob1", "iob2"]
+SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".conll": "conll", ".txt": "conll", ".iob": "conll"}
 DATA_DIR_VARIABLE = "MTST_DATA_DIR"
 DEFAULT_DATA_DIR = "../shared/data"  # where the project's real data sits beside a checkout
 
@@ -27,6 +31,7 @@ class DataSource(StrictModel):
     text_pair_column: str | int | None = None  # second sentence of a pair (evaluation.sts only)
     header: bool = True  # csv/tsv: first row holds column names
     tag_column: int = -1  # conll: which whitespace column holds the BIO tag (-1 = last)
+    scheme: TagScheme = "auto"  # token tags: auto = rewrite IOB1 files as IOB2 when they look like IOB1
     label_map: dict[str, str] | None = None  # raw label -> label name (e.g. "1" -> "World")
     max_examples: int | None = Field(None, gt=0)  # keep the first N (after a split, of each split)
 
@@ -46,6 +51,7 @@ class SplitSpec(StrictModel):
     dev: float = Field(0.1, ge=0, lt=1)
     test: float = Field(0.1, ge=0, lt=1)
     seed: int = 13
+    stratify: bool = False  # sentence tasks: each label's share the same in every split
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitSpec:
@@ -55,7 +61,8 @@ class SplitSpec(StrictModel):
 
 
 class TaskData(StrictModel):
-    """Either separate train/dev/test sources, or ``source`` + ``split``."""
+    """Either separate train/dev/test sources, or ``source`` + ``split``; beside ``source``, a ``dev`` or ``test``
+    file wins for its split and the source is cut into the others."""
 
     train: DataSource | None = None
     dev: DataSource | None = None
@@ -66,10 +73,31 @@ class TaskData(StrictModel):
     @model_validator(mode="after")
     def _one_layout(self) -> TaskData:
         if self.source is not None:
-            if self.train or self.dev or self.test:
-                raise ValueError("give either 'source' (+ 'split') or train/dev/test, not both")
+            if self.train:
+                raise ValueError("give either 'source' (+ 'split') or 'train', not both; 'dev' and 'test' files may "
+                                 "stand beside 'source'")
             if self.split is None:
                 raise ValueError("'source' needs a 'split' (ratios and seed)")
         elif self.train is None:
             raise ValueError("a task needs 'train' data (or 'source' + 'split')")
         return self
+
+
+def infer_format(path: Path, token_level: bool) -> str:
+    """The format a file's name says (a directory: hf_disk); for a token task, JSON lines whose first object has a
+    "spans" key are span files."""
+    if path.is_dir():
+        return "hf_disk"
+    found = SUFFIX_FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise MtstError(f"{path}: cannot tell the format from the name; name it .csv, .tsv, .jsonl, .conll, .txt or "
+                        "choose one with PATH:FORMAT (csv, tsv, jsonl, conll, spans, hf_disk)")
+    if found == "jsonl" and token_level and path.is_file():
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            first = next((line for line in handle if line.strip()), "")
+        try:
+            if isinstance(row := json.loads(first), dict) and "spans" in row:
+                return "spans"
+        except json.JSONDecodeError:
+            pass  # the reader names the line
+    return found

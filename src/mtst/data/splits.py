@@ -14,23 +14,42 @@ from mtst.model.tasks import task_type
 SPLITS = ("train", "dev", "test")
 
 
-def split_examples(examples: Examples, spec: SplitSpec) -> dict[str, Examples]:
-    """Shuffle indices with ``spec.seed`` and cut by ratio; each split keeps file order.
+def _stratified(order: list[int], labels: list) -> list[int]:
+    """``order`` interleaved by label: each example keyed by its place in its label's shuffled run (rank / run
+    length), so every stretch of the result holds each label in about its share, and each label's first example
+    comes first (train is cut first, so a label seen once lands in train)."""
+    if not all(isinstance(label, str) for label in labels):
+        raise MtstError("split.stratify is for sentence labels (one label per example); remove it for this task")
+    runs: dict[str, list[int]] = {}
+    for index in order:
+        runs.setdefault(labels[index], []).append(index)
+    key = {index: rank / len(run) for run in runs.values() for rank, index in enumerate(run)}
+    return sorted(order, key=key.__getitem__)  # stable: ties keep the shuffled order
 
-    A split with ratio 0 is left out; one with a positive ratio gets at least one example.
+
+def split_examples(examples: Examples, spec: SplitSpec, given: tuple[str, ...] = ()) -> dict[str, Examples]:
+    """Shuffle indices with ``spec.seed`` and cut by ratio; each split keeps file order. With ``spec.stratify``,
+    every label has about its share of each split.
+
+    A split with ratio 0 is left out; one with a positive ratio gets at least one example. The splits in ``given``
+    come from their own files: their cut joins train, so the other splits are those of the plain split.
     """
     order = list(range(len(examples)))
     random.Random(spec.seed).shuffle(order)
+    if spec.stratify:
+        order = _stratified(order, examples.labels)
     sizes = {name: max(1, round(len(order) * getattr(spec, name))) for name in ("dev", "test") if getattr(spec, name)}
     sizes = {"train": len(order) - sum(sizes.values()), **sizes}
     if sizes["train"] < 1:
         raise MtstError(f"{examples.origins[0].rsplit(':', 1)[0]}: {len(examples)} example(s) are too few to split "
                         f"into {list(sizes)}")
-    parts, start = {}, 0
+    chunks, start = {}, 0
     for name, size in sizes.items():
-        parts[name] = take(examples, sorted(order[start : start + size]))
+        chunks[name] = order[start : start + size]
         start += size
-    return parts
+    for name in given:
+        chunks["train"] += chunks.pop(name, [])
+    return {name: take(examples, sorted(chunk)) for name, chunk in chunks.items()}
 
 
 def read_task_splits(name: str, head_type: str, data: TaskData) -> dict[str, Examples]:
@@ -46,9 +65,11 @@ def read_task_splits(name: str, head_type: str, data: TaskData) -> dict[str, Exa
 
     try:
         if data.source is not None:
-            parts = split_examples(read(data.source, whole=True), data.split)
+            given = {split: read(source, whole=False) for split in ("dev", "test") if (source := getattr(data, split))}
+            parts = split_examples(read(data.source, whole=True), data.split, tuple(given))
             limit = data.source.max_examples
-            return {split: take(part, range(min(len(part), limit or len(part)))) for split, part in parts.items()}
+            parts = {split: take(part, range(min(len(part), limit or len(part)))) for split, part in parts.items()}
+            return {**parts, **given}
         return {split: read(source, whole=False) for split in SPLITS if (source := getattr(data, split))}
     except MtstError as exc:
         raise MtstError(f"task '{name}': {exc}") from exc

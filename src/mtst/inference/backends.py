@@ -2,9 +2,9 @@
 values that can travel (to worker processes, Ray actors) where a loaded model cannot.
 
 Whatever the backend, what is loaded is a ``Predictor`` (mtst.model.predictor): the same
-``encode(sentences, batch_size, normalize, show_progress, convert_to)``,
-``predict(sentences, tasks, batch_size, include_embedding, show_progress)``, ``tasks``, ``config`` and
-``check_tasks``; ``predictor.runtime`` is the backend's own object (``runtime.model`` on torch).
+``encode`` (sentence-transformers' keywords), ``predict(sentences, tasks, batch_size, include_embedding,
+show_progress_bar, device)``, ``similarity``, ``tasks``, ``config`` and ``check_tasks``; ``predictor.runtime`` is
+the backend's own object (``runtime.model`` on torch).
 
 A saved mtst model directory runs on torch; a directory written by ``mtst export`` (it has an
 ``export.json``) runs on the runtime it was exported for. Nothing is exported on the fly.
@@ -35,13 +35,15 @@ def detect_backend(path: str | Path | None) -> str:
     return "torch" if info is None else info["format"]
 
 
-def load_predictor(path: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> Predictor:
+def load_predictor(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
+                   device: str | None = None) -> Predictor:
     """Load a model directory for inference with the requested backend ("auto": whatever it holds).
 
     Args:
         path: a saved mtst model directory, or an exported one (None: the shipped default model).
         backend: "auto", "torch", "onnx" or "openvino"; must match what the directory holds.
         threads: CPU threads for inference (default: every core this process may use).
+        device: where torch runs it (None: the CPU; "auto": CUDA, then MPS, then the CPU); exports run on the CPU.
     Returns:
         A Predictor; on torch its ``runtime.model`` is the MultiTaskModel (``MultiTaskModel.load`` to train it).
     """
@@ -66,10 +68,11 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
 
         if threads is not None:
             torch.set_num_threads(threads)
-        return Predictor(TorchRuntime(MultiTaskModel.load(path)))
+        return Predictor(TorchRuntime(MultiTaskModel.load(path, device=device)))
     from mtst.inference.runtimes import RUNTIMES
 
-    return Predictor(RUNTIMES[wanted](path, threads=threads))
+    predictor = Predictor(RUNTIMES[wanted](path, threads=threads))
+    return predictor if device is None else predictor.to(device)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class ModelSpec:
     ``model``: a saved or exported mtst model directory (any backend ``load_predictor`` takes); None builds a
     head-less model on ``backbone`` (default all-MiniLM-L6-v2) with ``pooling`` / ``normalize`` /
     ``max_seq_length``. For a model directory ``normalize`` is what ``encode`` is asked for (None: the model's
-    setting); callers pass it along. ``threads``: CPU threads for inference (None: every core). A path must be
+    setting); callers pass it along. ``threads``: CPU threads for inference (None: every core); ``device``: where
+    torch runs it (None: the CPU, "auto": CUDA, MPS, CPU). A path must be
     readable wherever the spec is loaded (on a cluster: a shared file system, or the same path on each machine).
     """
 
@@ -91,6 +95,7 @@ class ModelSpec:
     normalize: bool | None = None
     max_seq_length: int | None = None
     threads: int | None = None
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -106,7 +111,7 @@ class ModelSpec:
     def load(self) -> Predictor:
         """The predictor this spec describes, with ``threads`` CPU threads."""
         if self.model is not None:
-            return load_predictor(self.model, self.backend, self.threads)
+            return load_predictor(self.model, self.backend, self.threads, self.device)
         import torch
 
         from mtst.model.multitask import MultiTaskModel
@@ -114,5 +119,6 @@ class ModelSpec:
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        model = MultiTaskModel.from_backbone(self.backbone, self.pooling, self.normalize, self.max_seq_length)
+        model = MultiTaskModel.from_backbone(self.backbone, self.pooling, self.normalize, self.max_seq_length,
+                                             device=self.device)
         return Predictor(TorchRuntime(model))

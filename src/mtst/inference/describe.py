@@ -43,7 +43,20 @@ def describe(directory: Path | None) -> dict:
     return {"path": str(directory), "kind": kind, "backbone": enc.backbone, **_encoder_facts(encoder_dir),
             "hidden_size": enc.hidden_size, "pooling": enc.pooling, "normalize": enc.normalize,
             "max_seq_length": enc.max_seq_length, **_branch_facts(directory, enc.branch_at),
-            "backbone_sha256": enc.backbone_sha256, "trained": config.trained, "tasks": tasks}
+            "backbone_sha256": enc.backbone_sha256, "trained": config.trained,
+            "cpu_path": _cpu_path(config) if export is None else None, "tasks": tasks}
+
+
+def _cpu_path(config) -> str:
+    """How torch runs this model on this CPU with precision "auto": the probe's cached choice, else the default."""
+    from mtst.model.cpu_paths import cached_entry, key_for
+
+    entry = cached_entry(key_for(config))
+    if entry is None:
+        return "torch-fp32 (default; not measured on this CPU: mtst bench --probe)"
+    path = entry["path"]
+    return (f"{path['kernels']}-{path['precision']}, batch {path['encode_batch_size']} / {path['predict_batch_size']} "
+            f"(measured {entry.get('measured_utc', '?')} UTC on this CPU)")
 
 
 def _branch_facts(directory: Path, branch_at: int | None) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FORMAT_VERSION = 2  # 2: encoder.branch_at and encoder.backbone_sha256 (absent in 1: no branch)
 CONFIG_FILE = "mtst_config.json"
@@ -31,9 +31,18 @@ class EncoderConfig(StrictModel):
     backbone: str = ""  # where the encoder came from: "default" (the packaged model) or a directory
     # Task branch (mtst.model.branch): heads read a trainable copy of layers branch_at+1..L; None: no branch
     branch_at: int | None = Field(None, ge=0)
+    # Side network (mtst.model.side): heads read the frozen backbone's top states plus a narrow trainable network's
+    # correction (width hidden_size / side_reduction); None: no side network. Exclusive with branch_at.
+    side_reduction: int | None = Field(None, ge=1)
     # Set when the model directory references its backbone instead of holding a copy (encoder/ left out):
     # loading checks the backbone found has exactly these weights.
     backbone_sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_task_path(self) -> EncoderConfig:
+        if self.branch_at is not None and self.side_reduction is not None:
+            raise ValueError("branch_at and side_reduction are two task paths; set one of them, not both")
+        return self
 
 
 class HeadConfig(StrictModel):

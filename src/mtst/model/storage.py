@@ -4,11 +4,12 @@ No pickle anywhere: JSON + safetensors only.
     <dir>/mtst_config.json     format version, encoder settings, every head's type, sizes, labels
     <dir>/heads.safetensors    head weights, keys "<task>.<param>"
     <dir>/branch.safetensors   the task branch's layers (models with ``branch_at``), keys "layers.<i>.<param>"
+    <dir>/side.safetensors     the side network (models with ``side_reduction``, mtst.model.side)
     <dir>/encoder/             a sentence-transformers directory (written and read by mtst.model.encoder:
                                save_backbone / load_backbone). Left out when the encoder is the untouched
                                backbone: the config then references it ("default" = the packaged model, or
                                its directory) with the sha256 of its weights, checked at load time.
-Heads and branch may be stored as bfloat16 / float16 (``dtype``); they are read back as float32.
+Heads, branch and side network may be stored as bfloat16 / float16 (``dtype``); they are read back as float32.
 
 This module knows files and tensors, not the model: ``MultiTaskModel.save`` gathers its parts' state dicts and
 a callable that writes its encoder, ``MultiTaskModel.load`` builds itself from a ``StoredModel``.
@@ -33,7 +34,8 @@ from mtst.model.tasks import task_type
 
 HEADS_FILE = "heads.safetensors"
 BRANCH_FILE = "branch.safetensors"
-PART_FILES = {"heads": HEADS_FILE, "branch": BRANCH_FILE}  # tensor dict name -> its file
+SIDE_FILE = "side.safetensors"
+PART_FILES = {"heads": HEADS_FILE, "branch": BRANCH_FILE, "side": SIDE_FILE}  # tensor dict name -> its file
 ENCODER_DIR = "encoder"
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "pretrained" / "default"  # mtst/pretrained/default
@@ -47,7 +49,7 @@ def save_model_dir(path: Path, config: ModelConfig, tensors: dict[str, Tensors],
 
     Args:
         config: written as given; without ``write_encoder`` it must reference the backbone (``backbone_sha256``).
-        tensors: "heads" (and "branch") -> a state dict, each into its own safetensors file.
+        tensors: "heads" (and "branch" or "side") -> a state dict, each into its own safetensors file.
         write_encoder: fills the empty encoder/ folder it is given; None leaves encoder/ out.
         dtype: how floating-point tensors are stored: "float32", "bfloat16" or "float16".
     """
@@ -116,7 +118,7 @@ class StoredModel:
     path: Path
     config: ModelConfig
     encoder_source: Path | None  # the encoder's directory; None: the packaged default backbone
-    tensors: dict[str, Tensors]  # "heads" (and "branch") -> state dict, float32
+    tensors: dict[str, Tensors]  # "heads" (and "branch" or "side") -> state dict, float32
 
     def check_encoder(self, hidden_size: int) -> None:
         """The encoder found at ``encoder_source`` has the width the config was built for."""
@@ -132,7 +134,7 @@ class StoredModel:
                             f"{self.path} was trained on (its weights differ); pass the original backbone")
 
     def load_into(self, modules: dict[str, torch.nn.Module]) -> None:
-        """Each stored part ("heads", "branch") into the module of that name, strictly."""
+        """Each stored part ("heads", "branch", "side") into the module of that name, strictly."""
         if set(modules) != set(self.tensors):
             raise MtstError(f"{self.path} stores {', '.join(self.tensors)}; the model built from it has "
                             f"{', '.join(modules)}")
@@ -148,7 +150,8 @@ def read_model_dir(path: str | Path | None, backbone: str | Path | None = None) 
     path = DEFAULT_MODEL_DIR if path in (None, "") else Path(path)
     config = read_config(path)
     source = _encoder_source(path, config, backbone)
-    parts = ["heads"] if config.encoder.branch_at is None else ["heads", "branch"]
+    parts = ["heads"] + (["branch"] if config.encoder.branch_at is not None else []) + (
+        ["side"] if config.encoder.side_reduction is not None else [])
     tensors = {part: read_tensors(path / PART_FILES[part], path) for part in parts}
     return StoredModel(path=path, config=config, encoder_source=source, tensors=tensors)
 

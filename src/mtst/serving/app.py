@@ -173,7 +173,7 @@ def make_run_batch(predictor, max_batch: int, metrics: Metrics | None = None):
         if metrics is not None:
             metrics.passes.inc(-(-len(sentences) // size))
         if op == "embed":
-            vectors = predictor.encode(sentences, batch_size=size, normalize=option, convert_to="numpy")
+            vectors = predictor.encode(sentences, batch_size=size, normalize=option)
             return list(zip(np.asarray(vectors, dtype=np.float32), counts, strict=True))
         return predictor.predict(sentences, tasks=list(option), batch_size=size)
 

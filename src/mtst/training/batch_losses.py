@@ -1,8 +1,9 @@
 """One single-task training batch -> its loss: collate, move to the device, run what trains.
 
 Cached frozen outputs stand in for what does not train (mtst.training.feature_cache): a frozen encoder's
-head inputs, or a branch's shared bottom. Pair tasks embed both sentences through the embedding path;
-the other tasks run the model's forward pass (the heads, and the embedding only for the anchor).
+head inputs, or a branch's shared bottom. A side network has no cache: the model's forward runs the frozen backbone
+without an autograd graph, then the side network and the heads with one. Pair tasks embed both sentences through
+the embedding path; the other tasks run the model's forward pass (the heads, and the embedding only for the anchor).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,12 +17,30 @@ from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import task_type
 from mtst.training.config import TrainConfig
 from mtst.training.freezing import apply_freezing
+from mtst.training.plan import auto_branch_at, backbone_layers
+
+logger = logging.getLogger("mtst")
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 matmul instructions
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether the CPU flags list native bf16; None where the flags cannot be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
 def check_mixed_precision(mode: str, device: torch.device) -> None:
-    """bf16 autocast needs a GPU that has bf16 (Ampere or newer); CPUs always run it (fast with AVX512-BF16/AMX)."""
+    """bf16 autocast needs a GPU that has bf16 (Ampere or newer); on a CPU without native bf16 it runs, slowly: warn."""
     if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise MtstError("run.mixed_precision: bf16 is not supported by this GPU; set it to \"no\"")
+    if mode == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        logger.warning("run.mixed_precision: bf16 on a CPU without avx512_bf16/amx_bf16: training steps were measured "
+                       "~37x slower than fp32 on such a CPU; set it to \"no\"")
 
 
 def seed_everything(seed: int) -> None:
@@ -36,13 +56,19 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
     ``freezing`` names frozen."""
     section = config.model
     if section.init_from:
-        model = MultiTaskModel.load(section.init_from)
-        if section.branch_at is not None and section.branch_at != model.config.encoder.branch_at:
+        model = MultiTaskModel.load(section.init_from, precision="fp32")  # dev scores must not depend on the CPU
+        if section.branch_at not in (None, "auto") and section.branch_at != model.config.encoder.branch_at:
             raise MtstError(f"model.branch_at {section.branch_at} differs from {section.init_from}'s "
                             f"({model.config.encoder.branch_at}); a model keeps its branch: drop model.branch_at")
     else:
+        branch_at = section.branch_at
+        if branch_at == "auto":
+            layers = backbone_layers(section.backbone)
+            branch_at = None if layers is None else auto_branch_at(layers)
+        side = section.side_reduction  # a side network instead of a branch: "auto" then means no branch
         model = MultiTaskModel.from_backbone(section.backbone, section.pooling, section.normalize,
-                                             section.max_seq_length, section.branch_at)
+                                             section.max_seq_length, None if side else branch_at, side_reduction=side,
+                                             precision="fp32")
     for task in config.tasks:
         if task.name in model.config.heads:  # pair tasks included (they have no head module)
             existing = model.config.heads[task.name]
@@ -51,8 +77,7 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
                                 "(type or labels); rename the task or match it")
             continue
         labels = task.labels or infer_labels(splits[task.name]["train"], task.type)
-        model.add_head(task.name, task.type, labels, task.hidden_dim, task.dropout, word_shape=task.word_shape,
-                       crf=task.crf)
+        model.add_head(task.name, task.type, labels, task.hidden_dim, task.dropout, **task.head_options)
     if device is not None:
         model.to(device)
     apply_freezing(model, config)
@@ -60,10 +85,14 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
 
 
 def resolved_config(config: TrainConfig, model: MultiTaskModel) -> dict:
-    """The config as run (config.yaml): every task's labels written in, inferred ones included."""
+    """The config as run (config.yaml): every task's labels (inferred ones included), the branch point and CRF
+    choice written in."""
     raw = config.model_dump(mode="json")
-    for task in raw["tasks"]:
+    if raw["model"]["branch_at"] == "auto":  # the branch point the rule chose (mtst.training.plan)
+        raw["model"]["branch_at"] = model.config.encoder.branch_at
+    for task, spec in zip(raw["tasks"], config.tasks, strict=True):
         task["labels"] = list(model.config.heads[task["name"]].labels)
+        task["crf"] = spec.head_options["crf"]
     return raw
 
 

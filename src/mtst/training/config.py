@@ -1,8 +1,15 @@
-"""The training config: one validated YAML file (``mtst train CONFIG.yaml``).
+"""The training config: one validated YAML file (``mtst train CONFIG.yaml``), or built by ``mtst train --task``.
 
 Nested by concern (model, tasks, optimizer, freezing, sampling, loss weighting, embedding anchor,
 evaluation, run).
 Every choice is a ``Literal``; unknown keys are errors that name the key.
+
+The defaults ARE the recipe docs/training-guide.md measured ("What we recommend", configs/default.yaml): a task
+branch (``branch_at: auto``), encoder lr 1e-4 with layer decay 0.9, head lr 1e-3, warm-up 0.06, temperature-2
+task sampling, word shapes (uncased backbones) + BIO CRF on token heads, checkpoints at every evaluation, a fresh
+run directory per run. Every earlier default stays reachable by setting its key (``branch_at: null``,
+``lr: 2.0e-5, head_lr: null, layer_decay: 1.0``, ``warmup_ratio: 0.1``, ``sampling.strategy: proportional``,
+``crf: false, word_shape: "off"``, ``run.checkpoints: false``, ``run.output_dir: runs/default``).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mtst.data.sources import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, DataSource, TaskData
 from mtst.errors import MtstError
@@ -27,8 +34,8 @@ class TaskSpec(StrictModel):
     hidden_dim: int | None = Field(None, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     # token tasks: word shapes beside the token states (auto: only on an uncased backbone); a BIO CRF on top
-    word_shape: Literal["off", "on", "auto"] = "off"
-    crf: bool = False
+    word_shape: Literal["off", "on", "auto"] = "auto"  # sentence tasks: "auto" means off
+    crf: bool | None = None  # None: on for token tasks (their tags are BIO: the reader checks), off otherwise
     data: TaskData
     loss_weight: float = Field(1.0, gt=0)  # static weighting
     sampling_weight: float | None = Field(None, gt=0)  # used by sampling.strategy == "fixed"
@@ -49,6 +56,13 @@ class TaskSpec(StrictModel):
             raise ValueError(f"crf and word_shape are token-task options; a {self.type} task has neither")
         return self
 
+    @property
+    def head_options(self) -> dict:
+        """``word_shape`` and ``crf`` as ``MultiTaskModel.add_head`` takes them, the defaults resolved per type."""
+        token = task_type(self.type).token_options
+        return {"word_shape": self.word_shape if token else "off",
+                "crf": token if self.crf is None else self.crf}
+
 
 class ModelSection(StrictModel):
     backbone: str | None = None  # local directory; None = all-MiniLM-L6-v2 from its package
@@ -56,30 +70,43 @@ class ModelSection(StrictModel):
     pooling: Literal["mean", "cls", "max"] | None = None
     normalize: bool | None = None
     max_seq_length: int | None = Field(None, gt=1)
-    # a task branch after this layer (mtst.model.branch): exact embeddings + fine-tuned heads; None: no branch
-    branch_at: int | None = Field(None, ge=0)
+    # a task branch after this layer (mtst.model.branch): exact embeddings + fine-tuned heads; None: no branch;
+    # "auto": round(L / 3) for a backbone of L >= 3 layers (2 for the 6-layer default, as measured), none below
+    branch_at: int | Literal["auto"] | None = "auto"
+    # a side network of width H / side_reduction beside the frozen backbone instead of a branch (mtst.model.side);
+    # branch_at "auto" then means no branch
+    side_reduction: int | None = Field(None, ge=1)
+
+    @field_validator("side_reduction")
+    @classmethod
+    def _one_task_path(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and isinstance(info.data.get("branch_at"), int):
+            raise ValueError("side_reduction and branch_at are two task paths: set branch_at: null (or leave it out)")
+        return value
+
+    @field_validator("branch_at")
+    @classmethod
+    def _not_negative(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("branch_at must be >= 0, \"auto\" or null")
+        return value
 
 
 class OptimizerSection(StrictModel):
-    lr: float = Field(2e-5, gt=0)  # encoder top-layer lr
-    head_lr: float | None = Field(None, gt=0)  # None: same as lr
-    layer_decay: float = Field(1.0, gt=0, le=1)  # lr of layer at depth d from the top = lr * decay**d
+    lr: float = Field(1e-4, gt=0)  # encoder (or branch) top-layer lr
+    head_lr: float | None = Field(1e-3, gt=0)  # None: same as lr
+    layer_decay: float = Field(0.9, gt=0, le=1)  # lr of layer at depth d from the top = lr * decay**d
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     schedule: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     grad_accumulation: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
+    # neither set: 3 epochs, kept within 200..8,000 optimizer steps (mtst.training.plan.training_length)
     epochs: float | None = Field(None, gt=0)  # counted over the sampled task mixture
     max_steps: int | None = Field(None, ge=1)  # optimizer steps; wins over epochs
-
-    @model_validator(mode="after")
-    def _has_length(self) -> OptimizerSection:
-        if self.epochs is None and self.max_steps is None:
-            raise ValueError("set optimizer.epochs or optimizer.max_steps")
-        return self
 
 
 class FreezingSection(StrictModel):
@@ -91,7 +118,7 @@ class FreezingSection(StrictModel):
 
 
 class SamplingSection(StrictModel):
-    strategy: Literal["proportional", "temperature", "round_robin", "fixed"] = "proportional"
+    strategy: Literal["proportional", "temperature", "round_robin", "fixed"] = "temperature"
     temperature: float = Field(2.0, gt=0)  # p ~ n**(1/T)
 
 
@@ -116,20 +143,22 @@ class EvaluationSection(StrictModel):
 
 
 class RunSection(StrictModel):
-    output_dir: Path = Path("runs/default")
+    output_dir: Path | None = None  # None: a fresh runs/<date>-<time>-<n> per run (mtst.training.plan.new_run_dir)
     seed: int = 42
+    checkpoints: bool = True  # a resumable checkpoint at every evaluation (or every checkpoint_every_steps)
     checkpoint_every_steps: int | None = Field(None, ge=1)
     keep_encoder_in_saved_model: bool = True  # False only for the untouched default backbone
     log_every_steps: int = Field(10, ge=1)
-    # bf16: forward passes under torch.autocast (weights, optimizer state and evaluation stay fp32). About 2x
-    # faster training on CPUs with AVX512-BF16/AMX (and on recent GPUs); "no" reproduces fp32 runs bit for bit.
+    # bf16: forward passes under torch.autocast (weights, optimizer state and evaluation stay fp32). For recent GPUs
+    # and CPUs with native bf16 (avx512_bf16 / amx_bf16); ~37x slower steps were measured on a CPU without it
+    # (mtst warns there). "no" reproduces fp32 runs bit for bit.
     mixed_precision: Literal["no", "bf16"] = "no"
 
 
 class TrainConfig(StrictModel):
     model: ModelSection = Field(default_factory=ModelSection)
     tasks: list[TaskSpec] = Field(..., min_length=1)
-    optimizer: OptimizerSection
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
     freezing: FreezingSection = Field(default_factory=FreezingSection)
     sampling: SamplingSection = Field(default_factory=SamplingSection)
     loss_weighting: LossWeightingSection = Field(default_factory=LossWeightingSection)

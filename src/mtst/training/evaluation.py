@@ -18,6 +18,7 @@ from mtst.data.readers import Examples
 from mtst.data.sources import DataSource
 from mtst.data.splits import read_task_splits
 from mtst.errors import MtstError
+from mtst.model.devices import model_device, to_device
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import spearman, task_type
 from mtst.training.config import TrainConfig
@@ -36,17 +37,19 @@ def main_metric(task: str, head_type: str) -> str:
 
 def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_size: int) -> list:
     """Predicted label names per example (``Head.best_labels``); token tasks: one tag per word, words cut off by
-    truncation (or with no sub-token at all) get "O"."""
+    truncation (or with no sub-token at all) get "O". Runs on the model's device; heads decode CPU logits."""
     token = task_type(model.config.heads[task].type).token_level
     head = model.heads[task]
     items = model.tokenizer(examples.texts, is_split_into_words=token)
     predictions: list = [None] * len(items)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for indices, features in model.tokenizer.sorted_batches(items, batch_size):
-                logits = model(features, tasks=[task], embedding=False)["logits"][task]  # (B, C) or (B, T, C)
+                out = model(to_device(features, device), tasks=[task], embedding=False)
+                logits = out["logits"][task].cpu()  # (B, C) or (B, T, C); heads decode on the CPU
                 for index, best in zip(indices, head.best_labels(logits, [items[i] for i in indices]), strict=True):
                     if token:
                         best = [best.get(word, "O") for word in range(len(examples.texts[index]))]
@@ -81,7 +84,8 @@ def pair_cosines(model: MultiTaskModel, first: list[str], second: list[str], bat
     """Unit embeddings of the first and second sentences, (N, H) each; each unique sentence is encoded once."""
     unique = list(dict.fromkeys(first + second))
     position = {text: i for i, text in enumerate(unique)}
-    embeddings = model.encode(unique, batch_size=batch_size, normalize=True, convert_to="torch")  # (U, H)
+    embeddings = model.encode(unique, batch_size=batch_size, normalize_embeddings=True, convert_to_tensor=True,
+                              show_progress_bar=False)  # (U, H)
     return embeddings[[position[text] for text in first]], embeddings[[position[text] for text in second]]
 
 

@@ -8,6 +8,11 @@ composition, so a resumed run gets the very same tensors) and training runs only
   train on them (mtst.model.branch: the bottom is part of the frozen backbone);
 - a fully frozen encoder without a branch: each head's input, the pooled ``task_embedding`` (H,) for sentence
   heads and the ``token_embeddings`` (T_i, H) for token heads.
+
+A side network (``side_reduction``, mtst.model.side) is never cached: it reads every backbone state h_0..h_L, so
+its cache would hold (L + 1) x T_i x H floats per example, 7x a branch's on a 6-layer backbone (several GB for
+the 8,000-step three-task run, in memory). Each step runs the frozen backbone without an autograd graph
+(mtst.model.side.backbone_states) and only the side network and the heads with one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ def encoder_frozen(model: nn.Module) -> bool:
 
 def cacheable(model: nn.Module, gradual_unfreezing: bool) -> bool:
     """Whether training can start from cached features: a branch's bottom is always frozen; a plain encoder
-    must be frozen for the whole run (gradual unfreezing changes it)."""
+    must be frozen for the whole run (gradual unfreezing changes it); a side network is never cached (above)."""
+    if model.side is not None:
+        return False
     return model.branch is not None or (encoder_frozen(model) and not gradual_unfreezing)
 
 

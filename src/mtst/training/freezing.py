@@ -13,6 +13,7 @@ from mtst.training.config import TrainConfig
 logger = logging.getLogger("mtst")
 
 NOTHING_TO_TRAIN = "nothing to train: only evaluation makes sense"
+INPUT_GROUPS = ("embeddings", "side.input")  # the bottom group that ``embeddings`` mode freezes, when there is one
 
 
 def _set_trainable(module: nn.Module, trainable: bool) -> None:
@@ -26,23 +27,28 @@ def apply_freezing(model: nn.Module, cfg: TrainConfig) -> list[str]:
     Modes: ``encoder`` (all of it), ``embeddings``, ``bottom_k`` (embeddings + the lowest k layers),
     ``all`` (encoder and every head: nothing left to train), plus ``heads`` by task name. With a task
     branch the modes apply to the branch (its layers are "the encoder" the heads fine-tune) and the
-    backbone itself always stays frozen: the embedding path never trains.
+    backbone itself always stays frozen: the embedding path never trains. The same for a side network (its input
+    projection is its ``embeddings``); pair tasks, which train the embedding path, cannot train beside one.
     """
     freezing = cfg.freezing
     tuned = model.tuned_encoder()
-    prefix = "encoder" if tuned is model.encoder else "branch"
+    prefix = "encoder" if tuned is model.encoder else "side" if tuned is model.side else "branch"
     groups = tuned.layer_groups()  # bottom to top
+    has_input = bool(groups) and groups[0][0] in INPUT_GROUPS
     frozen: list[str] = []
     _set_trainable(model, True)
-    if model.branch is not None:
+    if tuned is not model.encoder:
         _set_trainable(model.encoder, False)
+    if model.side is not None and model.objectives:
+        raise MtstError(f"pair task '{next(iter(model.objectives))}' trains the embedding path, which a side network "
+                        "keeps the frozen backbone's; train it on a model without model.side_reduction")
     if freezing.mode in ("encoder", "all"):
         _set_trainable(tuned, False)
         frozen.append(prefix)
     elif freezing.mode == "embeddings":
-        frozen += _freeze_groups(groups, 1 if groups and groups[0][0] == "embeddings" else 0)
+        frozen += _freeze_groups(groups, 1 if has_input else 0)
     elif freezing.mode == "bottom_k":
-        n_layers = len(groups) - (1 if groups and groups[0][0] == "embeddings" else 0)
+        n_layers = len(groups) - (1 if has_input else 0)
         if freezing.bottom_k > n_layers:
             raise MtstError(f"freezing.bottom_k={freezing.bottom_k} but the {prefix} has only {n_layers} layers")
         frozen += _freeze_groups(groups, len(groups) - n_layers + freezing.bottom_k)
@@ -67,7 +73,7 @@ def apply_freezing(model: nn.Module, cfg: TrainConfig) -> list[str]:
 def _freeze_groups(groups: list[tuple[str, nn.Module]], count: int) -> list[str]:
     for _, module in groups[:count]:
         _set_trainable(module, False)
-    return [name if name.startswith("branch.") else f"encoder.{name}" for name, _ in groups[:count]]
+    return [name if name.startswith(("branch.", "side.")) else f"encoder.{name}" for name, _ in groups[:count]]
 
 
 def nothing_to_train(model: nn.Module, loss_weighting: nn.Module | None = None) -> bool:
@@ -122,16 +128,17 @@ def set_train_modes(model: nn.Module) -> None:
     """Heads (and trainable encoder parts) in train mode; a fully frozen encoder (or branch) runs in eval mode, so it
     is a fixed feature extractor without dropout noise."""
     model.train()
-    for part in (model.encoder, model.branch):
+    for part in (model.encoder, model.branch, model.side):
         if part is not None and not any(p.requires_grad for p in part.parameters()):
             part.eval()
 
 
 def check_saved_encoder(model: nn.Module, unfreezer: GradualUnfreezer | None, keep_encoder: bool) -> None:
-    """A saved model may leave its encoder out only when the backbone itself never trains (a task branch's
-    unfreezing touches only the branch)."""
+    """A saved model may leave its encoder out only when the backbone itself never trains (a task branch's or
+    side network's unfreezing touches only that)."""
     may_change = any(p.requires_grad for p in model.encoder.parameters()) or (
-        unfreezer is not None and model.branch is None)
+        unfreezer is not None and model.tuned_encoder() is model.encoder)
     if not keep_encoder and may_change:
         raise MtstError("run.keep_encoder_in_saved_model: false needs an encoder that does not train "
-                        "(freezing.mode: encoder, or model.branch_at); otherwise the trained encoder would be lost")
+                        "(freezing.mode: encoder, model.branch_at or model.side_reduction); otherwise the trained "
+                        "encoder would be lost")

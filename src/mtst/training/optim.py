@@ -1,10 +1,11 @@
 """Optimizer grouping and LR schedules (freezing lives in mtst.training.freezing).
 
 ``param_groups`` is the one place that decides which parameter gets which learning rate and
-weight decay: layer-wise decay ``lr * layer_decay ** depth_from_top`` over the encoder's layer
-groups (top layer depth 0, embeddings deepest), ``head_lr`` for heads, weight decay only for
-matrices (``p.dim() >= 2``; biases and LayerNorm never decay), a separate group for learned
-loss-weighting parameters.
+weight decay: layer-wise decay ``lr * layer_decay ** depth_from_top`` over the encoder's (or a task branch's) layer
+groups (top layer depth 0, embeddings deepest), ``head_lr`` for heads and for a side network (mtst.model.side: it
+starts from random weights like a head, so there are no pretrained features for a small lr or layer decay to
+keep; LST trains its side network at a head-sized lr too), weight decay only for matrices (``p.dim() >= 2``;
+biases, gates and LayerNorm never decay), a separate group for learned loss-weighting parameters.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def param_groups(model: nn.Module, cfg: TrainConfig, loss_weighting: nn.Module |
             must already hold them; AdamW skips params whose grad is None, so they stay untouched).
     Returns:
         Non-empty groups, each with ``params``, ``lr``, ``weight_decay`` and a readable ``name``
-        like ``encoder.depth2.decay`` (``branch.depth0.decay`` for a task branch's layers), ``heads.no_decay``
-        or ``loss_weighting``.
+        like ``encoder.depth2.decay`` (``branch.depth0.decay`` for a task branch's layers), ``side.decay``,
+        ``heads.no_decay`` or ``loss_weighting``.
     """
     opt = cfg.optimizer
     head_lr = opt.head_lr if opt.head_lr is not None else opt.lr
@@ -74,6 +75,9 @@ def param_groups(model: nn.Module, cfg: TrainConfig, loss_weighting: nn.Module |
                 add(f"{prefix}.depth{depth}.decay", param, lr, opt.weight_decay, unfreezes)
             else:
                 add(f"{prefix}.depth{depth}.no_decay", param, lr, 0.0, unfreezes)
+    for param in model.side.parameters() if model.side is not None else []:  # at head_lr, all depths alike
+        add("side.decay" if param.dim() >= 2 else "side.no_decay", param, head_lr,
+            opt.weight_decay if param.dim() >= 2 else 0.0)
     for param in model.heads.parameters():
         if param.dim() >= 2:
             add("heads.decay", param, head_lr, opt.weight_decay)

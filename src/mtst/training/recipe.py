@@ -2,8 +2,8 @@
 
 One optimizer step = ``grad_accumulation`` single-task batches drawn by the TaskSampler; the combined loss
 comes from LossWeighting. The run directory holds config.yaml, metrics.jsonl and summary.json
-(mtst.training.run_files), best/ and final/ (MultiTaskModel.save), checkpoint/ (mtst.training.checkpoint)
-and training.png. Only the main process writes files.
+(mtst.training.run_files), best/ and final/ (MultiTaskModel.save + a README.md card, mtst.training.card),
+checkpoint/ (mtst.training.checkpoint) and training.png. Only the main process writes files.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from mtst.training.build import (
     resolved_config,
     seed_everything,
 )
+from mtst.training.card import write_model_cards
 from mtst.training.checkpoint import load_checkpoint, nan_message, save_checkpoint
 from mtst.training.config import TrainConfig
 from mtst.training.distributed import average_gradients, broadcast_floats
@@ -46,6 +47,7 @@ from mtst.training.freezing import (
 )
 from mtst.training.loss_weighting import LossWeighting
 from mtst.training.optim import build_optimizer, build_scheduler, param_groups, training_schedule
+from mtst.training.plan import checkpoint_every, training_length, with_run_dir
 from mtst.training.plots import write_training_plot
 from mtst.training.run_files import LossWindow, RunFiles, TrainResult
 from mtst.training.selection import BestTracker
@@ -56,12 +58,12 @@ logger = logging.getLogger("mtst")
 class Recipe:
     """Holds the live training objects; each phase is a method, read top to bottom."""
 
-    def __init__(self, config: TrainConfig, resume: Path | None = None):
-        self.config, self.resume = config, resume
+    def __init__(self, config: TrainConfig, resume: Path | None = None, command: str | None = None):
+        self.config, self.resume, self.command = with_run_dir(config), resume, command
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
-        self.run_dir = Path(resume) if resume else Path(config.run.output_dir)
+        self.run_dir = Path(resume) if resume else Path(self.config.run.output_dir)
         self.metric = config.evaluation.metric or MEAN_KEY
         self.step = 0
         self.tracker = BestTracker(config.evaluation.greater_is_better, config.evaluation.patience)
@@ -72,7 +74,7 @@ class Recipe:
         """Build what the run needs, one step at a time; each step returns what it builds, in this order
         because each reads what the steps before it built."""
         cfg = self.config
-        self._check_run_dir()
+        self.files.check_new_run(self.resume is not None)
         check_mixed_precision(cfg.run.mixed_precision, self.accelerator.device)
         seed_everything(cfg.run.seed)  # before the model: new heads draw their first weights from it
         self.splits = self._setup_splits()
@@ -85,6 +87,7 @@ class Recipe:
         if not trains:
             logger.warning("%s; skipping training", NOTHING_TO_TRAIN)
         sizes = {name: len(encoded) for name, encoded in self.encoded.items()}
+        cfg = self.config = training_length(cfg, sum(sizes.values()))  # max_steps when neither length is set
         self.examples_per_step = cfg.optimizer.batch_size * cfg.optimizer.grad_accumulation
         self.steps_per_epoch, self.total_steps, self.eval_every = training_schedule(
             cfg, sum(sizes.values()), self.examples_per_step, trains)
@@ -99,19 +102,13 @@ class Recipe:
         if self.resume and trains:
             self._load_checkpoint()
 
-    def _check_run_dir(self) -> None:
-        if self.resume is None and (self.run_dir / "metrics.jsonl").exists():
-            raise MtstError(f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} "
-                            "or choose another --output-dir")
-
     def _setup_splits(self) -> dict[str, dict[str, Examples]]:
         """Task -> its configured splits ("train", and "dev" / "test" where given)."""
         return {task.name: read_task_splits(task.name, task.type, task.data) for task in self.config.tasks}
 
     def _setup_weighting(self) -> LossWeighting:
-        cfg = self.config
-        return LossWeighting({t.name: t.loss_weight for t in cfg.tasks},
-                             learned=cfg.loss_weighting.mode == "uncertainty").to(self.accelerator.device)
+        return LossWeighting({t.name: t.loss_weight for t in self.config.tasks},
+                             learned=self.config.loss_weighting.mode == "uncertainty").to(self.accelerator.device)
 
     def _setup_unfreezer(self) -> GradualUnfreezer | None:
         """None without gradual unfreezing; else it freezes the encoder (or branch) now, to unfreeze it later."""
@@ -173,7 +170,8 @@ class Recipe:
             return self._finish(result, start)
         trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
         window = LossWindow(self.examples_per_step)
-        with TrainingProgress(self.total_steps, self.step, enabled=self.main and sys.stderr.isatty()) as bar:
+        with TrainingProgress(self.total_steps, self.step, enabled=self.main) as bar:
+            self.files.listener = bar.record  # no terminal: one plain line per log record and per evaluation
             while self.step < self.total_steps:
                 tick = time.perf_counter()
                 self._optimizer_step(trainable, window)
@@ -186,7 +184,7 @@ class Recipe:
                 stop = False
                 if self.step % self.eval_every == 0 or self.step == self.total_steps:
                     stop = self._evaluate()
-                every = self.config.run.checkpoint_every_steps
+                every = checkpoint_every(self.config, self.eval_every)
                 if every and self.step % every == 0:
                     self._save_checkpoint()
                 if stop_after_steps is not None and self.step >= stop_after_steps:
@@ -239,10 +237,7 @@ class Recipe:
             return False
         stop = 0.0
         if self.main:
-            device = self.accelerator.device
-            self.model.to("cpu")  # evaluation and predict run on CPU tensors
-            metrics = evaluate_all(self.model, self.config, split="dev", splits=self.splits)
-            self.model.to(device)
+            metrics = evaluate_all(self.model, self.config, split="dev", splits=self.splits)  # on the model's device
             if self.metric not in metrics:
                 raise MtstError(f"evaluation.metric '{self.metric}' is not computed; choose one of "
                                 f"{', '.join(metrics)}")
@@ -278,6 +273,7 @@ class Recipe:
                 self._save_model("best")
             write_training_plot(self.run_dir / "metrics.jsonl", self.run_dir / "training.png")
             self.files.write_summary(asdict(result))
+            write_model_cards(self.run_dir, self.model, self.config, self.splits, result, self.command)
         self.accelerator.wait_for_everyone()
         return result
 
@@ -286,12 +282,13 @@ class Recipe:
             torch.distributed.destroy_process_group()
 
 
-def train(config: TrainConfig, resume: Path | None = None, stop_after_steps: int | None = None) -> TrainResult:
+def train(config: TrainConfig, resume: Path | None = None, stop_after_steps: int | None = None,
+          command: str | None = None) -> TrainResult:
     """Train per ``config`` (or continue the run in ``resume``); returns what happened.
 
-    ``stop_after_steps`` simulates an interruption (tests): the loop ends there without final/.
-    """
-    recipe = Recipe(config, resume)
+    ``stop_after_steps`` simulates an interruption (tests): the loop ends there without final/. ``command``: the
+    model card's reproduce line (default: this process's command line)."""
+    recipe = Recipe(config, resume, command)
     try:
         recipe.setup()
         return recipe.train(stop_after_steps)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from mtst.errors import MtstError
 from mtst.files import write_text
 
 DEBUG_INDICES = "MTST_DEBUG_INDICES"  # "1": every rank logs the example indices it trained on (tests)
@@ -40,11 +42,20 @@ class RunFiles:
         self.run_dir, self.main, self.rank = run_dir, main, rank
         self.metrics = run_dir / "metrics.jsonl"
         self.debug = os.environ.get(DEBUG_INDICES) == "1"
+        self.listener: Callable[[dict], None] | None = None  # sees every logged record (the progress lines)
+
+    def check_new_run(self, resuming: bool) -> None:
+        """A new run never writes into an earlier run's directory."""
+        if not resuming and self.metrics.exists():
+            raise MtstError(f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} "
+                            "or choose another --output-dir")
 
     def log(self, record: dict) -> None:
         if self.main:
             with self.metrics.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
+            if self.listener is not None:
+                self.listener(record)
 
     def keep_until(self, step: int) -> None:
         """Forget what an interrupted run logged after its last checkpoint (``step``)."""

@@ -1,0 +1,137 @@
+"""The probe behind mtst.model.cpu_paths: a few seconds on the shipped calibration sentences, timing ``encode`` and
+``predict(include_embedding=True)`` for every candidate (kernels x precision x batch size) in alternating rounds,
+then the parity gate against fp32 torch, the choice, and the cache. Run on demand only (``choose_cpu_path``)."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+import numpy as np
+import torch
+
+from mtst.errors import MtstError
+from mtst.model.cpu_paths import (
+    CpuPath,
+    choose,
+    cpu_facts,
+    key_for,
+    library_versions,
+    native_bf16,
+    parity,
+    passes,
+    remember,
+)
+from mtst.model.onednn import kernels_from_environment, onednn_usable
+from mtst.model.predictor import TorchRuntime
+from mtst.model.timing import alternating_rounds
+from mtst.model.tokenization import map_batches
+
+BATCH_SIZES = (32, 64, 128)
+TIMED_SENTENCES = 128  # of the calibration sentences: enough for a few batches, a second or so per pass
+QUICK_SENTENCES = 200  # quick probe (first use): the gate's sentences (one flipped label in 200 still passes)
+
+
+def calibration_sentences() -> list[str]:
+    """The shipped calibration sentences (mtst/inference/calibration.txt: package data read as a file, not an
+    import, so mtst.model stays below mtst.inference)."""
+    text = resources.files("mtst").joinpath("inference", "calibration.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def candidates(flags: list[str], onednn: bool) -> list[tuple[str, str]]:
+    """(kernels, precision) worth timing here: oneDNN where usable, bf16 where native. bf16 always runs torch's
+    kernels (the oneDNN op steps aside under autocast), so there is no "onednn-bf16"."""
+    kinds = [("torch", "fp32")] + ([("onednn", "fp32")] if onednn else [])
+    return kinds + ([("torch", "bf16")] if native_bf16(flags) else [])
+
+
+def outputs(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, list[dict]]:
+    """What the gate compares: ``encode``'s embeddings (N, H) and, per row, each head's best labels."""
+    vectors = model.encode(texts, batch_size=batch_size)
+    runtime, tasks = TorchRuntime(model), list(model.heads)
+
+    def labels(batch: dict, items: list, batch_texts: list[str]) -> list[dict]:
+        logits = runtime.run(batch, tasks, include_embedding=False)["logits"]
+        with runtime.decoding():
+            best = {task: model.heads[task].best_labels(logits[task].float(), items) for task in tasks}
+        return [{task: best[task][row] for task in tasks} for row in range(len(items))]
+
+    with runtime.running():
+        rows = map_batches(model.tokenizer, texts, batch_size, model.max_tokens, False, labels)
+    return vectors, rows
+
+
+def probe(model, sentences: list[str] | None = None, rounds: int = 2, batch_sizes=BATCH_SIZES,
+          save: bool = True, quick: bool = False) -> dict:
+    """Gate each candidate against fp32 torch, time those at batch 64 (the fastest of 3 alternating rounds: other
+    jobs only add time), then the winner's ``batch_sizes`` (``rounds``); apply and (``save``) cache the choice.
+
+    ``quick`` (the automatic first-use probe, ~10 s on 2 idle cores): the gate on QUICK_SENTENCES, timing on half
+    of TIMED_SENTENCES, fastest of 2 rounds, batch 64 only.
+
+    Returns {"path": the CpuPath chosen, "timings": {"kernels-precision encode|predict batch": sentences/s},
+    "parity": {"kernels-precision": gate report and "passed"}, "cpu", "versions"}; the model keeps the choice.
+    """
+    if next(model.parameters()).device.type != "cpu":
+        raise MtstError("the CPU-path probe runs on CPU models only; this model is on "
+                        f"{next(model.parameters()).device}")
+    texts = sentences or calibration_sentences()[: QUICK_SENTENCES if quick else None]
+    timed = texts[: TIMED_SENTENCES // 2 if quick else TIMED_SENTENCES]
+    if quick:
+        rounds, batch_sizes = 1, (64,)
+    cpu = cpu_facts()
+    kinds = candidates(cpu["flags"], onednn_usable())
+    if os.environ.get("MTST_ONEDNN", "").strip():  # the user fixed the kernels: only paths on those
+        kinds = [kind for kind in kinds if kind[0] == kernels_from_environment()] or [kinds[0]]
+    before = model.cpu_path
+    try:
+        model.use_cpu_path(CpuPath())
+        reference = outputs(model, texts)
+        reports = {}
+        for kind in kinds:
+            model.use_cpu_path(CpuPath(*kind))
+            report = parity(reference, outputs(model, texts))
+            reports[kind] = {**report, "passed": kind == ("torch", "fp32") or passes(report)}  # fp32: the reference
+        # kernels x precision at one batch size, fastest of 3 rounds; then the winner's batch sizes
+        took = alternating_rounds(_calls(model, timed, kinds, (64,)), 2 if quick else 3, summary=min)
+        kind = choose(took, {kind for kind, report in reports.items() if report["passed"]})
+        sizes = alternating_rounds(_calls(model, timed, [(kind.kernels, kind.precision)], batch_sizes), rounds, min)
+        path = choose(sizes, {(kind.kernels, kind.precision)})
+        took.update(sizes)
+    except BaseException:
+        model.use_cpu_path(before)
+        raise
+    model.use_cpu_path(path)
+    model.cpu_path_source = "measured"
+    result = {"path": path, "cpu": cpu, "versions": library_versions(),
+              "timings": {f"{k}-{p} {c} {s}": round(len(timed) / t, 1) for (k, p, c, s), t in took.items()},
+              "parity": {f"{k}-{p}": report for (k, p), report in reports.items()}}
+    if save:
+        details = {key: result[key] for key in ("cpu", "versions", "timings", "parity")}
+        result["cache_file"] = str(remember(key_for(model.config), path, details))
+    return result
+
+
+def _calls(model, texts: list[str], kinds: list[tuple[str, str]], batch_sizes) -> dict:
+    """(kernels, precision, "encode" | "predict", batch size) -> a call timing it (a warm-up runs first)."""
+    model.use_cpu_path(CpuPath(*kinds[0]))
+    model.encode(texts[:32])  # first-call allocations
+    calls = {}
+    for kind in kinds:
+        for size in batch_sizes:
+            calls[(*kind, "encode", size)] = _timed(model, kind, lambda s=size: model.encode(texts, batch_size=s))
+            calls[(*kind, "predict", size)] = _timed(model, kind, lambda s=size: model.predict(
+                texts, batch_size=s, include_embedding=True))
+    return calls
+
+
+def _timed(model, kind: tuple[str, str], call):
+    """``call`` with the model switched to ``kind`` first (a no-op when it runs ``kind`` already)."""
+
+    def run():
+        model.use_cpu_path(CpuPath(*kind))
+        with torch.inference_mode():
+            call()
+
+    return run
