@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
-from collections.abc import Callable
 from importlib.metadata import distributions
 from pathlib import Path
 
 from mtst.data.pairs import read_pairs
 from mtst.data.sources import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, DataSource
 from mtst.files import write_text
+from mtst.model.timing import alternating_rounds, seconds  # noqa: F401 (the harnesses import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get(DATA_DIR_VARIABLE) or REPO / DEFAULT_DATA_DIR).resolve()
@@ -41,20 +40,7 @@ def stsb_sentences(split: str = "test") -> list[str]:
 
 
 # ---- timing, memory, CPU ------------------------------------------------------------------
-def seconds(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def alternating_rounds(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median wall seconds of each call. Every round runs every call once, in turn, so a machine that another job
-    slows down (2 shared cores) slows all of them alike; the median drops the rounds it hit hardest."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            times[name].append(seconds(call))
-    return {name: statistics.median(values) for name, values in times.items()}
+# seconds / alternating_rounds (median of alternating rounds) live in the package: `mtst bench` times the same way
 
 
 def peak_rss_mb() -> float:

@@ -35,10 +35,7 @@ def read_results(experiment: str) -> list[dict]:
 
 
 def group(runs: list[dict]) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = {}
-    for run in runs:
-        groups.setdefault(run["variant"], []).append(run)
-    return groups
+    return {name: [run for run in runs if run["variant"] == name] for name in dict.fromkeys(r["variant"] for r in runs)}
 
 
 def stat(values: list[float]) -> tuple[float, float]:
@@ -83,13 +80,12 @@ def plot_bars(experiment: str, data: dict[str, dict[str, list[float]]]):
     names = list(data)  # one row per variant in every panel, so rows line up across panels
     for ax, metric in zip(axes[0], metrics, strict=True):
         rows = [i for i, v in enumerate(names) if data[v].get(metric)]
-        means = [stat(data[names[i]][metric])[0] for i in rows]
-        stds = [stat(data[names[i]][metric])[1] for i in rows]
+        means, stds = zip(*(stat(data[names[i]][metric]) for i in rows), strict=True)
         ax.barh(rows, means, xerr=stds, color="tab:blue", alpha=0.8)
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names), fontsize=8)
         ax.set_ylim(len(names) - 0.5, -0.5)
         ax.set_title(COLUMNS[metric], fontsize=10)
-        span = means + ([UNTOUCHED_STS] if metric == "sts/spearman" else [])
+        span = [*means] + ([UNTOUCHED_STS] if metric == "sts/spearman" else [])
         ax.set_xlim(max(0, min(span) - 5), min(100, max(span) + 3))
         for i, m in zip(rows, means, strict=True):
             ax.text(m, i, f" {m:.1f}", va="center", fontsize=7)

@@ -4,11 +4,14 @@ embedding, on torch, ONNX Runtime and OpenVINO, fp32 and int8 (the variants are 
     make bench-speed            # = .venv/bin/python -m benchmarks.speed   (every variant, one round)
     make bench-speed-rounds     # = ... -m benchmarks.speed --rounds 5 --variants openvino-fp32,onnx-fp32,openvino-int8
     .venv/bin/python -m benchmarks.speed --subsample 1000 --threads 2 --work /tmp/mtst-bench-speed --reuse
+    .venv/bin/python -m benchmarks.speed --variants one-pass --subsample 1000 --threads 2 --repeats 5
 
 A round runs the reference (sentence-transformers), then every variant, each in its own process with the same threads
 on the same sentences; a ratio is a variant's speed over the reference's in the same round (a shared machine's drift
 cancels), the figures are medians over rounds. Writes benchmarks/speed/results/speed-<stamp>.json and the table of
-docs/performance.md § Offline inference speed (several rounds: rounds-<stamp>.json and the rounds block).
+docs/performance.md § Offline inference speed (several rounds: rounds-<stamp>.json and the rounds block). ``--variants
+one-pass``: predict with the embedding over encode per task path (variants.ONE_PASS), one_pass-<stamp>.json and the
+table printed and written beside it (.md); docs untouched.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ import numpy as np
 
 from benchmarks.common import REPO, run_metadata, write_result
 from benchmarks.speed.prepare import prepare
-from benchmarks.speed.report import write_docs
-from benchmarks.speed.variants import REFERENCE, VARIANTS
+from benchmarks.speed.report import one_pass_table, write_docs
+from benchmarks.speed.variants import ONE_PASS, REFERENCE, VARIANTS
+from mtst.files import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -90,7 +94,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over STS-B per variant and round")
     parser.add_argument("--subsample", type=int, default=None, help="time only the first N STS-B sentences")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, from: {', '.join([*VARIANTS, *ONE_PASS])}; or one-pass")
     parser.add_argument("--reuse", action="store_true", help="reuse the model and exports already in --work")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--block", default="main", help="the table block of docs/performance.md to write")
@@ -98,31 +103,36 @@ def main() -> None:
     args = parser.parse_args()
     if args.render:
         return write_docs(json.loads(args.render.read_text()), args.render.resolve().relative_to(REPO), args.block)
-    variants = [name for name in args.variants.split(",") if name and name != REFERENCE]
-    unknown = [name for name in variants if name not in VARIANTS]
+    one_pass, known = args.variants == "one-pass", {**VARIANTS, **ONE_PASS}
+    variants = [name for name in (",".join(ONE_PASS) if one_pass else args.variants).split(",")
+                if name and name != REFERENCE]
+    unknown = [name for name in variants if name not in known]
     if unknown or args.rounds < 1:
         raise SystemExit(f"error: unknown variant(s) {unknown}" if unknown else "error: --rounds must be at least 1")
     started, load_before = time.time(), os.getloadavg()
     print(f"preparing in {args.work} ...", flush=True)
-    built = prepare(args.work, args.subsample, {VARIANTS[name].runtime for name in variants}, args.reuse)
+    built = prepare(args.work, args.subsample, {known[name].runtime for name in variants}, args.reuse)
     rounds = []
     for k in range(args.rounds):
         print(f"round {k + 1} of {args.rounds}", flush=True)
         rounds.append({name: run_variant(name, args.work, args.threads, args.repeats, k)
-                       for name in [REFERENCE, *variants]})
+                       for name in ([] if one_pass else [REFERENCE]) + variants})
     command = "-m benchmarks.speed " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = {**run_metadata(command, started, load_before, args.threads), "rounds": args.rounds,
-              "repeats": args.repeats, "variants": {name: asdict(VARIANTS[name]) for name in rounds[0]}, **built,
+              "repeats": args.repeats, "variants": {name: asdict(known[name]) for name in rounds[0]}, **built,
               "results": analyse(rounds, args.work), "reference_speeds": [
-                  r[REFERENCE].get("sets", {}).get("stsb", {}).get("sentences_per_s", 0.0) for r in rounds]}
+                  r.get(REFERENCE, {}).get("sets", {}).get("stsb", {}).get("sentences_per_s", 0.0) for r in rounds]}
     report["summary"] = {name: {"ratios": ratios, "median": round(statistics.median(ratios), 2), "min": min(ratios),
                                 "max": max(ratios)} for name, result in report["results"].items() if name != REFERENCE
                          and (ratios := result.get("sets", {}).get("stsb", {}).get("ratios"))}
     stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(started))
-    out = RESULTS / f"{'rounds' if args.rounds > 1 else 'speed'}-{stamp}.json"
+    out = RESULTS / f"{'one_pass' if one_pass else 'rounds' if args.rounds > 1 else 'speed'}-{stamp}.json"
     write_result(out, report)
     print(f"wrote {out.relative_to(REPO)}", flush=True)
-    if not args.no_docs:
+    if one_pass:
+        write_text(out.with_suffix(".md"), one_pass_table(report))
+        print(one_pass_table(report))
+    elif not args.no_docs:
         write_docs(report, out.relative_to(REPO), args.block)
 
 

@@ -16,8 +16,7 @@ TARGETS = {"openvino-fp32": 5.0, "onnx-fp32": 5.0, "torch-fp32": 1.4, "openvino-
 
 
 def markers(block: str) -> tuple[str, str]:
-    name = "speed-table" if block == "main" else f"speed-table-{block}"
-    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    return tuple(f"<!-- speed-table{'' if block == 'main' else f'-{block}'}:{end} -->" for end in ("begin", "end"))
 
 
 def speed(result: dict, name: str) -> str:
@@ -28,13 +27,9 @@ def speed(result: dict, name: str) -> str:
 def agreement(result: dict) -> str:
     """"topic 99.3%, ner 99.9% of words (98.0% of sentences)": token tasks per word, whole sentences after."""
     found = result.get("task_agreement_with_torch") or {}
-    parts = []
-    for task, value in found.items():
-        if not task.endswith("/sentences"):
-            whole = found.get(f"{task}/sentences")
-            parts.append(f"{task} {100 * value:.1f}%" + ("" if whole is None else
-                                                         f" of words ({100 * whole:.1f}% of sentences)"))
-    return ", ".join(parts) or "-"
+    return ", ".join(f"{task} {100 * value:.1f}%" + ("" if (whole := found.get(f"{task}/sentences")) is None else
+                                                     f" of words ({100 * whole:.1f}% of sentences)")
+                     for task, value in found.items() if not task.endswith("/sentences")) or "-"
 
 
 def table(report: dict) -> list[str]:
@@ -60,17 +55,14 @@ def targets(report: dict) -> list[str]:
     ratio = {name: r["sets"]["stsb"]["ratio_to_reference"] for name, r in results.items()}
     spearman = {name: r["stsb_spearman"] for name, r in results.items() if "stsb_spearman" in r}
     verdict = {True: "met", False: "MISSED"}
-    lines = []
-    if "cosine_to_reference" in results.get("torch-fp32", {}):
-        cos = results["torch-fp32"]["cosine_to_reference"]["min"]
-        lines.append(f"- mtst torch fp32 >= 1.4x, cos >= 0.9999: {ratio['torch-fp32']:.2f}x, min cos {cos:.6f} -> "
-                     f"{verdict[ratio['torch-fp32'] >= 1.4 and cos >= 0.9999]}")
+    lines = [f"- mtst torch fp32 >= 1.4x, cos >= 0.9999: {ratio['torch-fp32']:.2f}x, min cos {cos:.6f} -> "
+             f"{verdict[ratio['torch-fp32'] >= 1.4 and cos >= 0.9999]}"
+             for cos in [results.get("torch-fp32", {}).get("cosine_to_reference", {}).get("min")] if cos is not None]
     for names, target, floor, text, keep in (
             (("onnx-fp32", "openvino-fp32"), 5, 0.0, "best lossless export >= 5x with STS-B unchanged (within 0.05)",
              lambda n: abs(spearman[n] - spearman.get("st-fp32", float("nan"))) <= 0.05),
             (("onnx-int8", "openvino-int8"), 7, 82.0, "best int8 >= 7x with STS-B >= 82.0", lambda n: True)):
-        found = [n for n in names if n in spearman and keep(n)]
-        if found:
+        if found := [n for n in names if n in spearman and keep(n)]:
             best = max(found, key=ratio.get)
             ok = ratio[best] >= target and spearman[best] >= floor
             lines.append(f"- {text}: {best} {ratio[best]:.2f}x, Spearman {spearman[best]:.2f} -> {verdict[ok]}")
@@ -82,8 +74,7 @@ def targets(report: dict) -> list[str]:
             lines.append(f"- int8 same label as torch >= 98% (token tasks per word): {name} lowest {worst} "
                          f"{100 * shown[worst]:.1f}% -> {verdict[shown[worst] >= 0.98]}")
         same = result.get("predict_vs_encode_same_process")
-        cost = same["ratio"] if same else result.get("cost_vs_embeddings_only")
-        if cost is not None:
+        if (cost := same["ratio"] if same else result.get("cost_vs_embeddings_only")) is not None:
             lines.append(f"- all heads <= 1.15x embeddings alone ({name}, "
                          f"{'alternating in one process' if same else 'across processes'}): {cost:.2f}x -> "
                          f"{verdict[cost <= 1.15]}")
@@ -94,10 +85,9 @@ def targets(report: dict) -> list[str]:
 
 
 def section(report: dict, results_file: Path, block: str = "main") -> str:
-    hw = report["hardware"]
+    hw, (begin, end) = report["hardware"], markers(block)
     versions = ", ".join(f"{name} {v}" for name, v in hw["versions"].items())
     stsb = report["results"].get("st-fp32", {}).get("sets", {}).get("stsb", {}).get("sentences", "?")
-    begin, end = markers(block)
     return "\n".join([
         begin,
         f"Run {report['started_utc']} UTC, {report['duration_s']:.0f} s, command: "
@@ -122,13 +112,25 @@ def rounds_block(report: dict) -> str:
              "| variant | median ratio | min – max | per round | target | verdict (median) |",
              "|---|---|---|---|---|---|"]
     for name, row in report["summary"].items():
-        target = TARGETS.get(name)
-        verdict = "-" if target is None else ("met" if row["median"] >= target else "MISSED")
+        verdict = "-" if (target := TARGETS.get(name)) is None else ("met" if row["median"] >= target else "MISSED")
         lines.append(f"| {name} | {row['median']:.2f}x | {row['min']:.2f} – {row['max']:.2f} | "
                      f"{', '.join(f'{x:.2f}' for x in row['ratios'])} | {f'{target:g}x' if target else '-'} "
                      f"| {verdict} |")
     speeds = ", ".join(f"{s:,.0f}" for s in report["reference_speeds"])
     return "\n".join([*lines, "", f"`st-fp32` per round: {speeds} sentences/s.", ROUNDS_MARKERS[1]])
+
+
+def one_pass_table(report: dict) -> str:
+    """``--variants one-pass``: per task path, predict with the embedding over encode (alternating in its process)."""
+    lines = ["| task path | predict + embedding / encode: wall | CPU time | layer work | predict + embedding "
+             "(sent/s) | encode (sent/s) | trainable parameters | saved, bf16 (MB) |", "|---" * 8 + "|"]
+    for name, r in report["results"].items():
+        if same := r.get("predict_vs_encode_same_process"):
+            n = r["sets"]["stsb"]["sentences"]
+            lines.append(f"| {name} | {same['ratio']:.2f}x | {same['cpu_ratio']:.2f}x | {r['layer_work_ratio']:.2f}x | "
+                         f"{n / same['predict_s']:.0f} | {n / same['encode_s']:.0f} | {r['trainable_parameters']:,} | "
+                         f"{r['saved_bytes_bfloat16'] / 1e6:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def write_docs(report: dict, results_file: Path, block: str = "main", docs: Path = DOCS) -> None:

@@ -1,24 +1,29 @@
-"""The speed variants as data, and one variant measured in its own process (so its peak RSS is its own):
+"""The speed variants as data (the one-pass task paths too), and one variant measured in its own process (so its peak
+RSS is its own):
 
     .venv/bin/python -m benchmarks.speed.variants onnx-int8 --work /tmp/mtst-bench-speed --threads 2 [--round 0]
 
 writes <work>/results/<variant>.json: sentences/s (median of ``--repeats`` passes), batch-1 latency, peak RSS,
-for predict calls the runtime's ``encode`` timed in alternation; round 0 also STS-B test Spearman (mtst's evaluation),
-the STS-B embeddings (<variant>.npy: cosine to the reference) and task labels on a sample (agreement with torch).
+for predict calls the runtime's ``encode`` timed in alternation (wall and this process's CPU time); round 0 also
+STS-B test Spearman (mtst's evaluation), the STS-B embeddings (<variant>.npy: cosine to the reference) and task
+labels on a sample (agreement with torch); one-pass variants also trainable parameters, layer work, saved size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from benchmarks.common import alternating_rounds, peak_rss_mb, seconds, stsb
+from benchmarks.common import alternating_rounds, cpu_seconds, peak_rss_mb, seconds, stsb
+from benchmarks.speed.prepare import backbone_model
 
 LATENCY_SAMPLE = 100  # sentences timed one at a time
 AGREEMENT_SAMPLE = 300  # sentences whose task labels are compared with torch
@@ -27,14 +32,17 @@ AGREEMENT_SAMPLE = 300  # sentences whose task labels are compared with torch
 @dataclass(frozen=True)
 class SpeedVariant:
     name: str
-    runtime: str  # "sentence-transformers", or what prepare.py built in the work folder: model, onnx-fp32, ...
+    runtime: str  # "sentence-transformers", "backbone" (backbone_model(path)), or what prepare.py built: model, ...
     call: str  # "encode", "predict" (every head, decoded), "predict+embedding", "separate" (one model per task)
     batch_size: int  # the faster batch size for each runtime on this machine
+    precision: str = "fp32"  # torch variants: MultiTaskModel.use_precision, pinned (no cached choice)
+    path: dict = field(default_factory=dict)  # "backbone": from_backbone options of the task path (branch / side)
 
 
 VARIANTS = {v.name: v for v in (
     SpeedVariant("st-fp32", "sentence-transformers", "encode", 32),  # the reference
     SpeedVariant("torch-fp32", "model", "encode", 64),
+    SpeedVariant("torch-bf16", "model", "encode", 64, "bf16"),  # autocast: lossless by mtst's gate where native
     SpeedVariant("onnx-fp32", "onnx-fp32", "encode", 128),
     SpeedVariant("onnx-int8", "onnx-int8", "encode", 128),  # dynamic int8, per-channel, reduce_range
     SpeedVariant("openvino-fp32", "openvino-fp32", "encode", 64),  # its default precision: bf16 where the CPU has it
@@ -46,6 +54,12 @@ VARIANTS = {v.name: v for v in (
     SpeedVariant("separate-models", "model", "separate", 64),  # an embedding model + one model per task
 )}
 REFERENCE = "st-fp32"
+# One pass for the embedding and every head, per task path (issue 31): `python -m benchmarks.speed --variants one-pass`
+ONE_PASS = {v.name: v for v in (
+    SpeedVariant("frozen-encoder", "backbone", "predict+embedding", 64),
+    *(SpeedVariant(f"branch-k{k}", "backbone", "predict+embedding", 64, path={"branch_at": k}) for k in (4, 3, 2)),
+    *(SpeedVariant(f"side-r{r}", "backbone", "predict+embedding", 64, path={"side_reduction": r}) for r in (8, 4, 2)),
+)}
 
 
 def load(variant: SpeedVariant, work: Path, threads: int):
@@ -57,11 +71,47 @@ def load(variant: SpeedVariant, work: Path, threads: int):
         from mtst.model.encoder import default_backbone_path
 
         st = SentenceTransformer(str(default_backbone_path()), device="cpu")
-        return SimpleNamespace(tasks=[], encode=lambda texts, batch_size=32, normalize=None, convert_to="numpy": (
-            st.encode(texts, batch_size=batch_size, normalize_embeddings=bool(normalize),
-                      convert_to_tensor=convert_to == "torch")))
+        return SimpleNamespace(tasks=[], encode=st.encode)  # mtst's encode takes sentence-transformers' keywords
+    if variant.runtime == "backbone":
+        model = backbone_model(variant.path)
+        model.use_precision(variant.precision)
+        return model
     model = json.loads((work / "prepared.json").read_text())["model"] if variant.runtime == "model" else None
-    return load_predictor(model or work / variant.runtime, threads=threads)
+    predictor = load_predictor(model or work / variant.runtime, threads=threads)
+    if variant.runtime == "model":
+        predictor.runtime.model.use_precision(variant.precision)
+    return predictor
+
+
+def linear_macs(module) -> int:
+    import torch
+
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+
+def sizes(model) -> dict:
+    """Trainable parameters (the task path beside the backbone, and the heads), the layer work of predict with the
+    embedding over encode's (multiply-adds per token of the layers' linear maps; heads and attention scores left
+    out) and the saved size without the backbone (heads + branch / side network files), fp32 and bf16."""
+    tuned = model.tuned_encoder()
+    parts = [model.heads] + ([] if tuned is model.encoder else [tuned])
+    beside = 0 if tuned is model.encoder else linear_macs(tuned)
+    out = {"trainable_parameters": sum(p.numel() for part in parts for p in part.parameters()),
+           "layer_work_ratio": round(1 + beside / linear_macs(model.encoder.layers), 3)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in ("float32", "bfloat16"):
+            saved = model.save(Path(tmp) / dtype, include_encoder=False, dtype=dtype)
+            out[f"saved_bytes_{dtype}"] = sum(f.stat().st_size for f in saved.glob("*.safetensors"))
+    return out
+
+
+def cpu_timed(call, spent: list[float]):
+    """The same call, also appending its CPU seconds (user + system) to ``spent``."""
+    def run() -> None:
+        start = cpu_seconds()
+        call()
+        spent.append(cpu_seconds() - start)
+    return run
 
 
 def timed_call(variant: SpeedVariant, runner, work: Path, threads: int):
@@ -90,17 +140,20 @@ def measure(variant: SpeedVariant, work: Path, threads: int, repeats: int, quali
     calls = {"call": lambda: call(texts)}
     if variant.call.startswith("predict"):  # every head vs the embedding alone, alternating in this process
         calls["encode"] = lambda: runner.encode(texts, batch_size=variant.batch_size)
-    took = alternating_rounds(calls, repeats)
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    took = alternating_rounds({name: cpu_timed(run, cpu[name]) for name, run in calls.items()}, repeats)
     result["sets"] = {"stsb": {"sentences": len(texts), "seconds": round(took["call"], 3), "repeats": repeats,
                                "sentences_per_s": round(len(texts) / took["call"], 1)}}
     if "encode" in took:
-        result["predict_vs_encode_same_process"] = {"predict_s": round(took["call"], 3),
-                                                    "encode_s": round(took["encode"], 3),
-                                                    "ratio": round(took["call"] / took["encode"], 3)}
+        cpu_ratio = statistics.median(cpu["call"]) / statistics.median(cpu["encode"])
+        result["predict_vs_encode_same_process"] = {
+            "predict_s": round(took["call"], 3), "encode_s": round(took["encode"], 3),
+            "ratio": round(took["call"] / took["encode"], 3), "cpu_ratio": round(cpu_ratio, 3)}
     latencies = [seconds(lambda text=text: call([text])) for text in texts[:LATENCY_SAMPLE]]
-    result["latency_ms"] = {"p50": round(float(np.percentile(latencies, 50)) * 1e3, 2),
-                            "p95": round(float(np.percentile(latencies, 95)) * 1e3, 2)}
+    result["latency_ms"] = {f"p{q}": round(float(np.percentile(latencies, q)) * 1e3, 2) for q in (50, 95)}
     result["peak_rss_mb"] = peak_rss_mb()
+    if variant.runtime == "backbone":
+        result.update(sizes(runner))
     if quality and variant.call == "encode":
         from mtst.training.evaluation import sts_spearman
 
@@ -110,20 +163,21 @@ def measure(variant: SpeedVariant, work: Path, threads: int, repeats: int, quali
         from mtst.inference.agreement import predicted_labels
 
         result["labels"] = predicted_labels(runner, texts[:AGREEMENT_SAMPLE], batch_size=64)
-    if getattr(runner, "runtime_precision", None):
-        result["openvino_runtime_precision"] = runner.runtime_precision
+    if precision := getattr(getattr(runner, "runtime", None), "runtime_precision", None):  # OpenVINO: bf16 or f32
+        result["openvino_runtime_precision"] = precision
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variant", choices=list(VARIANTS))
+    parser.add_argument("variant", choices=[*VARIANTS, *ONE_PASS])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over STS-B; the median counts")
     parser.add_argument("--round", type=int, default=0, help="round 0 also records quality and labels")
     args = parser.parse_args()
-    result = measure(VARIANTS[args.variant], args.work, args.threads, args.repeats, quality=args.round == 0)
+    variant = {**VARIANTS, **ONE_PASS}[args.variant]
+    result = measure(variant, args.work, args.threads, args.repeats, quality=args.round == 0)
     (args.work / "results" / f"{args.variant}.json").write_text(json.dumps(result, indent=1))
 
 

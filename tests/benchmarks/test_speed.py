@@ -1,5 +1,5 @@
-"""The speed harness: its variants are well-formed data, rounds combine into medians, and every committed result
-file still renders into docs/performance.md."""
+"""The speed harness: its variants are well-formed data, rounds combine into medians, every committed result
+file still renders into docs/performance.md, and a one-pass run renders its table."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pytest
 
 from benchmarks.speed.__main__ import RESULTS, analyse
 from benchmarks.speed.prepare import EXPORTS
-from benchmarks.speed.report import write_docs
-from benchmarks.speed.variants import REFERENCE, VARIANTS
+from benchmarks.speed.report import one_pass_table, write_docs
+from benchmarks.speed.variants import ONE_PASS, REFERENCE, VARIANTS, sizes
 
 
 def test_every_variant_names_a_runtime_and_a_call_the_harness_has() -> None:
     assert REFERENCE in VARIANTS
-    for variant in VARIANTS.values():
-        assert variant.runtime in {"sentence-transformers", "model", *EXPORTS}, variant.name
+    assert not set(VARIANTS) & set(ONE_PASS)
+    for variant in [*VARIANTS.values(), *ONE_PASS.values()]:
+        assert variant.runtime in {"sentence-transformers", "model", "backbone", *EXPORTS}, variant.name
         assert variant.call in {"encode", "predict", "predict+embedding", "separate"}, variant.name
         assert variant.runtime != "sentence-transformers" or variant.call == "encode"
 
@@ -45,3 +46,14 @@ def test_every_committed_result_renders(path: Path, tmp_path: Path) -> None:
     write_docs(json.loads(path.read_text()), path, "main", docs)
     text = docs.read_text()
     assert "begin -->" in text and "end -->" in text and "| variant |" in text
+
+
+def test_a_one_pass_run_renders_its_table(tiny_model) -> None:
+    found = sizes(tiny_model)  # the frozen encoder: no layer beside the backbone's
+    assert found["layer_work_ratio"] == 1.0 and found["trainable_parameters"] > 0
+    assert 0 < found["saved_bytes_bfloat16"] < found["saved_bytes_float32"]
+    same = {"predict_s": 0.5, "encode_s": 0.4, "ratio": 1.25, "cpu_ratio": 1.2}
+    report = {"results": {"frozen-encoder": {"sets": {"stsb": {"sentences": 100}},
+                                             "predict_vs_encode_same_process": same, **found}}}
+    row = one_pass_table(report).splitlines()[2]
+    assert row.startswith("| frozen-encoder | 1.25x | 1.20x | 1.00x | 200 | 250 | ")

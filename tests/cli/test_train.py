@@ -124,3 +124,21 @@ def test_unknown_set_key_and_missing_tasks_are_one_line(tmp_path, tiny_st_dir):
     assert result.exit_code == 1 and "--task" in result.output
     result = runner.invoke(app, ["train", "--task", "topic"])
     assert result.exit_code == 1 and "NAME=PATH" in result.output
+
+
+def test_train_device_option_sets_run_device_and_refuses_a_missing_gpu(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mtst.cli import app
+    from mtst.cli.train import build_run_config
+
+    data = tmp_path / "intents.csv"
+    data.write_text("text,label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(20)))
+    config = build_run_config(None, [f"intent={data}"], ["run.device=cpu"], tmp_path / "run", None)
+    assert config.run.device == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = CliRunner().invoke(app, ["train", "--task", f"intent={data}", "--device", "cuda",
+                                      "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "run.device is cuda but no CUDA device is available here" in result.output
+    assert not (tmp_path / "r").exists()

@@ -117,6 +117,8 @@ def register(app: typer.Typer) -> None:
                                                             "of the training forward passes (overrides "
                                                             "run.mixed_precision).")] = None,
         threads: ThreadsOpt = None,
+        device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda: where training and its "
+                                                   "evaluations run (overrides run.device).")] = None,
     ) -> None:
         """Train task heads (and a task branch) on one shared encoder with the measured recipe; writes a run directory
         (runs/<date>-<time>-<n> unless --output)."""
@@ -129,6 +131,7 @@ def register(app: typer.Typer) -> None:
             raise MtstError("--threads is for one process; with --num-processes N the processes share the cores")
         torch_threads(threads)
         output_dir = output or output_dir
+        set_ = [*(set_ or []), *([f"run.device={device}"] if device is not None else [])]
         if dry_run:
             from mtst.training.dry_run import plan_run
 

@@ -153,6 +153,9 @@ class RunSection(StrictModel):
     # and CPUs with native bf16 (avx512_bf16 / amx_bf16); ~37x slower steps were measured on a CPU without it
     # (mtst warns there). "no" reproduces fp32 runs bit for bit.
     mixed_precision: Literal["no", "bf16"] = "no"
+    # where training (and its evaluations) run: "auto" = CUDA when present, else the CPU (accelerate places the model;
+    # a particular GPU: CUDA_VISIBLE_DEVICES or `accelerate launch`)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class TrainConfig(StrictModel):
