@@ -40,7 +40,8 @@ def test_data_without_config_writes_report_folder_and_predictions(saved, tmp_pat
                     str(tmp_path / "predictions.jsonl"))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[:3] == ["## Totals (percent)", "", "| task | accuracy | macro_f1 | precision | recall | f1 | main |"]
+    assert lines[:3] == ["## Totals (percent)", "",
+                         "| task | accuracy | macro_f1 | ece | precision | recall | f1 | main |"]
     assert "## topic: per class (percent; support = count)" in result.stdout
     assert "## ner: per entity type (percent; support = count)" in result.stdout
     assert "| gold \\ predicted | world | sports | business |" in result.stdout

@@ -21,9 +21,9 @@ from mtst.extras import EXTRAS, message
 
 runner = CliRunner()
 COMMANDS = get_command(app).commands
-WRITES_FILES = {"encode", "similarity", "predict", "info", "train", "evaluate", "export"}
-RUNS_A_MODEL = {"encode", "similarity", "predict", "demo", "train", "evaluate", "export", "serve"}
-ON_A_DEVICE = {"encode", "similarity", "predict", "demo", "evaluate", "serve"}  # train: accelerate picks it
+WRITES_FILES = {"encode", "similarity", "predict", "info", "train", "evaluate", "export", "calibrate"}
+RUNS_A_MODEL = {"encode", "similarity", "predict", "demo", "train", "evaluate", "export", "serve", "calibrate"}
+ON_A_DEVICE = {"encode", "similarity", "predict", "demo", "train", "evaluate", "serve", "calibrate"}
 # bench (being written beside this) should join RUNS_A_MODEL once it takes --threads
 HIDDEN_OLD_NAMES = {"export": "--out", "train": "--output-dir"}
 

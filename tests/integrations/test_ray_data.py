@@ -37,7 +37,7 @@ def test_numbered_rows_are_encoded_chunk_by_chunk(tiny_st_dir, bare_model):
 def test_every_head_predicts_as_the_model_does(model_dir, tiny_model):
     options = PredictOptions(tasks=None, embedding=True)
     out = MtstPredictor(ModelSpec(model=str(model_dir)), options)(pa.table({"text": TEXTS}))
-    assert out.column_names == ["text", "topic", "ner", EMBEDDING]
+    assert out.column_names == ["text", "topic", "ner", EMBEDDING, "truncated"]
     rows = tiny_model.predict(TEXTS, include_embedding=True)
     for got, want in zip(out.to_pylist(), rows, strict=True):
         assert got["topic"] == want["topic"] and got["ner"] == want["ner"]
@@ -50,7 +50,7 @@ def test_every_head_predicts_as_the_model_does(model_dir, tiny_model):
 def test_one_task_without_embedding(model_dir):
     out = MtstPredictor(ModelSpec(model=str(model_dir)), PredictOptions(tasks=("ner",), embedding=False))(
         pa.table({"text": ["john smith lives in paris"]}))
-    assert out.column_names == ["text", "ner"]
+    assert out.column_names == ["text", "ner", "truncated"]
     assert {entity["label"] for entity in out.column("ner")[0].as_py()} <= {"PER", "LOC", "ORG"}
 
 
@@ -82,3 +82,9 @@ def test_bad_settings_are_one_line_errors(model_dir, make, fragment):
 def test_a_head_less_model_cannot_predict_tasks_only(tiny_st_dir):
     with pytest.raises(MtstError, match="no heads; ask for the embedding"):
         MtstPredictor(ModelSpec(backbone=str(tiny_st_dir)), PredictOptions(tasks=None, embedding=False))
+
+
+def test_rows_say_which_texts_a_sentence_task_read_cut(model_dir):
+    out = MtstPredictor(ModelSpec(model=str(model_dir)), PredictOptions(tasks=("topic",), embedding=False))(
+        pa.table({"text": ["the cat sat on the mat " * 20, "the cat sat"]}))
+    assert out.column("truncated").to_pylist() == [True, False]

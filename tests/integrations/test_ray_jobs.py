@@ -124,7 +124,8 @@ def test_cli_predict_on_ray_reads_json_lines_and_writes_parquet(cluster, model_d
     assert result.exit_code == 0, result.output
     rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
     expected = MultiTaskModel.load(model_dir).predict(texts, tasks=["topic"])
-    assert rows == [{"doc": i, "body": t, "topic": e["topic"]} for i, (t, e) in enumerate(zip(texts, expected))]
+    assert rows == [{"doc": i, "body": t, "topic": e["topic"], "truncated": False}  # Arrow: a column on every row
+                    for i, (t, e) in enumerate(zip(texts, expected))]
 
 
 def test_an_error_inside_ray_is_one_line_and_writes_nothing(cluster, tiny_st_dir, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import mtst.model.predictor as predictor_module
+import mtst.model.torch_runtime as torch_runtime_module
 import mtst.training.evaluation as evaluation_module
 from mtst import MultiTaskModel
 from mtst.data.readers import Examples
@@ -72,7 +72,7 @@ def moves(monkeypatch):
         moved.append((device, sorted(key for key, value in batch.items() if isinstance(value, torch.Tensor))))
         return batch
 
-    for module in (predictor_module, evaluation_module):
+    for module in (torch_runtime_module, evaluation_module):
         monkeypatch.setattr(module, "model_device", lambda model: elsewhere)
         monkeypatch.setattr(module, "to_device", spy)
     return elsewhere, moved

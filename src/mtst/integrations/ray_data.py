@@ -28,6 +28,7 @@ from mtst.model.tasks import task_type
 
 ROW = "row"  # the global input row number, added by mtst's own Ray sources
 EMBEDDING = "embedding"
+TRUNCATED = "truncated"  # predict rows: a sentence task or the embedding read a text cut at the token limit
 ENTITY = pa.struct([("text", pa.string()), ("label", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
                     ("score", pa.float64())])
 
@@ -56,7 +57,8 @@ class PredictOptions:
 
 
 def output_fields(predictor: Predictor, options: PredictOptions) -> list[pa.Field]:
-    """The columns a batch gets, in order: one per task, then the embedding (the order of ``mtst predict``)."""
+    """The columns a batch gets, in order: one per task, then the embedding (the order of ``mtst predict``), then
+    with tasks ``truncated`` (predict rows' ``"truncated"``: absent is false)."""
     fields = []
     for task in predictor.check_tasks(options.tasks):
         head = predictor.config.heads[task]
@@ -68,6 +70,8 @@ def output_fields(predictor: Predictor, options: PredictOptions) -> list[pa.Fiel
         fields.append(pa.field(task, kind))
     if options.embedding:
         fields.append(pa.field(EMBEDDING, pa.list_(pa.float32(), int(predictor.config.encoder.hidden_size))))
+    if fields and fields[0].name != EMBEDDING:  # predict's rows: did a sentence task or the embedding read a cut text
+        fields.append(pa.field(TRUNCATED, pa.bool_()))
     if not fields:
         raise MtstError("nothing to compute: this model has no heads; ask for the embedding")
     return fields
@@ -126,7 +130,8 @@ class MtstPredictor:
                   for task, field in zip(self.tasks, self.fields, strict=False)]
         if self.options.embedding:
             vectors = np.asarray([row[EMBEDDING] for row in rows], dtype=np.float32).reshape(len(rows), -1)
-            arrays.append(_vectors(vectors, self.fields[-1].type))
+            arrays.append(_vectors(vectors, self.fields[-2].type))
+        arrays.append(pa.array([bool(row.get(TRUNCATED)) for row in rows], type=pa.bool_()))
         return arrays
 
 

@@ -26,7 +26,10 @@ class StrictModel(BaseModel):
 class EncoderConfig(StrictModel):
     pooling: PoolingName = "mean"
     normalize: bool = True
-    max_seq_length: int = Field(256, gt=1, le=8192)
+    max_seq_length: int = Field(256, gt=1, le=8192)  # what the heads read (their training length): the window
+    # What encode() truncates at: the backbone's own limit, so embeddings equal sentence-transformers' at every
+    # length it encodes (None: max_seq_length)
+    embedding_max_seq_length: int | None = Field(None, gt=1, le=8192)
     hidden_size: int = Field(..., gt=0)
     backbone: str = ""  # where the encoder came from: "default" (the packaged model) or a directory
     # Task branch (mtst.model.branch): heads read a trainable copy of layers branch_at+1..L; None: no branch
@@ -53,6 +56,12 @@ class HeadConfig(StrictModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     word_shape_dim: int = Field(0, ge=0)  # token heads: embed each word's shape (mtst.model.word_shapes); 0 = off
     crf: bool = False  # token heads: a BIO-constrained CRF over the words (mtst.model.crf): its loss and Viterbi
+    # Zero-shot heads: one line per label, embedded as "label: description" (else the label name alone)
+    descriptions: list[str] | None = None
+    # Sentence heads: decoding's softmax(logits / temperature) (None: the head's default; calibration fits it) and
+    # the probability below which the label is None (abstention; None: off)
+    temperature: float | None = Field(None, gt=0)
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
 
     @field_validator("labels")
     @classmethod

@@ -65,17 +65,49 @@ class SentenceClassificationHead(Head):
     def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(features)  # (B, C)
 
+    DEFAULT_TEMPERATURE = 1.0  # when the config sets none (calibration fits one: mtst.training.calibration)
+
+    @property
+    def temperature(self) -> float:
+        """Decoding's softmax(logits / T): the config's fitted T, else the head's default. Logits and arg-max
+        never depend on it."""
+        fitted = self.config.temperature
+        return self.DEFAULT_TEMPERATURE if fitted is None else fitted
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, C) calibrated probabilities: softmax(logits / temperature), in float32."""
+        return (logits.float() / self.temperature).softmax(dim=-1)
+
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[dict]:
-        probs = logits.float().softmax(dim=-1).tolist()
+        probs = self.probabilities(logits).tolist()
+        threshold = self.config.threshold  # abstain ("label": None) below it; None: never
         out = []
         for row in probs:
             best = max(range(len(row)), key=row.__getitem__)
             out.append({
-                "label": self.labels[best],
+                "label": None if threshold is not None and row[best] < threshold else self.labels[best],
                 "score": row[best],
                 "distribution": dict(zip(self.labels, row, strict=True)),
             })
         return out
+
+
+class ZeroShotHead(SentenceClassificationHead):
+    """Cosine of the backbone's exact sentence embedding with each label's text embedding: logits (B, C) are the
+    cosines, decoded as softmax(cosine / temperature). The label matrix (C, H) is a buffer (unit rows), filled
+    once when the head is added (mtst.model.tasks.ZeroShotClassification) and saved with the heads, so an
+    exported graph holds it. No trainable parameters."""
+
+    reads = "sentence_embedding"
+    DEFAULT_TEMPERATURE = 0.05  # cosines lie in [-1, 1]: 1 / 20, the scale of sentence-transformers' ranking loss
+
+    def __init__(self, config: HeadConfig):
+        Head.__init__(self, config)
+        self.register_buffer("label_vectors", torch.zeros(len(config.labels), config.input_dim))
+
+    def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        unit = nn.functional.normalize(features, p=2, dim=-1)  # (B, H)
+        return unit @ self.label_vectors.to(unit.dtype).T  # (B, C) cosines
 
 
 class TokenClassificationHead(Head):

@@ -9,7 +9,7 @@ Feature keys along the data flow, the same everywhere in mtst:
 Without a task branch both paths are the encoder itself and the two pooled vectors are one tensor. With
 one (``branch_at``, mtst.model.branch) or a side network (``side_reduction``, mtst.model.side) the heads read
 it, the embedding stays the backbone's.
-Every head reads ``token_embeddings`` or ``task_embedding``, so all tasks share one forward pass.
+Heads read ``token_embeddings`` or ``task_embedding`` (zero-shot: ``sentence_embedding``): one forward pass.
 """
 
 from __future__ import annotations
@@ -118,22 +118,21 @@ class MultiTaskModel(nn.Module):
         return model if device is None else model.to(resolve_device(device))
 
     def add_head(self, name: str, type: str, labels: Sequence[str], hidden_dim: int | None = None,
-                 dropout: float = 0.1, *, word_shape: str = "off", crf: bool = False) -> None:
-        """Attach a new, randomly initialised head (seed torch first for reproducible weights).
-
-        Token heads only: ``word_shape`` "on" embeds each word's shape (Xxxx, XXXX, dd, ...) beside its token
-        state, "auto" does so when the backbone is uncased (it cannot see casing itself); ``crf`` decodes
-        through a BIO-constrained CRF.
-        """
+                 dropout: float = 0.1, *, word_shape: str = "off", crf: bool = False,
+                 descriptions: Sequence[str] | None = None) -> None:
+        """Attach a new head: random (seed torch first), or a zero-shot head's label embeddings (``descriptions``: one
+        per label; mtst.model.tasks.ZeroShotClassification). Token heads only: ``word_shape`` "on" embeds each word's
+        shape beside its token state, "auto" when the backbone is uncased; ``crf`` decodes through a BIO CRF."""
         if name in self.heads:
             raise MtstError(f"task '{name}' already exists; choose another name")
         if word_shape not in WORD_SHAPE_CHOICES:
             raise MtstError(f"unknown word_shape '{word_shape}'; choose one of {', '.join(WORD_SHAPE_CHOICES)}")
         shapes = word_shape == "on" or (word_shape == "auto" and is_uncased(self.tokenizer.tokenizer))
         head_config = HeadConfig(type=type, labels=list(labels), input_dim=self.config.encoder.hidden_size,
-                                 hidden_dim=hidden_dim, dropout=dropout, crf=crf,
+                                 hidden_dim=hidden_dim, dropout=dropout, crf=crf, descriptions=descriptions,
                                  word_shape_dim=WORD_SHAPE_DIM if shapes else 0)
         self._build_task(name, head_config)
+        task_type(type).added(self, name)
         self.config.heads = {**self.config.heads, name: head_config}
         self.tokenizer.word_shapes = any(c.word_shape_dim for c in self.config.heads.values())
 
@@ -187,8 +186,9 @@ class MultiTaskModel(nn.Module):
                 labels: dict[str, torch.Tensor] | None = None, embedding: bool = True) -> dict:
         """One encoder pass, then each requested head. Returns the feature keys above + ``logits`` per task,
         and ``losses`` per task plus their sum ``loss`` when labels are given. ``embedding=False`` skips the
-        embedding path's own layers when a branch makes them separate (training needs only the heads)."""
+        embedding path's own layers when a branch makes them separate, unless a requested head reads it."""
         tasks = self._check_tasks(tasks if tasks is not None else list(labels or self.tasks))
+        embedding = embedding or any(self.heads[task].reads == "sentence_embedding" for task in tasks)
         attention_mask = features["attention_mask"]
         token_states, embedding_states = self._paths(features, embedding)  # (B, T, H) each, or None
         # Zero the padding states (as the training feature cache does), so heads that look at

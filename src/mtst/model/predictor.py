@@ -1,8 +1,9 @@
 """One inference surface over any runtime: ``Predictor(runtime).encode`` / ``predict``.
 
-A runtime is what differs between backends (torch here; ONNX Runtime and OpenVINO in mtst.inference.runtimes): it
-embeds a batch, and runs the heads on one. The predictor owns what does not: input checks, the one task check,
-length-sorted batching (``map_batches``) and prediction rows built by each head's ``decode``. So every backend
+A runtime is what differs between backends (torch: mtst.model.torch_runtime; ONNX Runtime and OpenVINO in
+mtst.inference.runtimes): it embeds a batch, and runs the heads on one. The predictor owns what does not: input
+checks, the one task check, length-sorted batching (``map_batches``), long texts (mtst.model.windows: windows for
+token tasks, chunks on request) and prediction rows built by each head's ``decode``. So every backend
 gives the same rows, in input order, with the same errors. ``encode`` takes sentence-transformers' keywords and
 defaults (``SentenceTransformer.encode``); ``similarity`` / ``similarity_pairwise`` score its vectors as ST does.
 
@@ -14,7 +15,7 @@ defaults (``SentenceTransformer.encode``); ``similarity`` / ``similarity_pairwis
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import numpy as np
@@ -23,11 +24,14 @@ from torch import nn
 
 from mtst.errors import MtstError
 from mtst.model.config import ModelConfig
-from mtst.model.devices import model_device, resolve_device, to_device
+from mtst.model.devices import model_device, resolve_device
 from mtst.model.heads import Head
 from mtst.model.similarity import check_similarity_fn, similarity, similarity_pairwise
 from mtst.model.st_compat import CONVERT_TO, PRECISIONS, quantize, renamed_keywords, show_progress
-from mtst.model.tokenization import TextTokenizer, Tokenized, map_batches
+from mtst.model.tasks import task_type
+from mtst.model.tokenization import TextTokenizer, Tokenized, as_texts, map_batches, map_items
+from mtst.model.torch_runtime import TorchRuntime
+from mtst.model.windows import chunked_rows, mean_vectors, pool_chunks, stitched_rows, windowed_rows
 
 
 class Runtime(Protocol):
@@ -59,69 +63,6 @@ class Runtime(Protocol):
     def embed(self, batch: dict[str, torch.Tensor], normalize: bool) -> np.ndarray: ...
 
     def run(self, batch: dict[str, torch.Tensor], tasks: Sequence[str], include_embedding: bool) -> dict: ...
-
-
-class TorchRuntime:
-    """A MultiTaskModel as a runtime: ``embed`` runs the backbone alone, ``run`` one forward pass for every task."""
-
-    backend = "torch"
-    normalized = False  # embed pools the backbone's states itself: it can normalise or not
-
-    def __init__(self, model: nn.Module):
-        self.model = model  # a MultiTaskModel (not imported: mtst.model.multitask imports this module)
-
-    @property
-    def config(self) -> ModelConfig:
-        return self.model.config
-
-    @property
-    def tokenizer(self) -> TextTokenizer:
-        return self.model.tokenizer
-
-    @property
-    def heads(self) -> Mapping[str, Head]:
-        return self.model.heads
-
-    @property
-    def max_tokens(self) -> int | None:
-        return self.model.max_tokens
-
-    @max_tokens.setter
-    def max_tokens(self, value: int | None) -> None:
-        self.model.max_tokens = value
-
-    @contextmanager
-    def running(self):
-        """Eval mode and inference mode for the call (bf16 autocast when the model's CPU path says so: its
-        ``cpu_path``, mtst.model.cpu_paths); the model's training mode is restored after."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self._bf16()):
-                yield
-        finally:
-            self.model.train(was_training)
-
-    def _bf16(self) -> bool:
-        path = getattr(self.model, "cpu_path", None)
-        return path is not None and path.precision == "bf16" and next(self.model.parameters()).is_cpu
-
-    def decoding(self) -> AbstractContextManager:
-        return torch.autocast("cpu", enabled=False)  # heads decode float32 logits in float32
-
-    def embed(self, batch: dict[str, torch.Tensor], normalize: bool) -> np.ndarray:
-        batch = to_device(batch, model_device(self.model))  # the tokenizer builds CPU tensors
-        token_embeddings = self.model.encoder(batch["input_ids"], batch["attention_mask"])  # the backbone alone
-        pooled = self.model.pooling(token_embeddings, batch["attention_mask"])  # (B, H)
-        if normalize:
-            pooled = nn.functional.normalize(pooled, p=2, dim=-1)
-        return pooled.float().cpu().numpy()
-
-    def run(self, batch: dict[str, torch.Tensor], tasks: Sequence[str], include_embedding: bool) -> dict:
-        out = self.model(to_device(batch, model_device(self.model)), tasks=tasks, embedding=include_embedding)
-        embedding = out["sentence_embedding"].float().cpu() if include_embedding else None
-        logits = {task: values.float().cpu() for task, values in out["logits"].items()}  # bf16 under autocast
-        return {"logits": logits, "sentence_embedding": embedding}
 
 
 class Predictor:
@@ -178,8 +119,8 @@ class Predictor:
 
     def encode(self, sentences: Sequence[str] | str, batch_size: int = 32, show_progress_bar: bool | None = None,
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,
-               device: str | None = None, precision: str = "float32", normalize: bool | None = None, **renamed
-               ) -> np.ndarray | torch.Tensor | list:
+               device: str | None = None, precision: str = "float32", normalize: bool | None = None,
+               chunking: bool = False, stride: int | None = None, **renamed) -> np.ndarray | torch.Tensor | list:
         """Sentences -> embeddings (N, H) float32 numpy, in input order (one string -> one (H,) vector).
 
         Keywords and defaults are sentence-transformers': ``normalize_embeddings`` L2-normalises (a model that
@@ -188,7 +129,10 @@ class Predictor:
         ``show_progress_bar`` None shows one when the "mtst" logger is at INFO or DEBUG. Batches are sorted by
         token length. ``normalize`` (mtst's own) overrides the model's L2 normalisation: False gives the raw pooled
         vectors even of a normalising model, which sentence-transformers' keywords cannot ask for. ``show_progress``
-        and ``convert_to`` still work for one release (deprecated).
+        and ``convert_to`` still work for one release (deprecated). Texts are truncated at the backbone's own limit
+        (``embedding_max_seq_length``), as sentence-transformers does; ``chunking=True`` embeds a longer text as the
+        mean of its overlapping chunks' embeddings (windows sharing ``stride`` tokens: mtst.model.windows),
+        normalised again when the embeddings are: one forward row per chunk.
         """
         old = renamed_keywords("encode", renamed)
         if precision not in PRECISIONS:
@@ -209,8 +153,16 @@ class Predictor:
             return list(self.runtime.embed(batch, normalize))  # B rows of (H,)
 
         show = show_progress(old.get("show_progress", show_progress_bar))
-        with self.runtime.running():  # embeddings need no word ids or offsets (ids_only)
-            rows = map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show, embed, ids_only=True)
+        limit = self.config.encoder.embedding_max_seq_length  # the backbone's own limit (None: the heads')
+        with self.runtime.running():  # embeddings need no word ids or offsets (ids_only) unless cut in chunks
+            if chunking:
+                chunks, owners = chunked_rows(self.tokenizer(texts, max_length=0),
+                                              limit or self.config.encoder.max_seq_length, stride)
+                vectors = map_items(self.tokenizer, chunks, owners, batch_size, self.max_tokens, show, embed)
+                rows = mean_vectors(vectors, owners, len(texts), normalize)
+            else:
+                rows = map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show, embed, ids_only=True,
+                                   max_length=limit)
         result = np.stack(rows) if rows else np.zeros((0, self.config.encoder.hidden_size), dtype=np.float32)
         result = result if precision == "float32" else quantize(result, precision)
         if convert_to_tensor:
@@ -229,13 +181,17 @@ class Predictor:
 
     def predict(self, sentences: Sequence[str] | str, tasks: Sequence[str] | None = None, batch_size: int = 32,
                 include_embedding: bool = False, show_progress_bar: bool | None = None, device: str | None = None,
-                **renamed) -> list[dict] | dict:
+                stride: int | None = None, chunking: bool = False, **renamed) -> list[dict] | dict:
         """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}`` from one pass of the runtime (one
         string -> one row).
 
         Sentence tasks give ``{label, score, distribution}``; token tasks give a list of entities
-        ``{text, label, start, end, score}`` with character offsets into the input text. ``device`` moves the
-        model first; ``show_progress`` still works for one release (deprecated: ``show_progress_bar``).
+        ``{text, label, start, end, score}`` with character offsets into the input text. Sentence tasks and the
+        embedding read the first ``max_seq_length`` tokens; token tasks read the whole text, in overlapping
+        windows (mtst.model.windows) that share ``stride`` tokens (None: a quarter of the window). A row read cut
+        says ``"truncated": true``; ``chunking=True`` instead gives a long text's sentence tasks the mean of its
+        windows' probabilities and its embedding the mean of theirs. ``device``
+        moves the model first; ``show_progress`` still works for one release (deprecated: ``show_progress_bar``).
         """
         old = renamed_keywords("predict", renamed, allowed=("show_progress",))
         show = show_progress(old.get("show_progress", show_progress_bar))
@@ -243,24 +199,41 @@ class Predictor:
         if device is not None:
             self.to(device)
         texts = as_texts(sentences)
+        limit = self.config.encoder.max_seq_length
+        token_tasks = [task for task in tasks if task_type(self.config.heads[task].type).token_level]
+        items = self.tokenizer(texts, max_length=0 if token_tasks or chunking else None)
+        reads_cut = include_embedding or len(token_tasks) < len(tasks)  # what reads a text's first limit tokens
+        rows_items, owners, windows = windowed_rows(items, limit, stride, bool(token_tasks) or chunking,
+                                                    own_row=reads_cut and not chunking)
+        reads_cut = reads_cut and not chunking
+        if reads_cut:
+            self.tokenizer.warn_truncated(sum(item.truncated for item in rows_items), limit)
         heads = self.runtime.heads
 
-        def run(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], batch_texts: list[str]) -> list[dict]:
+        def run(batch: dict[str, torch.Tensor], items: Sequence[Tokenized], owner: list[int]) -> list[dict]:
             out = self.runtime.run(batch, tasks, include_embedding)
-            rows = [{"text": text} for text in batch_texts]
+            rows = [{"text": texts[index], **({"truncated": True} if item.truncated and reads_cut else {})}
+                    for index, item in zip(owner, items, strict=True)]  # a sentence task or the embedding: cut
             with self.runtime.decoding():
                 for task in tasks:
-                    decoded = heads[task].decode(out["logits"][task], items, batch_texts)
-                    for row, value in zip(rows, decoded, strict=True):
+                    decoded = heads[task].decode(out["logits"][task], items, [row["text"] for row in rows])
+                    for row, value, item, logits in zip(rows, decoded, items, out["logits"][task], strict=True):
                         row[task] = value
+                        if task in token_tasks:  # a window's logits, kept for stitching
+                            row.setdefault("_logits", {})[task] = logits[: len(item.input_ids)]
             if include_embedding:
                 for row, vector in zip(rows, out["sentence_embedding"].tolist(), strict=True):
                     row["embedding"] = vector
             return rows
 
         with self.runtime.running():
-            rows = map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show, run)
-        return rows[0] if isinstance(sentences, str) else rows
+            done = map_items(self.tokenizer, rows_items, owners, batch_size, self.max_tokens, show, run)
+        with self.runtime.decoding():  # a long text's token tasks: decoded once, on logits stitched per word
+            results = stitched_rows(done, len(texts), windows, items, {task: heads[task] for task in token_tasks})
+        if chunking:
+            pool_chunks(done, results, windows, {task: heads[task] for task in tasks if task not in token_tasks},
+                        include_embedding, self.config.encoder.normalize)
+        return results[0] if isinstance(sentences, str) else results
 
 
 def as_predictor(model) -> Predictor:
@@ -279,14 +252,3 @@ def check_tasks(tasks: Sequence[str], heads: Collection[str], config: ModelConfi
         known = ", ".join(heads) or "none (this model has no heads)"
         raise MtstError(f"unknown task '{unknown[0]}'; this model's tasks are: {known}")
     return list(tasks)
-
-
-def as_texts(sentences: Sequence[str] | str) -> list[str]:
-    """One string or a sequence of strings -> a list of strings (an error names the first other type)."""
-    if isinstance(sentences, str):
-        return [sentences]
-    texts = list(sentences)
-    bad = next((t for t in texts if not isinstance(t, str)), None)
-    if bad is not None:
-        raise MtstError(f"sentences must be strings, got {type(bad).__name__}")
-    return texts

@@ -24,6 +24,7 @@ from mtst.model.heads import (
     SentenceClassificationHead,
     TokenClassificationHead,
     WindowedTokenClassificationHead,
+    ZeroShotHead,
 )
 from mtst.model.spans import first_subtokens
 from mtst.model.tokenization import Tokenized
@@ -39,6 +40,7 @@ class TaskType:
     head: type[Head] | None = SentenceClassificationHead
     main_metric = "accuracy"
     token_options = False  # word_shape_dim / crf: token heads only
+    takes_descriptions = False  # label descriptions: zero-shot heads only
 
     @property
     def token_level(self) -> bool:
@@ -64,10 +66,15 @@ class TaskType:
             raise MtstError(f"a {self.name} head needs at least 2 labels, got {len(config.labels)}")
         if not self.predicts and config.labels:
             raise MtstError(f"a {self.name} task has no labels (it scores sentence pairs); drop 'labels'")
+        if config.descriptions is not None and not self.takes_descriptions:
+            raise MtstError(f"descriptions are for zero-shot heads; a {self.name} head learns its labels")
 
     def build_head(self, config: HeadConfig) -> Head:
         self.check(config)
         return self.head(config)
+
+    def added(self, model: nn.Module, task: str) -> None:
+        """Called once when ``model.add_head`` attaches ``task``, of this type (not on load): most start random."""
 
     # ---- labels --------------------------------------------------------------------------
     def infer_labels(self, gold: Sequence) -> list[str]:
@@ -95,6 +102,36 @@ class TaskType:
 
 class SentenceClassification(TaskType):
     name = "sentence_classification"
+
+
+class ZeroShotClassification(TaskType):
+    """Labels without examples: the head (heads.ZeroShotHead) scores the cosine of a sentence's embedding with
+    each label's text, embedded once by ``model.encode`` when the head is added. A label's text is its name, or
+    "name: description" when descriptions are given. Nothing to train (hidden_dim and dropout go unused)."""
+
+    name = "zero_shot_classification"
+    head = ZeroShotHead
+    takes_descriptions = True
+
+    def check(self, config: HeadConfig) -> None:
+        super().check(config)
+        if config.descriptions is not None and len(config.descriptions) != len(config.labels):
+            raise MtstError(f"a {self.name} head needs one description per label: got {len(config.descriptions)} "
+                            f"for {len(config.labels)} labels")
+
+    @staticmethod
+    def label_texts(config: HeadConfig) -> list[str]:
+        """What is embedded for each label: its name, or "name: description"."""
+        if config.descriptions is None:
+            return list(config.labels)
+        return [f"{label}: {text}" for label, text in zip(config.labels, config.descriptions, strict=True)]
+
+    def added(self, model: nn.Module, task: str) -> None:
+        """The label matrix (C, H): the unit embeddings of the label texts, from the model's own ``encode``."""
+        head = model.heads[task]
+        vectors = model.encode(self.label_texts(head.config), normalize_embeddings=True, convert_to_tensor=True)
+        with torch.no_grad():
+            head.label_vectors.copy_(vectors.to(head.label_vectors.dtype))
 
 
 class TokenClassification(TaskType):
@@ -247,8 +284,8 @@ def spearman(left: torch.Tensor, right: torch.Tensor, scores: Sequence[float], w
 
 TASK_TYPES: dict[str, TaskType] = {
     task.name: task
-    for task in (SentenceClassification(), TokenClassification(), WindowedTokenClassification(), ScoredPairs(),
-                 PositivePairs())
+    for task in (SentenceClassification(), ZeroShotClassification(), TokenClassification(),
+                 WindowedTokenClassification(), ScoredPairs(), PositivePairs())
 }
 
 

@@ -43,16 +43,19 @@ class TextTokenizer:
         self._warned = False
 
     def __call__(self, texts: Sequence[str] | Sequence[Sequence[str]], is_split_into_words: bool = False,
-                 ids_only: bool = False) -> list[Tokenized]:
+                 ids_only: bool = False, max_length: int | None = None) -> list[Tokenized]:
         """``ids_only`` leaves ``word_ids`` and ``offsets`` empty: embeddings need neither, and converting them
-        to Python lists was over a third of the tokenisation time (measured on STS-B)."""
+        to Python lists was over a third of the tokenisation time (measured on STS-B). ``max_length``: truncate
+        there instead of at ``max_seq_length`` (0: not at all; long texts are then cut in windows by the caller)."""
         if len(texts) == 0:
             return []
+        limit = self.max_seq_length if max_length is None else max_length
         enc = self.tokenizer(
             list(texts) if not is_split_into_words else [list(words) for words in texts],
             is_split_into_words=is_split_into_words,
-            truncation=True,
-            max_length=self.max_seq_length,
+            truncation=limit > 0,
+            max_length=limit or None,
+            verbose=False,  # untruncated texts above the tokenizer's model_max_length are expected here
             return_offsets_mapping=not ids_only,
             return_attention_mask=False,  # collate builds the padded mask
             return_token_type_ids=False,
@@ -70,11 +73,14 @@ class TextTokenizer:
             items = [replace(item, shape_ids=token_shapes(item.word_ids, words) if is_split_into_words
                              else text_token_shapes(item.word_ids, item.offsets, words))
                      for item, words in zip(items, texts, strict=True)]
-        cut = sum(item.truncated for item in items)
-        if cut and not self._warned:
-            logger.warning("%d text(s) longer than max_seq_length=%d tokens were truncated", cut, self.max_seq_length)
-            self._warned = True
+        self.warn_truncated(sum(item.truncated for item in items), limit)
         return items
+
+    def warn_truncated(self, cut: int, limit: int) -> None:
+        """Once per tokenizer: ``cut`` texts were truncated at ``limit`` tokens."""
+        if cut and not self._warned:
+            logger.warning("%d text(s) longer than max_seq_length=%d tokens were truncated", cut, limit)
+            self._warned = True
 
     def collate(self, items: Sequence[Tokenized]) -> dict[str, torch.Tensor]:
         """Pad to the longest item: input_ids, attention_mask and word_ids, each (B, T) (word_ids all NO_WORD
@@ -128,13 +134,20 @@ BatchFn = Callable[[dict[str, torch.Tensor], Sequence[Tokenized], list[str]], li
 
 
 def map_batches(tokenizer: TextTokenizer, texts: list[str], batch_size: int, max_tokens: int | None,
-                show_progress: bool, fn: BatchFn, ids_only: bool = False) -> list:
+                show_progress: bool, fn: BatchFn, ids_only: bool = False, max_length: int | None = None) -> list:
     """Tokenise once, call ``fn(batch, items, texts)`` on length-sorted batches (cut by a token budget when
     ``max_tokens`` is set) and return its per-text results in input order. Every runtime shares this.
-    ``ids_only``: ``fn`` needs no word ids or offsets (embeddings), so they are not computed."""
+    ``ids_only``: ``fn`` needs no word ids or offsets (embeddings), so they are not computed. ``max_length``:
+    the tokenizer's (None: its ``max_seq_length``)."""
+    items = tokenizer(texts, ids_only=ids_only, max_length=max_length)
+    return map_items(tokenizer, items, texts, batch_size, max_tokens, show_progress, fn)
+
+
+def map_items(tokenizer: TextTokenizer, items: Sequence[Tokenized], texts: Sequence[str], batch_size: int,
+              max_tokens: int | None, show_progress: bool, fn: BatchFn) -> list:
+    """``map_batches`` over items already tokenised (``texts[i]`` is ``items[i]``'s text: rows may share one)."""
     if batch_size < 1:
         raise MtstError(f"batch_size must be at least 1, got {batch_size}")
-    items = tokenizer(texts, ids_only=ids_only)
     results: list = [None] * len(texts)
     lengths = [len(item.input_ids) for item in items]
     batches = (token_budget_batches(lengths, max_tokens, batch_size) if max_tokens
@@ -147,3 +160,14 @@ def map_batches(tokenizer: TextTokenizer, texts: list[str], batch_size: int, max
                 results[index] = value
             advance(len(indices))
     return results
+
+
+def as_texts(sentences: Sequence[str] | str) -> list[str]:
+    """One string or a sequence of strings -> a list of strings (an error names the first other type)."""
+    if isinstance(sentences, str):
+        return [sentences]
+    texts = list(sentences)
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise MtstError(f"sentences must be strings, got {type(bad).__name__}")
+    return texts

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException
 from mtst.errors import MtstError
 from mtst.inference.batching import MicroBatcher, QueueFullError, ShuttingDownError, pass_size
 from mtst.model.predictor import as_predictor
-from mtst.serving.edge import EdgeMiddleware, Metrics, error_response, json_response
+from mtst.serving.edge import EdgeMiddleware, Metrics, error_response, json_response, token_counts
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -142,20 +142,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # ---- the model side ------------------------------------------------------------------------------
-def _token_counts(predictor, sentences: list[str]) -> list[int]:
-    """Tokens per sentence, special tokens included and truncated as the model truncates."""
-    wrapper = getattr(predictor, "tokenizer", None)
-    hf = getattr(wrapper, "tokenizer", None)
-    if callable(hf) and hasattr(wrapper, "max_seq_length"):
-        # The plain HF call: ~17 us per sentence against ~26 us for TextTokenizer, which also builds offsets.
-        ids = hf(sentences, truncation=True, max_length=wrapper.max_seq_length, return_attention_mask=False,
-                 return_token_type_ids=False)["input_ids"]
-        return [len(row) for row in ids]
-    if callable(wrapper):
-        return [len(item.input_ids) for item in wrapper(sentences)]
-    return [len(text.split()) + 2 for text in sentences]  # rough: words + [CLS]/[SEP]
-
-
 def make_run_batch(predictor, max_batch: int, metrics: Metrics | None = None):
     """The batcher's ``run_batch``: one predictor call per gathered batch, one result per sentence.
 
@@ -168,14 +154,18 @@ def make_run_batch(predictor, max_batch: int, metrics: Metrics | None = None):
 
     def run(key: Hashable, sentences: list[str]) -> Sequence[Any]:
         op, option = key  # type: ignore[misc]
-        counts = _token_counts(predictor, sentences)
+        counts, cut = token_counts(predictor, sentences, embedding=op == "embed")
         size = pass_size(counts, max_batch)
+        if op == "embed":
+            rows = list(zip(np.asarray(predictor.encode(sentences, batch_size=size, normalize=option),
+                                       dtype=np.float32), counts, strict=True))
+        else:  # rows say "truncated": true where a sentence task or the embedding read a cut text
+            rows = predictor.predict(sentences, tasks=list(option), batch_size=size)
+            cut = [bool(row.get("truncated")) for row in rows]
         if metrics is not None:
             metrics.passes.inc(-(-len(sentences) // size))
-        if op == "embed":
-            vectors = predictor.encode(sentences, batch_size=size, normalize=option)
-            return list(zip(np.asarray(vectors, dtype=np.float32), counts, strict=True))
-        return predictor.predict(sentences, tasks=list(option), batch_size=size)
+            metrics.truncated.labels(op).inc(sum(cut))
+        return rows
 
     return run
 

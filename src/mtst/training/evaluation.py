@@ -21,6 +21,7 @@ from mtst.errors import MtstError
 from mtst.model.devices import model_device, to_device
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import spearman, task_type
+from mtst.model.windows import stitch, windowed_rows
 from mtst.training.config import TrainConfig
 
 logger = logging.getLogger("mtst")
@@ -36,12 +37,18 @@ def main_metric(task: str, head_type: str) -> str:
 
 
 def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_size: int) -> list:
-    """Predicted label names per example (``Head.best_labels``); token tasks: one tag per word, words cut off by
-    truncation (or with no sub-token at all) get "O". Runs on the model's device; heads decode CPU logits."""
+    """Predicted label names per example (``Head.best_labels``); token tasks: one tag per word over the whole
+    sentence (a sentence longer than the window is read in overlapping windows and stitched, as ``predict`` does:
+    mtst.model.windows), words with no sub-token at all get "O". Runs on the model's device; heads decode CPU
+    logits."""
     token = task_type(model.config.heads[task].type).token_level
     head = model.heads[task]
-    items = model.tokenizer(examples.texts, is_split_into_words=token)
-    predictions: list = [None] * len(items)
+    if token:
+        whole = model.tokenizer(examples.texts, is_split_into_words=True, max_length=0)
+        items, owners, windows = windowed_rows(whole, model.config.encoder.max_seq_length, None, True, own_row=False)
+    else:
+        items, windows = model.tokenizer(examples.texts), {}
+    logits_of: list = [None] * len(items)  # row -> (C,) or (T_row, C) CPU logits
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -49,13 +56,19 @@ def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_
         with torch.inference_mode():
             for indices, features in model.tokenizer.sorted_batches(items, batch_size):
                 out = model(to_device(features, device), tasks=[task], embedding=False)
-                logits = out["logits"][task].cpu()  # (B, C) or (B, T, C); heads decode on the CPU
-                for index, best in zip(indices, head.best_labels(logits, [items[i] for i in indices]), strict=True):
-                    if token:
-                        best = [best.get(word, "O") for word in range(len(examples.texts[index]))]
-                    predictions[index] = best
+                for index, row in zip(indices, out["logits"][task].cpu(), strict=True):  # heads decode on the CPU
+                    logits_of[index] = row
     finally:
         model.train(was_training)
+    predictions: list = []
+    for index in range(len(examples)):
+        if index in windows:
+            positions, cuts = windows[index]
+            logits, item = stitch(whole[index], cuts, [logits_of[p] for p in positions]), whole[index]
+        else:
+            logits, item = logits_of[index], items[index]
+        (best,) = head.best_labels(logits[None], [item])
+        predictions.append([best.get(word, "O") for word in range(len(examples.texts[index]))] if token else best)
     return predictions
 
 

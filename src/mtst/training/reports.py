@@ -16,6 +16,7 @@ from mtst.data.sources import DataSource
 from mtst.errors import MtstError
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import task_type
+from mtst.training.calibration import answers_ece
 from mtst.training.evaluation import MEAN_KEY, _predict_labels, main_metric
 
 
@@ -43,7 +44,7 @@ def _sentence_report(model: MultiTaskModel, task: str, examples: Examples, batch
     from sklearn.metrics import classification_report, confusion_matrix
 
     answers = [row[task] for row in model.predict(examples.texts, tasks=[task], batch_size=batch_size)]
-    predicted = [answer["label"] for answer in answers]
+    predicted = [max(answer["distribution"], key=answer["distribution"].get) for answer in answers]  # arg-max
     gold = list(examples.labels)
     labels = list(model.heads[task].labels)
     labels += sorted(set(gold) - set(labels))  # gold labels the model lacks still get a row
@@ -52,6 +53,7 @@ def _sentence_report(model: MultiTaskModel, task: str, examples: Examples, batch
             for origin, text, want, answer in zip(examples.origins, examples.texts, gold, answers, strict=True)]
     matrix = confusion_matrix(gold, predicted, labels=labels).tolist()
     metrics = task_type(model.config.heads[task].type).metrics(task, gold, predicted)
+    metrics[f"{task}/ece"] = answers_ece(answers, gold, list(model.heads[task].labels))  # percent, 15 bins
     return TaskReport(task, metrics, per_class, rows, labels, matrix)
 
 

@@ -1,0 +1,123 @@
+"""Calibration: temperature scaling lowers ECE, never moves the arg-max, thresholds abstain, survives save/load
+and export, and the CLI and `mtst evaluate` report ECE."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mtst import MtstError, MultiTaskModel
+from mtst.data.readers import Examples
+from mtst.model.config import HeadConfig
+from mtst.model.heads import SentenceClassificationHead
+from mtst.training.calibration import calibrate, expected_calibration_error, fit_temperature, nll
+
+TEXTS = ["The team won the final.", "Stocks fell sharply today.", "a", "The minister resigned.", "Rain again.",
+         "Goal in the last minute!", "Banks raise rates.", "Elections next week.", "He sat down.", "Markets rally."]
+GOLD = ["world", "business", "sports", "world", "world", "sports", "business", "world", "sports", "business"]
+
+
+def _overconfident(n: int = 4000, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits whose softmax is right ~60% of the time but ~99% sure: a true model's logits times 8."""
+    generator = torch.Generator().manual_seed(0)
+    gold = torch.randint(classes, (n,), generator=generator)
+    honest = torch.randn(n, classes, generator=generator)
+    honest[torch.arange(n), gold] += 1.0
+    return 8 * honest, gold
+
+
+def test_fitting_the_temperature_lowers_ece_and_nll_on_an_overconfident_head():
+    logits, gold = _overconfident()
+    fitted = fit_temperature(logits, gold)
+    assert 5 < fitted < 12  # it undoes the factor 8
+    before = expected_calibration_error(logits.softmax(-1), gold)
+    after = expected_calibration_error((logits / fitted).softmax(-1), gold)
+    assert before > 0.2 and after < 0.03 and after < before
+    assert nll(logits, gold, fitted) < nll(logits, gold, 1.0)
+
+
+def test_ece_is_zero_when_confidence_equals_accuracy():
+    probs = torch.tensor([[0.5, 0.5]] * 4)  # top probability 0.5, right half the time
+    assert expected_calibration_error(probs, torch.tensor([0, 1, 0, 1])) == pytest.approx(0.0)
+    assert expected_calibration_error(torch.tensor([[1.0, 0.0]]), torch.tensor([1])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("temperature", [0.01, 0.5, 3.0, 100.0])
+def test_temperature_never_changes_the_argmax_or_the_logits(temperature):
+    head = SentenceClassificationHead(HeadConfig(type="sentence_classification", labels=["a", "b", "c"],
+                                                 input_dim=4, temperature=temperature))
+    logits = torch.randn(32, 3)
+    decoded = head.decode(logits, [None] * 32, [""] * 32)
+    assert [row["label"] for row in decoded] == head.best_labels(logits, [None] * 32)
+    expected = (logits / temperature).softmax(-1)
+    assert np.allclose([list(row["distribution"].values()) for row in decoded], expected.numpy(), atol=1e-6)
+
+
+def test_threshold_gives_null_labels_below_it():
+    head = SentenceClassificationHead(HeadConfig(type="sentence_classification", labels=["a", "b"], input_dim=4,
+                                                 threshold=0.9))
+    decoded = head.decode(torch.tensor([[0.0, 0.1], [0.0, 5.0]]), [None] * 2, ["", ""])
+    assert decoded[0]["label"] is None and decoded[0]["score"] < 0.9
+    assert decoded[1]["label"] == "b"
+
+
+@pytest.fixture
+def calibrated(tiny_model):
+    result = calibrate(tiny_model, "topic", Examples(TEXTS, GOLD, [f"dev:{i}" for i in range(len(TEXTS))]),
+                       threshold=0.2)
+    return tiny_model, result
+
+
+def test_calibrate_stores_the_temperature_and_it_survives_save_and_load(calibrated, tmp_path):
+    model, result = calibrated
+    assert model.config.heads["topic"].temperature == result["temperature"] == model.heads["topic"].temperature
+    assert result["nll_after"] <= result["nll_before"] + 1e-9
+    model.save(tmp_path / "m")
+    loaded = MultiTaskModel.load(tmp_path / "m")
+    assert loaded.config.heads["topic"].temperature == result["temperature"]
+    assert loaded.config.heads["topic"].threshold == 0.2
+    assert loaded.predict(TEXTS) == model.predict(TEXTS)
+
+
+def test_calibration_refuses_token_heads_and_unknown_labels(tiny_model):
+    with pytest.raises(MtstError, match="calibration is for sentence heads"):
+        calibrate(tiny_model, "ner", Examples([["a"]] * 2, [["O"]] * 2, ["x", "y"]))
+    with pytest.raises(MtstError, match="not among the model's labels"):
+        calibrate(tiny_model, "topic", Examples(["a", "b"], ["world", "cooking"], ["x", "y"]))
+
+
+def test_export_parity_with_a_calibrated_head(calibrated, tmp_path):
+    from mtst.inference.backends import load_predictor
+    from mtst.inference.export import export_model
+
+    model, _ = calibrated
+    model.config.heads["topic"].temperature = 0.05  # sharp enough that a missed temperature would show
+    model.save(tmp_path / "m")
+    exported = load_predictor(export_model(tmp_path / "m", tmp_path / "onnx"))
+    for want, got in zip(model.predict(TEXTS), exported.predict(TEXTS), strict=True):
+        assert want["topic"]["label"] == got["topic"]["label"]
+        assert np.allclose(list(want["topic"]["distribution"].values()),
+                           list(got["topic"]["distribution"].values()), atol=1e-3)
+
+
+def test_cli_calibrates_a_copy_and_evaluate_reports_ece(tiny_model, tmp_path):
+    from mtst.cli import app
+
+    tiny_model.save(tmp_path / "m")
+    dev = tmp_path / "dev.csv"
+    dev.write_text("text,label\n" + "".join(f"{t},{g}\n" for t, g in zip(TEXTS, GOLD, strict=True)), encoding="utf-8")
+    result = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "m"), "--data", f"topic={dev}",
+                                      "-o", str(tmp_path / "cal")])
+    assert result.exit_code == 0, result.output
+    assert "ECE before" in result.output and "| topic | 10 |" in result.output
+    assert MultiTaskModel.load(tmp_path / "m").config.heads["topic"].temperature is None  # the input is untouched
+    assert MultiTaskModel.load(tmp_path / "cal").config.heads["topic"].temperature is not None
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "cal"), "--data", f"topic={dev}",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert 0 <= json.loads(out.read_text())["metrics"]["topic/ece"] <= 100
