@@ -142,3 +142,27 @@ def test_onnx_windows_and_embedding_limit_match_torch(tiny_st_dir, tmp_path):
     assert want["ner"] and got["truncated"] is want["truncated"] is True
     assert np.allclose(onnx.encode(text), model.encode(text), atol=1e-5)
     assert not np.allclose(model.encode(text), model.encode(" ".join(text.split()[:8])), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_the_shipped_model_tags_all_90_entities_and_embeds_long_texts_like_sentence_transformers():
+    from sentence_transformers import SentenceTransformer
+
+    from mtst import MultiTaskModel
+    from mtst.model.encoder import default_backbone_path
+
+    model = MultiTaskModel.load(precision="fp32")
+    sentence = "Angela Merkel met Emmanuel Macron in Paris."
+    text = " ".join([sentence] * 30)  # 1,320 characters, far past the heads' 128-token window
+    found = [(e["label"], e["start"], e["end"], e["text"]) for e in model.predict(text, tasks=["ner"])["ner"]]
+    expected = []
+    for repeat in range(30):
+        start = repeat * (len(sentence) + 1)
+        expected += [("PER", start, start + 13, "Angela Merkel"), ("PER", start + 18, start + 33, "Emmanuel Macron"),
+                     ("LOC", start + 37, start + 42, "Paris")]
+    assert found == expected
+
+    long = " ".join(["The committee discussed the budget for the new library in great detail."] * 12)  # ~170 tokens
+    assert 128 < len(model.tokenizer([long], max_length=0)[0].input_ids) <= 256
+    reference = SentenceTransformer(str(default_backbone_path()), device="cpu").encode([long])[0]
+    assert float(np.dot(model.encode(long), reference)) >= 0.9999
