@@ -26,6 +26,18 @@ def test_bench_quick_prints_a_table_of_every_path(tiny_dir):
         assert text in result.output
 
 
+def test_bench_quick_has_the_plain_transformers_baseline_and_a_verdict(tiny_dir):
+    from mtst.inference.bench import BASELINE
+
+    result = runner.invoke(app, ["bench", "--quick", "--model", str(tiny_dir)])
+    assert result.exit_code == 0, result.output
+    assert BASELINE in result.output and "the plain-transformers baseline" in result.output  # row; verdict line
+    report = json.loads(runner.invoke(app, ["bench", "--quick", "--json", "--model", str(tiny_dir)]).output)
+    baseline = report["rows"][BASELINE]
+    assert baseline["encode"] > 0 and "encode_vs_reference" in baseline
+    assert baseline["min_cosine"] > 0.9999  # the same weights as torch fp32, pooled the same way
+
+
 def test_bench_quick_probe_json_keeps_the_choice(tiny_dir, tmp_path):
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("Anna lives in Berlin .\na short one\n")

@@ -24,6 +24,7 @@ COMMANDS = get_command(app).commands
 WRITES_FILES = {"encode", "similarity", "predict", "info", "train", "evaluate", "export", "calibrate"}
 RUNS_A_MODEL = {"encode", "similarity", "predict", "demo", "train", "evaluate", "export", "serve", "calibrate"}
 ON_A_DEVICE = {"encode", "similarity", "predict", "demo", "train", "evaluate", "serve", "calibrate"}
+PRECISION = ON_A_DEVICE - {"train"}  # --precision: how torch runs inference on the CPU (training is its own)
 # bench (being written beside this) should join RUNS_A_MODEL once it takes --threads
 HIDDEN_OLD_NAMES = {"export": "--out", "train": "--output-dir"}
 
@@ -49,6 +50,7 @@ def test_every_command_speaks_the_same_flags(command):
     assert ("--output" in visible and "-o" in visible) == (command in WRITES_FILES)
     assert ("--threads" in visible) == (command in RUNS_A_MODEL)
     assert ("--device" in visible) == (command in ON_A_DEVICE)
+    assert ("--precision" in visible) == (command in PRECISION)
     assert not visible & {"--out", "--output-dir"}  # old names only as hidden aliases
     assert options(command, hidden=True) == ({HIDDEN_OLD_NAMES[command]} if command in HIDDEN_OLD_NAMES else set())
 
@@ -90,6 +92,25 @@ def test_device_cpu_gives_the_same_embeddings(tiny_st_dir, tmp_path):
 def test_unavailable_device_is_one_line(tiny_st_dir):
     result = invoke("encode", "a cat", "--backbone", tiny_st_dir, "--device", "cuda", "-f", "jsonl")
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "CUDA is not available" in result.output
+
+
+def test_encode_loads_with_the_precision_asked_for(monkeypatch, tiny_st_dir, tmp_path):
+    import mtst.cli.encode
+    from mtst.cli.loading import load_encoder
+
+    seen = []
+
+    def spy(*args):
+        predictor = load_encoder(*args)
+        seen.append((args[-1], predictor.runtime.model.cpu_path.precision, predictor.runtime.model.cpu_path_source))
+        return predictor
+
+    monkeypatch.setattr(mtst.cli.encode, "load_encoder", spy)
+    result = invoke("encode", "a cat", "--backbone", tiny_st_dir, "--precision", "fp32", "-f", "jsonl")
+    assert result.exit_code == 0, result.output
+    assert seen == [("fp32", "fp32", "requested")]
+    result = invoke("encode", "a cat", "--backbone", tiny_st_dir, "--precision", "fp8", "-f", "jsonl")
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "unknown precision 'fp8'" in result.output
 
 
 def test_device_and_threads_are_refused_where_they_cannot_apply(tiny_st_dir, tmp_path):

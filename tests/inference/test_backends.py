@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
 from mtst import MtstError, MultiTaskModel
-from mtst.inference.backends import detect_backend, load_predictor
+from mtst.inference.backends import ModelSpec, detect_backend, load_predictor
 from mtst.inference.export import export_model
 from mtst.inference.runtimes import OnnxRuntime, OpenVINORuntime, default_threads
 from mtst.model.predictor import Predictor
@@ -59,6 +60,30 @@ def test_unknown_backend_and_bad_threads(model_dir):
         load_predictor(model_dir, backend="tensorrt")
     with pytest.raises(MtstError, match="threads must be at least 1"):
         load_predictor(model_dir, threads=0)
+
+
+def test_precision_reaches_the_torch_model_and_exports_refuse_it(model_dir, onnx_dir):
+    predictor = load_predictor(model_dir, precision="fp32")
+    assert predictor.runtime.model.cpu_path.precision == "fp32"
+    assert predictor.runtime.model.cpu_path_source == "requested"
+    with pytest.raises(MtstError, match="unknown precision 'fp8'"):
+        load_predictor(model_dir, precision="fp8")
+    with pytest.raises(MtstError, match="precision bf16 is for torch; a onnx export runs at the precision") as info:
+        load_predictor(onnx_dir, precision="bf16")
+    assert "\n" not in str(info.value)
+    assert isinstance(load_predictor(onnx_dir, precision="auto").runtime, OnnxRuntime)
+
+
+def test_model_spec_carries_precision_through_pickle(model_dir, onnx_dir):
+    spec = pickle.loads(pickle.dumps(ModelSpec(str(model_dir), precision="fp32")))
+    assert spec.precision == "fp32" and spec.load().runtime.model.cpu_path_source == "requested"
+    assert ModelSpec(str(model_dir)).precision == "auto"
+    with pytest.raises(MtstError, match="unknown precision"):
+        ModelSpec(str(model_dir), precision="half")
+    with pytest.raises(MtstError, match="precision fp32 is for torch"):
+        ModelSpec(str(onnx_dir), "onnx", precision="fp32")
+    with pytest.raises(MtstError, match="precision fp32 is for torch"):
+        ModelSpec(str(onnx_dir), precision="fp32").load()  # backend auto: found an export at load
 
 
 def test_threads_default_to_available_cores(onnx_dir):

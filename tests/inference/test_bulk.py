@@ -142,3 +142,47 @@ def test_cli_encode_file_to_npy_streams_and_resumes(tiny_st_dir, big_file, tmp_p
     missing = CliRunner().invoke(app, ["encode", "--backbone", str(tiny_st_dir), "--input", str(path),
                                        "--output", str(tmp_path / "nowhere" / "emb.npy")])
     assert missing.exit_code == 1 and "output folder not found" in missing.output
+
+
+def test_cut_rows_are_listed_beside_the_array_and_survive_a_resume(model, tmp_path):
+    from mtst.inference.truncation import sidecar_path
+
+    long = "the cat sat on the mat " * 20  # ~122 tokens: cut at the tiny backbone's 48
+    lines = ["short one", long, "", long, "another short line", long]
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    once = encode_file(model, path, tmp_path / "once.npy", chunk_size=2)
+    assert json.loads(sidecar_path(once).read_text()) == {"rows": 6, "max_seq_length": 48, "truncated": [1, 3, 5]}
+
+    out = tmp_path / "resumed.npy"
+
+    def kill(done: int) -> None:
+        if done == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        encode_file(model, path, out, chunk_size=2, on_chunk=kill)
+    assert not sidecar_path(out).exists() and json.loads(manifest_path(out).read_text())["truncated"] == [1, 3]
+    encode_file(model, path, out, chunk_size=2)
+    assert json.loads(sidecar_path(out).read_text())["truncated"] == [1, 3, 5]
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n", encoding="utf-8")
+    assert json.loads(sidecar_path(encode_file(model, short, tmp_path / "s.npy")).read_text())["truncated"] == []
+
+
+def test_cli_encode_rows_say_when_the_embedding_read_a_cut_text(tiny_st_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from mtst.cli import app
+    from mtst.inference.truncation import sidecar_path
+
+    long = "the cat sat on the mat " * 20
+    out = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(app, ["encode", "--backbone", str(tiny_st_dir), "-o", str(out), long, "a cat"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["truncated"] is True and "truncated" not in rows[1]
+    npy = tmp_path / "rows.npy"
+    assert CliRunner().invoke(app, ["encode", "--backbone", str(tiny_st_dir), "-o", str(npy), "a cat", long]
+                              ).exit_code == 0
+    assert json.loads(sidecar_path(npy).read_text())["truncated"] == [1]

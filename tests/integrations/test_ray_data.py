@@ -21,7 +21,8 @@ def model_dir(tiny_model, tmp_path):
 def test_embeddings_equal_encode_and_columns_are_kept(tiny_st_dir, bare_model):
     predictor = MtstPredictor(ModelSpec(backbone=str(tiny_st_dir)), PredictOptions(batch_size=2), threads=1)
     out = predictor(pa.table({"id": [10, 11, 12, 13, 14], "text": TEXTS}))
-    assert out.column_names == ["id", "text", EMBEDDING] and out.column("id").to_pylist() == [10, 11, 12, 13, 14]
+    assert out.column_names == ["id", "text", EMBEDDING, "truncated"]
+    assert out.column("id").to_pylist() == [10, 11, 12, 13, 14]
     vectors = np.array(out.column(EMBEDDING).to_pylist(), dtype=np.float32)
     assert np.array_equal(vectors, bare_model.encode(TEXTS, batch_size=2))
 
@@ -87,4 +88,11 @@ def test_a_head_less_model_cannot_predict_tasks_only(tiny_st_dir):
 def test_rows_say_which_texts_a_sentence_task_read_cut(model_dir):
     out = MtstPredictor(ModelSpec(model=str(model_dir)), PredictOptions(tasks=("topic",), embedding=False))(
         pa.table({"text": ["the cat sat on the mat " * 20, "the cat sat"]}))
+    assert out.column("truncated").to_pylist() == [True, False]
+
+
+def test_embedding_rows_say_which_texts_were_cut_at_the_embedding_limit(tiny_st_dir):
+    out = MtstPredictor(ModelSpec(backbone=str(tiny_st_dir)), PredictOptions())(
+        pa.table({"text": ["the cat sat on the mat " * 20, "the cat sat"]}))
+    assert out.column_names == ["text", EMBEDDING, "truncated"]
     assert out.column("truncated").to_pylist() == [True, False]

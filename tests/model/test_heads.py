@@ -23,7 +23,8 @@ def test_every_registered_predictive_head_builds_from_config_and_shapes_logits(h
     features = torch.randn(2, 5, 8) if head.reads == "token_embeddings" else torch.randn(2, 8)
     logits = head(features)
     assert logits.shape == (*features.shape[:-1], 3)
-    target = torch.zeros(logits.shape[:-1], dtype=torch.long)
+    multi_hot = task_type(head_type).multi_label  # one 0/1 target per label, else one label id
+    target = torch.zeros(logits.shape) if multi_hot else torch.zeros(logits.shape[:-1], dtype=torch.long)
     assert head.loss(logits, target).ndim == 0
 
 

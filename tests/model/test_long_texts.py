@@ -166,3 +166,27 @@ def test_the_shipped_model_tags_all_90_entities_and_embeds_long_texts_like_sente
     assert 128 < len(model.tokenizer([long], max_length=0)[0].input_ids) <= 256
     reference = SentenceTransformer(str(default_backbone_path()), device="cpu").encode([long])[0]
     assert float(np.dot(model.encode(long), reference)) >= 0.9999
+
+
+def test_from_backbone_embeds_at_the_backbones_limit_unless_told_otherwise(tiny_st_dir):
+    from mtst import MultiTaskModel
+
+    assert MultiTaskModel.from_backbone(tiny_st_dir).config.encoder.embedding_max_seq_length is None  # heads: 48
+    shorter = MultiTaskModel.from_backbone(tiny_st_dir, max_seq_length=16)  # heads train at 16
+    assert shorter.config.encoder.embedding_max_seq_length == 48
+    text = "the cat sat on the mat and the dog sat on the mat " * 3  # ~39 tokens
+    assert np.allclose(shorter.encode([text]), MultiTaskModel.from_backbone(tiny_st_dir).encode([text]), atol=1e-6)
+    asked = MultiTaskModel.from_backbone(tiny_st_dir, max_seq_length=16, embedding_max_seq_length=16)
+    assert asked.config.encoder.embedding_max_seq_length == 16
+    assert not np.allclose(asked.encode([text]), shorter.encode([text]), atol=1e-4)
+
+
+def test_info_shows_the_embedding_limit_beside_the_heads(tiny_st_dir, tmp_path):
+    from mtst import MultiTaskModel
+    from mtst.inference.describe import describe
+
+    model = MultiTaskModel.from_backbone(tiny_st_dir, max_seq_length=16)
+    model.add_head("topic", "sentence_classification", ["a", "b"])
+    facts = describe(model.save(tmp_path / "m"))
+    assert (facts["max_seq_length"], facts["embedding_max_seq_length"]) == (16, 48)
+    assert describe(tiny_st_dir)["embedding_max_seq_length"] == 48

@@ -95,7 +95,9 @@ def test_the_encoder_folder_says_what_the_model_does_in_sentence_transformers_te
     model = MultiTaskModel.from_backbone(tiny_st_dir, pooling=pooling, normalize=normalize, max_seq_length=40)
     saved = model.save(tmp_path / "model")
     _, _, settings = load_backbone(saved / "encoder")  # the reader of the format its writer wrote
-    assert (settings.pooling, settings.normalize, settings.max_seq_length) == (pooling, normalize, 40)
+    # the heads read 40 tokens; the embedding path reads the backbone's 48, and the folder says what encode does
+    assert model.config.encoder.embedding_max_seq_length == 48
+    assert (settings.pooling, settings.normalize, settings.max_seq_length) == (pooling, normalize, 48)
     reference = SentenceTransformer(str(saved / "encoder"), device="cpu").encode(SENTENCES)
     assert np.allclose(reference, model.encode(SENTENCES), atol=1e-6)
 

@@ -325,8 +325,8 @@ def test_a_mixed_length_batch_runs_as_sorted_passes_and_keeps_request_order(tiny
     # 8 long + 56 short: several passes (8 or 16 each), not one pass padding 56 short ones to the longest
     assert recording.batch_sizes in ([8], [16])
     assert metrics.registry.get_sample_value("mtst_forward_passes_total") == 64 // recording.batch_sizes[0]
-    np.testing.assert_allclose(np.stack([vec for vec, _ in rows]), tiny_model.encode(sentences), atol=1e-5)
-    assert [n for _, n in rows] == [len(item.input_ids) for item in tiny_model.tokenizer(sentences)]
+    np.testing.assert_allclose(np.stack([vec for vec, *_ in rows]), tiny_model.encode(sentences), atol=1e-5)
+    assert [n for _, n, _ in rows] == [len(item.input_ids) for item in tiny_model.tokenizer(sentences)]
 
 
 def test_shutdown_drains_in_flight_requests(tiny_model):
@@ -434,3 +434,17 @@ def test_cli_serve_passes_settings_and_api_key(monkeypatch, tmp_path):
     assert (model, backend, host, port) == (tmp_path, "auto", "127.0.0.1", 9001)
     assert settings.api_key == "from-env" and settings.max_batch == 8 and settings.max_gather == 32
     assert settings.cors_origins == ("http://a.test",)
+
+
+def test_embedding_responses_say_which_texts_were_cut(tiny_model):
+    app = create_app(tiny_model, ServeSettings(max_chars=2000))
+    long, short = "the cat sat on the mat " * 20, "the cat sat"  # ~122 tokens: cut at the backbone's 48
+    with TestClient(app) as http:
+        embed = http.post("/v1/embed", json={"sentences": [short, long, long]}).json()
+        plain = http.post("/v1/embed", json={"sentences": [short]}).json()
+        openai = http.post("/v1/embeddings", json={"input": [long, short]}).json()
+        info = http.get("/v1/model").json()
+    assert embed["truncated"] == [1, 2] and len(embed["embeddings"]) == 3 and "truncated" not in plain
+    assert openai["data"][0]["truncated"] is True and "truncated" not in openai["data"][1]
+    assert info["max_seq_length"] == tiny_model.config.encoder.max_seq_length
+    assert info["embedding_max_seq_length"] == 48

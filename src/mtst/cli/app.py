@@ -5,7 +5,8 @@ fix (MtstError, a pydantic ValidationError, a missing optional library: ``mtst.e
 stderr, ``error: ...``, exit code 1, and no output file.
 
 Every command that writes a file takes ``--output/-o``; every command that runs a model takes ``--threads`` and
-(where PyTorch runs it) ``--device``. Only typer, rich and mtst.errors are imported here, so ``--help`` is fast.
+(where PyTorch runs it for inference) ``--device`` and ``--precision``. Only typer, rich and mtst.errors are
+imported here, so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -89,3 +90,6 @@ ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference 
                                                 show_default=False)]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps, PyTorch only (default: the "
                                                     "CPU; auto: CUDA, then MPS, then the CPU).", show_default=False)]
+PrecisionOpt = Annotated[str, typer.Option(help="auto | fp32 | bf16: how PyTorch runs on the CPU (auto: the path "
+                                                "`mtst bench --probe` measured fastest and lossless here, else fp32); "
+                                                "exports run at their own precision (auto only).")]

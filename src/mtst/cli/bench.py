@@ -1,4 +1,5 @@
-"""``mtst bench``: how fast each mtst path is on this machine against sentence-transformers, in one run."""
+"""``mtst bench``: how fast each mtst path is on this machine against sentence-transformers and a
+plain-transformers baseline, in one run."""
 
 from __future__ import annotations
 
@@ -62,6 +63,11 @@ def print_bench(result, model_dir: Path | None) -> None:
                       _cell(row.get("predict")), _ratio(row.get("predict_vs_reference")),
                       _cell(row.get("min_cosine")), row.get("note", ""))
     console.print(table)
+    from mtst.inference.bench import verdict
+
+    line = verdict(result)
+    if line:
+        console.print(line)
     console.print(f"model: {model_dir or 'the shipped default'}; CPU: {result.cpu['model']}; flags: "
                   f"{' '.join(result.cpu['flags']) or 'none of note'}; load average: {result.load_average}")
     console.print(f"versions: {', '.join(f'{k} {v}' for k, v in result.versions.items())}; mtst chose: "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from mtst.cli.app import BackboneOpt, DeviceOpt, ThreadsOpt
+from mtst.cli.app import BackboneOpt, DeviceOpt, PrecisionOpt, ThreadsOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
         backbone: BackboneOpt = None,
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
+        precision: PrecisionOpt = "auto",
     ) -> None:
         """The showcase: sample sentences, embeddings, similarities and every head's predictions (same every run)."""
         from mtst.cli.loading import torch_threads
@@ -21,6 +22,7 @@ def register(app: typer.Typer) -> None:
 
         torch_threads(threads)
         model = demo_model() if backbone is None else seeded_model(backbone)
+        model.use_precision(precision)
         if device is not None:
             from mtst.model.devices import resolve_device
 

@@ -18,6 +18,7 @@ from mtst.cli.app import (
     ModelOpt,
     NormalizeOpt,
     PoolingOpt,
+    PrecisionOpt,
     SentencesArg,
     ThreadsOpt,
 )
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
+        precision: PrecisionOpt = "auto",
         num_processes: Annotated[int, typer.Option("--num-processes", help="Worker processes for a file into .npy "
                                                    "(threads are split between them).")] = 1,
         engine: EngineOpt = "local",
@@ -70,7 +72,7 @@ def register(app: typer.Typer) -> None:
                                 "--engine ray the format comes from --output's name and --actors sets the workers")
             job = ray_job(sentences, input_path, output, threads, actors, address)
             spec = ModelSpec(None if model is None else str(model), backend, backbone, pooling, normalize,
-                             max_seq_length)
+                             max_seq_length, precision=precision)
             run_job(job, spec, PredictOptions(batch_size=batch_size, text_column=column or "text"), show_progress())
             return
         fmt = _encode_format(output_format, output)
@@ -86,7 +88,7 @@ def register(app: typer.Typer) -> None:
             from mtst.inference.bulk import encode_file
             from mtst.inference.bulk_workers import Workers
 
-            spec = encoder_spec(model, backbone, pooling, normalize, max_seq_length, backend, threads)
+            spec = encoder_spec(model, backbone, pooling, normalize, max_seq_length, backend, threads, precision)
             workers = Workers(num_processes, spec) if num_processes > 1 else None
             predictor = spec.load() if device is None else spec.load().to(device)
             encode_file(predictor, input_path, output, batch_size=batch_size, normalize=normalize,
@@ -95,14 +97,20 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         texts = read_sentences(sentences, input_path)
-        predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads, device)
+        predictor = load_encoder(model, backbone, pooling, normalize, max_seq_length, backend, threads, device,
+                                 precision)
         embeddings = predictor.encode(texts, batch_size=batch_size, normalize=normalize,
                                       show_progress_bar=wants_progress(texts))  # (N, H)
         embeddings = np.asarray(embeddings, dtype=np.float32)
+        from mtst.inference.truncation import embedding_cuts, embedding_limit, write_sidecar
+
+        cuts = embedding_cuts(predictor, texts)  # cut at the embedding limit: rows say so, as predict rows do
         if fmt == "npy":
+            write_sidecar(output, [i for i, cut in enumerate(cuts) if cut], len(texts), embedding_limit(predictor))
             write_atomic(output, lambda handle: np.save(handle, embeddings, allow_pickle=False))
         elif fmt == "jsonl":
-            emit_jsonl(({"text": t, "embedding": v.tolist()} for t, v in zip(texts, embeddings, strict=True)), output)
+            emit_jsonl(({"text": t, "embedding": v.tolist(), **({"truncated": True} if cut else {})}
+                        for t, v, cut in zip(texts, embeddings, cuts, strict=True)), output)
         else:
             _print_embedding_table(texts, embeddings)
 

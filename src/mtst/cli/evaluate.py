@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mtst.cli.app import DeviceOpt, ThreadsOpt
+from mtst.cli.app import DeviceOpt, PrecisionOpt, ThreadsOpt
 from mtst.errors import MtstError
 
 if TYPE_CHECKING:
@@ -46,7 +46,8 @@ def parse_data(argument: str, model: MultiTaskModel) -> tuple[str, DataSource]:
 
 
 def run_evaluate(model_dir: Path, config_path: Path | None = None, split: str = "test", output: Path | None = None,
-                 data: list[str] | None = None, predictions: Path | None = None, device: str | None = None) -> str:
+                 data: list[str] | None = None, predictions: Path | None = None, device: str | None = None,
+                 precision: str = "auto") -> str:
     """Load, read the data, evaluate; returns the markdown report. ``output`` ending in .json: the metrics as JSON
     (as before); any other ``output``: a folder with metrics.json, report.md and confusion-<task>.png."""
     from mtst.data.splits import read_task_splits
@@ -67,7 +68,7 @@ def run_evaluate(model_dir: Path, config_path: Path | None = None, split: str = 
     config = load_train_config(config_path) if config_path is not None else None
     if not Path(model_dir).is_dir():
         raise MtstError(f"model directory not found: {model_dir}")
-    model = MultiTaskModel.load(model_dir, device=device)
+    model = MultiTaskModel.load(model_dir, precision=precision, device=device)
     if config is None:
         sources = dict(parse_data(argument, model) for argument in data)
         if len(sources) < len(data):
@@ -111,6 +112,7 @@ def register(app: typer.Typer) -> None:
             "--predictions", help="Write every row's prediction beside its gold label (JSON lines).")] = None,
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
+        precision: PrecisionOpt = "auto",
     ) -> None:
         """Evaluate a saved model: totals, per-class tables and confusion matrices (percent), as markdown."""
         from mtst.cli.loading import torch_threads
@@ -118,4 +120,4 @@ def register(app: typer.Typer) -> None:
 
         check("train", "mtst evaluate")  # the metrics come from the train extra's libraries
         torch_threads(threads)
-        typer.echo(run_evaluate(model, config, split, output, data, predictions, device))
+        typer.echo(run_evaluate(model, config, split, output, data, predictions, device, precision))

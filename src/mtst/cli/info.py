@@ -41,7 +41,7 @@ def print_info(facts: dict) -> None:
     summary.add_column(overflow="fold")
     for key in ("note", "path", "kind", "backbone", "backbone_sha256", "architecture", "layers", "hidden_size",
                 "parameters", "branch_at", "branch_layers", "branch_parameters", "branch_dtype", "pooling", "normalize",
-                "max_seq_length", "trained", "cpu_path"):
+                "max_seq_length", "embedding_max_seq_length", "trained", "cpu_path"):
         if facts.get(key) is not None:
             summary.add_row(key, Text(str(facts[key])))
     console.print(summary)

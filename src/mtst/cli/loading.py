@@ -23,7 +23,8 @@ def check_choice(value: str | None, choices: Iterable[str], option: str) -> None
 
 
 def encoder_spec(model_dir: Path | None, backbone: str | None, pooling: str | None, normalize: bool | None,
-                 max_seq_length: int | None, backend: str, threads: int | None = None) -> ModelSpec:
+                 max_seq_length: int | None, backend: str, threads: int | None = None,
+                 precision: str = "auto") -> ModelSpec:
     """The encoding commands' model options, checked under their flag names: --model DIR (any backend), or a
     head-less model on a backbone."""
     from mtst.inference.backends import BACKENDS, ModelSpec
@@ -43,14 +44,16 @@ def encoder_spec(model_dir: Path | None, backbone: str | None, pooling: str | No
             raise MtstError(f"--backend {backend} needs --model DIR (an exported mtst model); a backbone runs on torch")
         check_threads(threads)
     return ModelSpec(None if model_dir is None else str(model_dir), backend, backbone, pooling, normalize,
-                     max_seq_length, threads)
+                     max_seq_length, threads, precision=precision)
 
 
 def load_encoder(model_dir: Path | None, backbone: str | None, pooling: str | None,
                  normalize: bool | None, max_seq_length: int | None, backend: str, threads: int | None = None,
-                 device: str | None = None) -> Predictor:
-    """--model DIR -> its predictor (any backend); otherwise a head-less model on a backbone; on ``device``."""
-    predictor = encoder_spec(model_dir, backbone, pooling, normalize, max_seq_length, backend, threads).load()
+                 device: str | None = None, precision: str = "auto") -> Predictor:
+    """--model DIR -> its predictor (any backend); otherwise a head-less model on a backbone; on ``device``, at
+    ``precision`` (torch on the CPU)."""
+    spec = encoder_spec(model_dir, backbone, pooling, normalize, max_seq_length, backend, threads, precision)
+    predictor = spec.load()
     return predictor if device is None else predictor.to(device)
 
 
@@ -68,24 +71,26 @@ def torch_threads(threads: int | None) -> None:
 
 
 def load_task_model(model_dir: Path | None, backend: str, threads: int | None = None,
-                    device: str | None = None) -> Predictor:
+                    device: str | None = None, precision: str = "auto") -> Predictor:
     """--model DIR, else the shipped default model, else the seeded untrained demo model (with a warning); on
-    ``device`` (None: the CPU)."""
-    predictor = _task_predictor(model_dir, backend, threads)
+    ``device`` (None: the CPU), at ``precision`` (torch on the CPU)."""
+    predictor = _task_predictor(model_dir, backend, threads, precision)
     return predictor if device is None else predictor.to(device)
 
 
-def _task_predictor(model_dir: Path | None, backend: str, threads: int | None) -> Predictor:
+def _task_predictor(model_dir: Path | None, backend: str, threads: int | None, precision: str) -> Predictor:
     from mtst.cli.showcase import DEMO_SEED, demo_model, trained_default_available
     from mtst.inference.backends import BACKENDS, load_predictor
     from mtst.model.predictor import as_predictor
 
     check_choice(backend, BACKENDS, "backend")
     if model_dir is not None or trained_default_available():
-        return load_predictor(model_dir, backend, threads)
+        return load_predictor(model_dir, backend, threads, precision=precision)
     if backend not in ("auto", "torch"):
         raise MtstError(f"--backend {backend} needs --model DIR: no trained default model is installed")
     torch_threads(threads)
     typer.echo("warning: no trained default model is installed; using the demo model, whose heads are UNTRAINED "
                f"(random weights, seed {DEMO_SEED}); pass --model DIR for real predictions", err=True)
-    return as_predictor(demo_model())
+    model = demo_model()
+    model.use_precision(precision)
+    return as_predictor(model)

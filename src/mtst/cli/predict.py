@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from mtst.cli.app import BackendOpt, BatchOpt, DeviceOpt, InputOpt, ModelOpt, SentencesArg, ThreadsOpt
+from mtst.cli.app import (
+    BackendOpt,
+    BatchOpt,
+    DeviceOpt,
+    InputOpt,
+    ModelOpt,
+    PrecisionOpt,
+    SentencesArg,
+    ThreadsOpt,
+)
 from mtst.cli.engine import ActorsOpt, AddressOpt, ColumnOpt, EngineOpt, check_engine, ray_job, show_progress
 from mtst.cli.io import emit_jsonl, read_sentences, wants_progress
 from mtst.cli.loading import load_task_model
@@ -27,6 +36,7 @@ def register(app: typer.Typer) -> None:
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
+        precision: PrecisionOpt = "auto",
         engine: EngineOpt = "local",
         address: AddressOpt = None,
         actors: ActorsOpt = None,
@@ -44,12 +54,12 @@ def register(app: typer.Typer) -> None:
             job = ray_job(sentences, input_path, output, threads, actors, address)
             if model is None and not trained_default_available():
                 raise MtstError("--engine ray needs --model DIR: no trained default model is installed")
-            spec = ModelSpec(str(model or DEFAULT_MODEL_DIR), backend)
+            spec = ModelSpec(str(model or DEFAULT_MODEL_DIR), backend, precision=precision)
             options = PredictOptions(embedding, None if wanted is None else tuple(wanted), column or "text", batch_size)
             run_job(job, spec, options, show_progress())
             return
         texts = read_sentences(sentences, input_path)
-        predictor = load_task_model(model, backend, threads, device)
+        predictor = load_task_model(model, backend, threads, device, precision)
         rows = predictor.predict(texts, tasks=wanted, batch_size=batch_size, include_embedding=embedding,
                                  show_progress_bar=wants_progress(texts))
         emit_jsonl(rows, output)

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from mtst.cli.app import DeviceOpt, ThreadsOpt
+from mtst.cli.app import DeviceOpt, PrecisionOpt, ThreadsOpt
 
 API_KEY_ENV = "MTST_API_KEY"
 # Idle OpenMP threads spin by default. In a server they spin between batches and starve the event loop and
@@ -36,14 +36,14 @@ def _restart_with_passive_openmp() -> None:
 
 
 def serve_model(model: Path | None, backend: str, host: str, port: int, settings, threads: int | None = None,
-                device: str | None = None) -> None:
+                device: str | None = None, precision: str = "auto") -> None:
     """Load the model, build the app and run uvicorn until SIGINT/SIGTERM (then drain and exit)."""
     import uvicorn
 
     from mtst.cli.loading import load_task_model
     from mtst.serving.app import create_app
 
-    predictor = load_task_model(model, backend, threads, device)
+    predictor = load_task_model(model, backend, threads, device, precision)
     app = create_app(predictor, settings)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))  # the access log line is already JSON
@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
             "--cors-origin", help="Allow browser calls from this origin (repeatable); no CORS by default.")] = None,
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
+        precision: PrecisionOpt = "auto",
     ) -> None:
         """Serve embeddings and predictions over HTTP (OpenAI-compatible /v1/embeddings, playground at /).
 
@@ -102,4 +103,4 @@ def register(app: typer.Typer) -> None:
             max_wait_ms=max_wait_ms, max_queue=max_queue, timeout_s=timeout,
             api_key=os.environ.get(API_KEY_ENV) or None, cors_origins=tuple(cors_origin or ()), model_name=name,
         )
-        serve_model(model, backend, host, port, settings, threads=threads, device=device)
+        serve_model(model, backend, host, port, settings, threads=threads, device=device, precision=precision)

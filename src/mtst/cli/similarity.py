@@ -17,6 +17,7 @@ from mtst.cli.app import (
     MaxLenOpt,
     ModelOpt,
     PoolingOpt,
+    PrecisionOpt,
     SentencesArg,
     ThreadsOpt,
 )
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
+        precision: PrecisionOpt = "auto",
     ) -> None:
         """Cosine similarity matrix between sentences."""
         import numpy as np
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
         if output is not None and output_format == "table":
             raise MtstError("--format table prints to the terminal; drop --output or use --format json")
         texts = read_sentences(sentences, input_path)
-        predictor = load_encoder(model, backbone, pooling, None, max_seq_length, backend, threads, device)
+        predictor = load_encoder(model, backbone, pooling, None, max_seq_length, backend, threads, device, precision)
         embeddings = np.asarray(predictor.encode(texts, batch_size=batch_size), dtype=np.float64)
         sims = cosine_matrix(embeddings)  # (N, N)
         if output is not None or output_format == "json":

@@ -59,6 +59,17 @@ def _label_name(raw: object, origin: str, source: DataSource, names: list[str] |
     return key
 
 
+def _label_names(raw: object, origin: str, source: DataSource, names: list[str] | None = None) -> list[str]:
+    """A multi-label row's label names, sorted: a list (jsonl, datasets) or text joined by ``label_separator``
+    (csv, tsv); no labels at all is allowed (an empty list)."""
+    if isinstance(raw, str):
+        raw = [part for part in raw.split(source.label_separator) if part.strip()]
+    if not isinstance(raw, list):
+        raise MtstError(f"{origin}: a multi-label row needs a list of labels (or text joined by "
+                        f"'{source.label_separator}'), got {raw!r:.60}")
+    return sorted({_label_name(item, origin, source, names) for item in raw})
+
+
 def _read_jsonl(source: DataSource) -> list[tuple[object, object, str]]:
     rows, origins = jsonl_rows(source, [source.text_column, source.label_column])
     return [(text, label, origin) for (text, label), origin in zip(rows, origins, strict=True)]
@@ -170,7 +181,8 @@ def _to_examples(records: list[tuple[object, object, str]], source: DataSource, 
         else:
             if not isinstance(text, str) or not text.strip():
                 raise MtstError(f"{origin}: text must be a non-empty string, got {text!r:.60}")
-            label = _label_name(label, origin, source, names)
+            name_of = _label_names if source.label_separator is not None else _label_name
+            label = name_of(label, origin, source, names)
         texts.append(text)
         labels.append(label)
         origins.append(origin)
@@ -179,7 +191,12 @@ def _to_examples(records: list[tuple[object, object, str]], source: DataSource, 
     return Examples(texts, labels, origins)
 
 
-def read_all(source: DataSource, token: bool) -> Examples:
+def read_all(source: DataSource, token: bool, multi_label: bool = False) -> Examples:
+    """One file -> Examples; ``multi_label``: each label is a list of names (``label_separator`` "|" unless set)."""
+    if multi_label and source.label_separator is None:
+        source = source.model_copy(update={"label_separator": "|"})
+    elif not multi_label and source.label_separator is not None:
+        raise MtstError(f"{source.path}: label_separator is for multi-label tasks; remove it from this task's data")
     if source.text_pair_column is not None:
         raise MtstError(f"{source.path}: text_pair_column is for pair tasks (scored_pairs, positive_pairs) and "
                         "evaluation.sts; remove it from this task's data")
@@ -204,7 +221,7 @@ def read_all(source: DataSource, token: bool) -> Examples:
     return _to_examples(records, source, token, names)
 
 
-def read_examples(source: DataSource, token: bool) -> Examples:
+def read_examples(source: DataSource, token: bool, multi_label: bool = False) -> Examples:
     """One file -> Examples (the first ``max_examples`` when set)."""
-    examples = read_all(source, token)
+    examples = read_all(source, token, multi_label)
     return take(examples, range(min(len(examples), source.max_examples or len(examples))))

@@ -33,6 +33,7 @@ class DataSource(StrictModel):
     tag_column: int = -1  # conll: which whitespace column holds the BIO tag (-1 = last)
     scheme: TagScheme = "auto"  # token tags: auto = rewrite IOB1 files as IOB2 when they look like IOB1
     label_map: dict[str, str] | None = None  # raw label -> label name (e.g. "1" -> "World")
+    label_separator: str | None = None  # multi-label tasks: labels joined in one csv/tsv field ("|" when unset)
     max_examples: int | None = Field(None, gt=0)  # keep the first N (after a split, of each split)
 
     @field_validator("label_map", mode="before")

@@ -61,7 +61,9 @@ def read_task_splits(name: str, head_type: str, data: TaskData) -> dict[str, Exa
         if kind.example == "pair":
             return read_pair_examples(source.model_copy(update={"max_examples": None}) if whole else source,
                                       scored=kind.scored)
-        return read_all(source, words) if whole else read_examples(source, words)
+        if whole:
+            return read_all(source, words, kind.multi_label)
+        return read_examples(source, words, kind.multi_label)
 
     try:
         if data.source is not None:

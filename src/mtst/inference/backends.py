@@ -8,6 +8,9 @@ the backend's own object (``runtime.model`` on torch).
 
 A saved mtst model directory runs on torch; a directory written by ``mtst export`` (it has an
 ``export.json``) runs on the runtime it was exported for. Nothing is exported on the fly.
+
+``precision`` ("auto" | "fp32" | "bf16", mtst.model.cpu_paths) is how torch runs on the CPU; an export runs at the
+precision it was exported with, so it takes only "auto".
 """
 
 from __future__ import annotations
@@ -35,8 +38,19 @@ def detect_backend(path: str | Path | None) -> str:
     return "torch" if info is None else info["format"]
 
 
+def check_precision(precision: str, backend: str) -> None:
+    """``precision`` is one of PRECISIONS, and "auto" for an export (whose precision is the export's)."""
+    from mtst.model.cpu_paths import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise MtstError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto" and backend not in ("auto", "torch"):
+        raise MtstError(f"precision {precision} is for torch; a {backend} export runs at the precision it was "
+                        "exported with (leave precision auto)")
+
+
 def load_predictor(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
-                   device: str | None = None) -> Predictor:
+                   device: str | None = None, precision: str = "auto") -> Predictor:
     """Load a model directory for inference with the requested backend ("auto": whatever it holds).
 
     Args:
@@ -44,6 +58,7 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
         backend: "auto", "torch", "onnx" or "openvino"; must match what the directory holds.
         threads: CPU threads for inference (default: every core this process may use).
         device: where torch runs it (None: the CPU; "auto": CUDA, then MPS, then the CPU); exports run on the CPU.
+        precision: "auto" | "fp32" | "bf16": how torch runs on the CPU (``MultiTaskModel.load``); exports: "auto".
     Returns:
         A Predictor; on torch its ``runtime.model`` is the MultiTaskModel (``MultiTaskModel.load`` to train it).
     """
@@ -61,6 +76,7 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
                             f"mtst export --model {path or 'DIR'} --format {wanted} --out EXPORT_DIR, "
                             f"then load EXPORT_DIR")
         raise MtstError(f"{path} holds a {found} export; load it with backend '{found}' or 'auto'")
+    check_precision(precision, wanted)
     if wanted == "torch":
         import torch
 
@@ -68,7 +84,7 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
 
         if threads is not None:
             torch.set_num_threads(threads)
-        return Predictor(TorchRuntime(MultiTaskModel.load(path, device=device)))
+        return Predictor(TorchRuntime(MultiTaskModel.load(path, precision=precision, device=device)))
     from mtst.inference.runtimes import RUNTIMES
 
     predictor = Predictor(RUNTIMES[wanted](path, threads=threads))
@@ -84,7 +100,8 @@ class ModelSpec:
     head-less model on ``backbone`` (default all-MiniLM-L6-v2) with ``pooling`` / ``normalize`` /
     ``max_seq_length``. For a model directory ``normalize`` is what ``encode`` is asked for (None: the model's
     setting); callers pass it along. ``threads``: CPU threads for inference (None: every core); ``device``: where
-    torch runs it (None: the CPU, "auto": CUDA, MPS, CPU). A path must be
+    torch runs it (None: the CPU, "auto": CUDA, MPS, CPU); ``precision``: how torch runs on the CPU ("auto" |
+    "fp32" | "bf16"; an export takes only "auto"). A path must be
     readable wherever the spec is loaded (on a cluster: a shared file system, or the same path on each machine).
     """
 
@@ -96,6 +113,7 @@ class ModelSpec:
     max_seq_length: int | None = None
     threads: int | None = None
     device: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -107,11 +125,12 @@ class ModelSpec:
             raise MtstError(f"backend {self.backend} needs a model directory (an mtst export); backbones run on torch")
         if self.threads is not None and self.threads < 1:
             raise MtstError(f"threads must be at least 1, got {self.threads}")
+        check_precision(self.precision, self.backend)  # an export behind backend "auto": refused at load()
 
     def load(self) -> Predictor:
         """The predictor this spec describes, with ``threads`` CPU threads."""
         if self.model is not None:
-            return load_predictor(self.model, self.backend, self.threads, self.device)
+            return load_predictor(self.model, self.backend, self.threads, self.device, self.precision)
         import torch
 
         from mtst.model.multitask import MultiTaskModel
@@ -120,5 +139,6 @@ class ModelSpec:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         model = MultiTaskModel.from_backbone(self.backbone, self.pooling, self.normalize, self.max_seq_length,
-                                             device=self.device)
+                                             precision=self.precision, device=self.device,
+                                             embedding_max_seq_length=self.max_seq_length)  # asked: embed there
         return Predictor(TorchRuntime(model))

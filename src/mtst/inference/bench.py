@@ -2,6 +2,10 @@
 path available here (torch fp32 / bf16 x kernels, the path mtst chose, ONNX Runtime and OpenVINO exports), timing
 ``encode`` and ``predict(include_embedding=True)`` as medians of alternating rounds (mtst.model.timing).
 
+A plain-transformers baseline row (``BASELINE``: ``transformers.AutoModel`` on the same backbone directory, texts
+sorted by token length, batch 64, mean pooling + L2 normalisation, fp32) is the few lines a user could write
+instead; the bar is that mtst's chosen path is never slower (``verdict``).
+
 A ratio is a path's sentences/s over sentence-transformers' ``encode`` (batch 32) in the same run: for ``predict``
 it is what answering every task *and* the embedding costs against the embedding alone elsewhere.
 """
@@ -25,6 +29,8 @@ from mtst.model.timing import alternating_rounds
 
 REFERENCE = "sentence-transformers"
 TORCH_FP32 = "torch fp32"
+BASELINE = "plain transformers fp32"
+CHOSEN = "mtst chose: "  # the chosen path's row name starts with this
 EXPORTS = {"onnx": "onnxruntime", "openvino": "openvino"}  # export format -> the package that runs it
 
 
@@ -56,7 +62,7 @@ def torch_paths(model) -> list[BenchPath]:
     for kind in candidates(cpu_facts()["flags"], onednn_usable()):
         name = f"torch {kind[1]}" if kind[0] == "torch" else f"torch {kind[0]} {kind[1]}"  # "torch onednn fp32"
         paths.append(_torch_path(model, CpuPath(*kind), name))
-    paths.append(_torch_path(model, chosen, f"mtst chose: {chosen.name}", f"batch {chosen.encode_batch_size} / "
+    paths.append(_torch_path(model, chosen, f"{CHOSEN}{chosen.name}", f"batch {chosen.encode_batch_size} / "
                              f"{chosen.predict_batch_size}, {model.cpu_path_source}"))
     model.use_cpu_path(chosen)
     return paths
@@ -87,6 +93,47 @@ def reference_path(model) -> BenchPath | None:
     st = SentenceTransformer(str(default_backbone_path() if backbone in ("default", "") else backbone), device="cpu")
     normalize = model.config.encoder.normalize
     return BenchPath(REFERENCE, lambda texts: st.encode(texts, batch_size=32, normalize_embeddings=normalize))
+
+
+def baseline_path(model, backbone_dir: Path) -> BenchPath:
+    """The plain-transformers baseline on ``backbone_dir`` (the model's encoder): a few lines, no mtst."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir), local_files_only=True)
+    encoder = AutoModel.from_pretrained(str(backbone_dir), local_files_only=True).eval()
+    settings = model.config.encoder
+    max_length = settings.embedding_max_seq_length or settings.max_seq_length
+
+    def encode(texts: list[str]):
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        out = [None] * len(texts)
+        with torch.inference_mode():
+            for start in range(0, len(order), 64):
+                rows = order[start:start + 64]
+                batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+                tokens = encoder(**batch).last_hidden_state  # (B, T, H)
+                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)  # (B, T, 1)
+                mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                for i, row in zip(rows, torch.nn.functional.normalize(mean, dim=-1), strict=True):
+                    out[i] = row
+        return torch.stack(out).numpy()
+
+    return BenchPath(BASELINE, encode, note="AutoModel, sorted, batch 64, mean + L2")
+
+
+def verdict(result: BenchResult) -> str | None:
+    """One line: mtst's chosen path against the plain-transformers baseline (the issue's bar: never slower)."""
+    chosen = next((row for name, row in result.rows.items() if name.startswith(CHOSEN)), None)
+    baseline = result.rows.get(BASELINE)
+    if not chosen or not baseline or not chosen.get("encode") or not baseline.get("encode"):
+        return None
+    ratio = chosen["encode"] / baseline["encode"]
+    meets = "meets the bar" if ratio >= 1 else "SLOWER: misses the bar"
+    return (f"mtst's default encode ({result.chosen}) vs the plain-transformers baseline: {ratio:.2f}x ({meets}, "
+            f"never slower)")
 
 
 def export_paths(model_dir: Path | None, work: Path, int8: bool) -> list[BenchPath]:
@@ -156,15 +203,20 @@ def _min_cosine(a, b) -> float:
 def bench(model_dir: Path | None = None, texts: list[str] | None = None, rounds: int = 3, exports: bool = True,
           int8: bool = False, probe: bool = False) -> BenchResult:
     """Load the model (None: the shipped one), optionally probe its CPU path first (``probe``: cached for later
-    loads), and time sentence-transformers, every torch path and (``exports``) ONNX / OpenVINO exports."""
+    loads), and time sentence-transformers, the plain-transformers baseline, every torch path and (``exports``)
+    ONNX / OpenVINO exports."""
     from mtst.model.multitask import MultiTaskModel
 
     model = MultiTaskModel.load(model_dir)
     texts = texts or calibration_sentences()
     if probe:  # on the sentences timed below
         model.choose_cpu_path(texts)
+    from mtst.model.encoder import default_backbone_path
+    from mtst.model.storage import read_model_dir
+
     reference = reference_path(model)
-    paths = ([reference] if reference else []) + torch_paths(model)
+    backbone_dir = read_model_dir(model_dir).encoder_source or default_backbone_path()
+    paths = ([reference] if reference else []) + [baseline_path(model, backbone_dir)] + torch_paths(model)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mtst-bench-") as work:
         if exports:

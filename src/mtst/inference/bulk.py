@@ -4,7 +4,9 @@ Memory stays bounded: lines are read and encoded ``chunk_size`` at a time, and e
 straight into ``OUT.partial`` (an .npy memory map sized after counting lines). After every chunk a
 small ``OUT.progress.json`` records how many rows are done, so rerunning the same command after a
 kill continues where it stopped. Only a complete array is renamed to ``OUT``. Row i is line i of the
-input (an empty line gives the embedding of the empty string), so the two stay aligned.
+input (an empty line gives the embedding of the empty string), so the two stay aligned. A row cannot say its
+text was cut at the embedding limit, so ``OUT.truncated.json`` beside it lists the indices of the cut rows
+(written with every finished array, an empty list when none was cut: mtst.inference.truncation).
 
 With ``Workers(processes=N, spec=ModelSpec(...))`` N spawned processes each load the predictor themselves (from
 the spec's plain values: a loaded model never crosses a process boundary) with the CPU threads split
@@ -28,6 +30,7 @@ from numpy.lib.format import open_memmap
 from mtst.errors import MtstError
 from mtst.files import write_text
 from mtst.inference.bulk_workers import WorkerPool, Workers, model_id
+from mtst.inference.truncation import embedding_cuts, embedding_limit, write_sidecar
 from mtst.progress import progress_bar
 
 logger = logging.getLogger("mtst")
@@ -115,35 +118,55 @@ def encode_file(predictor, input_path: str | Path, output_path: str | Path, batc
     partial, manifest = partial_path(output), manifest_path(output)
     if not output.parent.is_dir():
         raise MtstError(f"output folder not found: {output.parent}; create it first")
+    limit = embedding_limit(predictor)
     if rows == 0:  # a memory map cannot be empty
         with partial.open("wb") as handle:  # a handle: np.save would append .npy to the name
             np.save(handle, np.zeros((0, dim), dtype=np.float32))
+        write_sidecar(output, [], 0, limit)
         os.replace(partial, output)
         return output
     done = _resumable_rows(manifest, partial, job)
+    cut: list[int] = []  # rows [0, done) cut at the embedding limit, kept in the manifest for a resume
     if done:
         logger.info("resuming %s at row %d of %d", output, done, rows)
+        cut = _resumed_cuts(manifest)
     else:
         open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, dim)).flush()  # sized; writers reopen it
-        _write_manifest(manifest, {**job, "done": 0})
+        _write_manifest(manifest, {**job, "done": 0, "truncated": []})
+    pending: list[int] = []  # cut rows of chunks read but not yet committed
     with progress_bar(rows, "encoding", enabled=show_progress) as advance:
         advance(done)
 
         def commit(done: int, count: int) -> None:  # rows [0, done) are on disk: record them, report
-            _write_manifest(manifest, {**job, "done": done})
+            cut.extend(sorted(row for row in pending if row < done))
+            pending[:] = [row for row in pending if row >= done]
+            _write_manifest(manifest, {**job, "done": done, "truncated": cut})
             advance(count)
             if on_chunk is not None:
                 on_chunk(done)
 
-        chunks = _chunks(_lines(source, skip=done), done, chunk_size)
+        def flagged(chunks: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
+            for start, chunk in chunks:  # the cheap tokenizer look, as the chunk is read
+                pending.extend(start + i for i, was_cut in enumerate(embedding_cuts(predictor, chunk)) if was_cut)
+                yield start, chunk
+
+        chunks = flagged(_chunks(_lines(source, skip=done), done, chunk_size))
         if workers is None or workers.processes == 1 or done == rows:
             _encode_here(predictor, partial, chunks, batch_size, normalize, commit)
         else:
             with WorkerPool(workers, partial, batch_size, normalize, job["model"]) as pool:
                 pool.run(chunks, done, rows, commit)
+    write_sidecar(output, cut, rows, limit)  # before the array: a finished OUT always has its sidecar
     os.replace(partial, output)
     manifest.unlink()
     return output
+
+
+def _resumed_cuts(manifest: Path) -> list[int]:
+    try:
+        return [int(row) for row in json.loads(manifest.read_text(encoding="utf-8")).get("truncated", [])]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def _chunks(lines: Iterator[str], start: int, chunk_size: int) -> Iterator[tuple[int, list[str]]]:

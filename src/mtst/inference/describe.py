@@ -42,7 +42,9 @@ def describe(directory: Path | None) -> dict:
     kind = "mtst model" if export is None else f"mtst {export['format']} export ({export.get('precision', 'fp32')})"
     return {"path": str(directory), "kind": kind, "backbone": enc.backbone, **_encoder_facts(encoder_dir),
             "hidden_size": enc.hidden_size, "pooling": enc.pooling, "normalize": enc.normalize,
-            "max_seq_length": enc.max_seq_length, **_branch_facts(directory, enc.branch_at),
+            "max_seq_length": enc.max_seq_length,  # what the heads read; the embedding reads up to the next
+            "embedding_max_seq_length": enc.embedding_max_seq_length or enc.max_seq_length,
+            **_branch_facts(directory, enc.branch_at),
             "backbone_sha256": enc.backbone_sha256, "trained": config.trained,
             "cpu_path": _cpu_path(config) if export is None else None, "tasks": tasks}
 
@@ -83,7 +85,7 @@ def _describe_backbone(directory: Path) -> dict:
     settings = read_backbone_settings(directory, tokenizer)
     return {"path": str(directory), "kind": "backbone", "backbone": str(directory), **_encoder_facts(directory),
             "pooling": settings.pooling, "normalize": settings.normalize, "max_seq_length": settings.max_seq_length,
-            "trained": None, "tasks": {}}
+            "embedding_max_seq_length": settings.max_seq_length, "trained": None, "tasks": {}}
 
 
 def _encoder_facts(directory: Path) -> dict:

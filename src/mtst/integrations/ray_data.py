@@ -23,12 +23,13 @@ import pyarrow as pa
 
 from mtst.errors import MtstError
 from mtst.inference.backends import ModelSpec
+from mtst.inference.truncation import embedding_cuts
 from mtst.model.predictor import Predictor
 from mtst.model.tasks import task_type
 
 ROW = "row"  # the global input row number, added by mtst's own Ray sources
 EMBEDDING = "embedding"
-TRUNCATED = "truncated"  # predict rows: a sentence task or the embedding read a text cut at the token limit
+TRUNCATED = "truncated"  # a sentence task or the embedding read the text cut at its token limit
 ENTITY = pa.struct([("text", pa.string()), ("label", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
                     ("score", pa.float64())])
 
@@ -58,7 +59,7 @@ class PredictOptions:
 
 def output_fields(predictor: Predictor, options: PredictOptions) -> list[pa.Field]:
     """The columns a batch gets, in order: one per task, then the embedding (the order of ``mtst predict``), then
-    with tasks ``truncated`` (predict rows' ``"truncated"``: absent is false)."""
+    ``truncated`` (predict rows' ``"truncated"``, absent is false; embeddings only: cut at the embedding limit)."""
     fields = []
     for task in predictor.check_tasks(options.tasks):
         head = predictor.config.heads[task]
@@ -70,11 +71,9 @@ def output_fields(predictor: Predictor, options: PredictOptions) -> list[pa.Fiel
         fields.append(pa.field(task, kind))
     if options.embedding:
         fields.append(pa.field(EMBEDDING, pa.list_(pa.float32(), int(predictor.config.encoder.hidden_size))))
-    if fields and fields[0].name != EMBEDDING:  # predict's rows: did a sentence task or the embedding read a cut text
-        fields.append(pa.field(TRUNCATED, pa.bool_()))
     if not fields:
         raise MtstError("nothing to compute: this model has no heads; ask for the embedding")
-    return fields
+    return [*fields, pa.field(TRUNCATED, pa.bool_())]  # did a sentence task or the embedding read a cut text
 
 
 class MtstPredictor:
@@ -123,7 +122,8 @@ class MtstPredictor:
         if not self.tasks:
             vectors = np.asarray(self.predictor.encode(texts, batch_size=size, normalize=self.spec.normalize),
                                  dtype=np.float32)  # (N, H)
-            return [_vectors(vectors, self.fields[-1].type)]
+            return [_vectors(vectors, self.fields[-2].type),
+                    pa.array(embedding_cuts(self.predictor, texts), type=pa.bool_())]
         rows = self.predictor.predict(texts, tasks=self.tasks, batch_size=size,
                                       include_embedding=self.options.embedding)
         arrays = [pa.array([row[task] for row in rows], type=field.type)

@@ -94,7 +94,8 @@ class FileSink:
 
     def _write(self, table: pa.Table) -> None:
         if self.kind == "jsonl":
-            lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist())
+            rows = (_as_one_process_row(row) for row in table.to_pylist())
+            lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
             self.handle.write(lines.encode("utf-8"))
             return
         if self.writer is None:
@@ -169,3 +170,9 @@ class PartWriter(MtstPredictor):
         return table.select([ROW])
 
 
+def _as_one_process_row(row: dict) -> dict:
+    """A JSON line as one process writes it: Arrow gives every row a ``truncated`` column, JSON rows carry the key
+    only when the text was cut."""
+    if row.get("truncated") is False:
+        row = {key: value for key, value in row.items() if key != "truncated"}
+    return row

@@ -7,7 +7,7 @@ rename inside mtst can't break old model directories. What a task type allows is
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,6 +15,7 @@ FORMAT_VERSION = 2  # 2: encoder.branch_at and encoder.backbone_sha256 (absent i
 CONFIG_FILE = "mtst_config.json"
 
 PoolingName = Literal["mean", "cls", "max"]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class StrictModel(BaseModel):
@@ -62,6 +63,8 @@ class HeadConfig(StrictModel):
     # the probability below which the label is None (abstention; None: off)
     temperature: float | None = Field(None, gt=0)
     threshold: float | None = Field(None, ge=0.0, le=1.0)
+    # Multi-label heads: the probability each label needs, in label order (None: 0.5 each; mtst.training.thresholds)
+    thresholds: list[Probability] | None = None
 
     @field_validator("labels")
     @classmethod

@@ -111,7 +111,10 @@ def write_backbone_settings(path: Path, settings: BackboneSettings | EncoderConf
     (path / "1_Pooling").mkdir()
     write_json(path / "1_Pooling" / "config.json", pooling)
     write_json(path / "modules.json", modules)
-    write_json(path / "sentence_bert_config.json", {"max_seq_length": settings.max_seq_length, "do_lower_case": False})
+    # the embedding path's limit (a model's heads may read fewer tokens): sentence-transformers loading the folder
+    # then embeds exactly as encode() does
+    limit = getattr(settings, "embedding_max_seq_length", None) or settings.max_seq_length
+    write_json(path / "sentence_bert_config.json", {"max_seq_length": limit, "do_lower_case": False})
 
 
 class Encoder(nn.Module):

@@ -92,6 +92,38 @@ class SentenceClassificationHead(Head):
         return out
 
 
+class MultiLabelHead(SentenceClassificationHead):
+    """The sentence head's layers with one sigmoid per label instead of a softmax: loss BCE-with-logits on (B, C)
+    0/1 targets; a label is predicted when its probability reaches its threshold (``config.thresholds``, tuned on
+    dev by mtst.training.thresholds; else 0.5). ``decode`` gives ``{"labels": [names], "scores": {label: p}}``:
+    no single "label" (a row may have none or several); ``temperature`` and ``threshold`` are not used."""
+
+    DEFAULT_THRESHOLD = 0.5
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().sigmoid()  # (B, C), each label on its own
+
+    def thresholds(self) -> torch.Tensor:
+        """(C,) the probability each label needs."""
+        return torch.tensor(self.config.thresholds or [self.DEFAULT_THRESHOLD] * len(self.labels))
+
+    def chosen(self, probabilities: torch.Tensor) -> list[list[str]]:
+        """The label names at or above their thresholds, per row of (B, C) probabilities, in label order."""
+        above = (probabilities >= self.thresholds()).tolist()
+        return [[label for label, on in zip(self.labels, row, strict=True) if on] for row in above]
+
+    def best_labels(self, logits: torch.Tensor, items: Sequence[Tokenized]) -> list[list[str]]:
+        return self.chosen(self.probabilities(logits))
+
+    def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[dict]:
+        probabilities = self.probabilities(logits)
+        return [{"labels": labels, "scores": dict(zip(self.labels, row, strict=True))}
+                for labels, row in zip(self.chosen(probabilities), probabilities.tolist(), strict=True)]
+
+
 class ZeroShotHead(SentenceClassificationHead):
     """Cosine of the backbone's exact sentence embedding with each label's text embedding: logits (B, C) are the
     cosines, decoded as softmax(cosine / temperature). The label matrix (C, H) is a buffer (unit rows), filled

@@ -15,9 +15,7 @@ Heads read ``token_embeddings`` or ``task_embedding`` (zero-shot: ``sentence_emb
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,13 +23,14 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from mtst.errors import MtstError
+from mtst.model import cpu_setup
 from mtst.model.branch import TaskBranch, check_layerwise
 from mtst.model.config import EncoderConfig, HeadConfig, ModelConfig
-from mtst.model.cpu_paths import CpuPath, probe_on_first_use, resolve
+from mtst.model.cpu_paths import CpuPath
 from mtst.model.cpu_probe import probe
 from mtst.model.devices import resolve_device
 from mtst.model.encoder import Encoder, load_backbone, resolve_model_path, save_backbone
-from mtst.model.onednn import CPU_KERNELS, cpu_kernels, kernels_from_environment, use_onednn
+from mtst.model.onednn import cpu_kernels, kernels_from_environment, use_onednn
 from mtst.model.pooling import Pooling
 from mtst.model.predictor import Predictor, TorchRuntime, check_tasks
 from mtst.model.side import SideNetwork, backbone_states
@@ -92,7 +91,8 @@ class MultiTaskModel(nn.Module):
     def from_backbone(cls, backbone: str | Path | None = None, pooling: str | None = None,
                       normalize: bool | None = None, max_seq_length: int | None = None,
                       branch_at: int | None = None, precision: str = "auto",
-                      side_reduction: int | None = None, device: str | None = None) -> MultiTaskModel:
+                      side_reduction: int | None = None, device: str | None = None,
+                      *, embedding_max_seq_length: int | None = None) -> MultiTaskModel:
         """A model without heads on a backbone: a local directory or a model id in the local Hugging Face cache
         (default: all-MiniLM-L6-v2 from its package), on ``device`` (None: the CPU; "auto": CUDA, MPS, CPU).
 
@@ -100,15 +100,20 @@ class MultiTaskModel(nn.Module):
         heads a trainable copy of layers k+1..L while the embedding keeps the backbone's (mtst.model.branch);
         ``side_reduction`` r a side network of width H / r beside the frozen backbone instead (mtst.model.side).
         ``precision`` "auto" | "fp32" | "bf16": how CPU inference runs (see ``use_precision``).
+        ``encode`` reads up to the backbone's own limit even when the heads' ``max_seq_length`` is shorter, unless
+        ``embedding_max_seq_length`` asks for another limit (``mtst encode --max-seq-length`` does).
         """
         source = None if backbone in (None, "") else resolve_model_path(backbone)  # a directory or a cached id
         encoder, tokenizer, settings = load_backbone(source)
         pooling = pooling or settings.pooling
         Pooling(pooling)  # validates the name before anything else happens
+        max_seq_length = settings.max_seq_length if max_seq_length is None else max_seq_length
+        if embedding_max_seq_length is None and max_seq_length < settings.max_seq_length:
+            embedding_max_seq_length = settings.max_seq_length  # heads train shorter; the embedding stays exact
         config = ModelConfig(encoder=EncoderConfig(
             pooling=pooling,
             normalize=settings.normalize if normalize is None else normalize,
-            max_seq_length=settings.max_seq_length if max_seq_length is None else max_seq_length,
+            max_seq_length=max_seq_length, embedding_max_seq_length=embedding_max_seq_length,
             hidden_size=encoder.hidden_size,
             backbone="default" if source is None else str(source.resolve()),
             branch_at=branch_at, side_reduction=side_reduction,
@@ -148,28 +153,16 @@ class MultiTaskModel(nn.Module):
         sgemm; the default) or "onednn" (oneDNN's matmul, GELU fused: mtst.model.onednn). Parameters, saved
         files, training, GPU and export are the same either way. Returns the kernels now in use: "torch" where
         oneDNN is not usable on this machine."""
-        if kernels not in CPU_KERNELS:
-            raise MtstError(f"unknown CPU kernels '{kernels}'; choose one of {', '.join(CPU_KERNELS)}")
-        for part in (self.encoder, self.branch):
-            if part is not None:
-                use_onednn(part, enabled=kernels == "onednn")
-        return cpu_kernels(self.encoder)
+        return cpu_setup.set_cpu_kernels(self, kernels)
 
     def use_precision(self, precision: str = "auto") -> CpuPath:
         """CPU inference in "fp32", "bf16" (autocast) or "auto": the path ``choose_cpu_path`` measured fastest and
         lossless for this CPU and model, when cached, else fp32. Returns the path in use (mtst.model.cpu_paths)."""
-        path, self.cpu_path_source = resolve(precision, self.config)
-        if self.cpu_path_source == "default" and probe_on_first_use(self):  # nothing cached for this CPU yet
-            return self.choose_cpu_path(quick=True)["path"]
-        return self.use_cpu_path(path)
+        return cpu_setup.use_precision(self, precision)
 
     def use_cpu_path(self, path: CpuPath) -> CpuPath:
         """Run CPU inference with ``path``'s kernels and precision; ``MTST_ONEDNN``, when set, overrides the kernels."""
-        kernels = kernels_from_environment() if os.environ.get("MTST_ONEDNN", "").strip() else path.kernels
-        if kernels != cpu_kernels(self.encoder):
-            kernels = self.set_cpu_kernels(kernels)
-        self.cpu_path = replace(path, kernels=kernels)
-        return self.cpu_path
+        return cpu_setup.use_cpu_path(self, path)
 
     def choose_cpu_path(self, sentences: Sequence[str] | None = None, save: bool = True, quick: bool = False) -> dict:
         """Measure the CPU paths here (seconds; mtst.model.cpu_probe), keep the fastest that passes the parity

@@ -21,11 +21,13 @@ from mtst.model.config import HeadConfig
 from mtst.model.heads import (
     IGNORE_INDEX,
     Head,
+    MultiLabelHead,
     SentenceClassificationHead,
     TokenClassificationHead,
     WindowedTokenClassificationHead,
     ZeroShotHead,
 )
+from mtst.model.pair_scoring import PairObjective, own_ranks, spearman
 from mtst.model.spans import first_subtokens
 from mtst.model.tokenization import Tokenized
 
@@ -41,6 +43,7 @@ class TaskType:
     main_metric = "accuracy"
     token_options = False  # word_shape_dim / crf: token heads only
     takes_descriptions = False  # label descriptions: zero-shot heads only
+    multi_label = False  # a row's label is a list of names (any number of them)
 
     @property
     def token_level(self) -> bool:
@@ -68,6 +71,9 @@ class TaskType:
             raise MtstError(f"a {self.name} task has no labels (it scores sentence pairs); drop 'labels'")
         if config.descriptions is not None and not self.takes_descriptions:
             raise MtstError(f"descriptions are for zero-shot heads; a {self.name} head learns its labels")
+        if config.thresholds is not None and (not self.multi_label or len(config.thresholds) != len(config.labels)):
+            raise MtstError(f"thresholds are for multi-label heads, one per label: got {len(config.thresholds)} for a "
+                            f"{self.name} head with {len(config.labels)} labels")
 
     def build_head(self, config: HeadConfig) -> Head:
         self.check(config)
@@ -134,6 +140,36 @@ class ZeroShotClassification(TaskType):
             head.label_vectors.copy_(vectors.to(head.label_vectors.dtype))
 
 
+class MultiLabelClassification(TaskType):
+    """Any number of labels per text (tags, moderation flags): one sigmoid per label (heads.MultiLabelHead), BCE
+    on multi-hot targets; a label is predicted at or above its threshold (``thresholds``, tuned on dev by
+    mtst.training.thresholds). A row's label is a list of names. Main metric: macro F1 over the labels."""
+
+    name = "multi_label_classification"
+    head = MultiLabelHead
+    main_metric = "macro_f1"
+    multi_label = True
+
+    def infer_labels(self, gold: Sequence) -> list[str]:
+        return sorted({name for names in gold for name in names})
+
+    def target(self, label, names: dict[str, int], item: Tokenized) -> list[float]:
+        return [float(name in label) for name in sorted(names, key=names.__getitem__)]  # multi-hot, in id order
+
+    def collate_targets(self, rows: list, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.tensor(rows, dtype=torch.float32)  # (B, C) 0/1
+
+    def metrics(self, task: str, gold: list, predicted: list) -> dict[str, float]:
+        """F1 over the multi-hot matrices (N, C): micro (every decision), macro (mean over labels), samples."""
+        from sklearn.metrics import f1_score
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        binarizer = MultiLabelBinarizer().fit([*gold, *predicted])
+        truth, guess = binarizer.transform(gold), binarizer.transform(predicted)
+        return {f"{task}/{average}_f1": 100 * float(f1_score(truth, guess, average=average, zero_division=0))
+                for average in ("micro", "macro", "samples")}
+
+
 class TokenClassification(TaskType):
     """BIO tags per word; entity-level metrics (strict IOB2: type and both boundaries must match)."""
 
@@ -178,24 +214,6 @@ class TokenClassification(TaskType):
 class WindowedTokenClassification(TokenClassification):
     name = "windowed_token_classification"
     head = WindowedTokenClassificationHead
-
-
-class PairObjective:
-    """Not a head: no parameters and no per-sentence prediction. Its loss on the two sides' sentence embeddings
-    (B, H) trains the embedding path. The loss comes from sentence-transformers (its losses work on embeddings
-    alone) and is imported on first use: sentence-transformers takes seconds to import and only training needs it.
-    """
-
-    def __init__(self, loss_name: str):
-        self.loss_name = loss_name
-        self._loss: nn.Module | None = None
-
-    def loss(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self._loss is None:
-            from sentence_transformers.sentence_transformer import losses
-
-            self._loss = getattr(losses, self.loss_name)(None)  # scale 20
-        return self._loss.compute_loss_from_embeddings([first.float(), second.float()], scores)
 
 
 class PairTask(TaskType):
@@ -257,35 +275,16 @@ class PositivePairs(PairTask):
 
     def pair_metrics(self, task: str, left: torch.Tensor, right: torch.Tensor, second: list[str], gold: list
                      ) -> dict[str, float]:
-        candidates = list(dict.fromkeys(second))
-        index = {text: i for i, text in enumerate(candidates)}
-        pool = right[[second.index(text) for text in candidates]]  # (M, H), one row per unique candidate
-        similarity = left @ pool.T  # (N, M)
-        own = similarity[torch.arange(len(second)), [index[text] for text in second]]  # (N,)
-        rank = (similarity >= own[:, None]).sum(dim=1).float()  # 1 = best
+        rank = own_ranks(left, right, second)
         return {f"{task}/mrr": 100 * float((1 / rank).mean()),
                 f"{task}/recall@1": 100 * float((rank <= 1).float().mean()),
                 f"{task}/recall@10": 100 * float((rank <= 10).float().mean())}
 
 
-def spearman(left: torch.Tensor, right: torch.Tensor, scores: Sequence[float], where: str) -> float:
-    """Spearman x 100 between the cosines of unit vectors (N, H) x (N, H) and gold scores."""
-    import math
-
-    import numpy as np
-    from scipy.stats import spearmanr
-
-    cosine = (left * right).sum(dim=-1).numpy()  # (N,)
-    value = spearmanr(cosine, np.asarray(scores)).statistic
-    if math.isnan(value):
-        raise MtstError(f"{where}: Spearman is undefined (constant scores or embeddings); check the data")
-    return 100 * float(value)
-
-
 TASK_TYPES: dict[str, TaskType] = {
     task.name: task
-    for task in (SentenceClassification(), ZeroShotClassification(), TokenClassification(),
-                 WindowedTokenClassification(), ScoredPairs(), PositivePairs())
+    for task in (SentenceClassification(), ZeroShotClassification(), MultiLabelClassification(),
+                 TokenClassification(), WindowedTokenClassification(), ScoredPairs(), PositivePairs())
 }
 
 

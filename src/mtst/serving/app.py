@@ -29,8 +29,9 @@ from starlette.exceptions import HTTPException
 
 from mtst.errors import MtstError
 from mtst.inference.batching import MicroBatcher, QueueFullError, ShuttingDownError, pass_size
+from mtst.inference.truncation import embedding_limit, token_counts
 from mtst.model.predictor import as_predictor
-from mtst.serving.edge import EdgeMiddleware, Metrics, error_response, json_response, token_counts
+from mtst.serving.edge import EdgeMiddleware, Metrics, error_response, json_response
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -149,7 +150,8 @@ def make_run_batch(predictor, max_batch: int, metrics: Metrics | None = None):
     them pads every sentence to the longest (STS-B: 1.5-1.8x the real tokens at 16-64 sentences).
     ``pass_size`` picks the pass size that, after the predictor sorts them by length, costs least.
 
-    Keys: ``("embed", normalize)`` -> (vector float32 (H,), n_tokens); ``("predict", tasks)`` -> row dict.
+    Keys: ``("embed", normalize)`` -> (vector float32 (H,), n_tokens, cut at the embedding limit);
+    ``("predict", tasks)`` -> row dict.
     """
 
     def run(key: Hashable, sentences: list[str]) -> Sequence[Any]:
@@ -158,7 +160,7 @@ def make_run_batch(predictor, max_batch: int, metrics: Metrics | None = None):
         size = pass_size(counts, max_batch)
         if op == "embed":
             rows = list(zip(np.asarray(predictor.encode(sentences, batch_size=size, normalize=option),
-                                       dtype=np.float32), counts, strict=True))
+                                       dtype=np.float32), counts, cut, strict=True))
         else:  # rows say "truncated": true where a sentence task or the embedding read a cut text
             rows = predictor.predict(sentences, tasks=list(option), batch_size=size)
             cut = [bool(row.get("truncated")) for row in rows]
@@ -177,7 +179,8 @@ def describe(predictor, name: str) -> dict:
         "id": name, "object": "model", "backend": predictor.backend,
         "backbone": config.encoder.backbone, "dimension": config.encoder.hidden_size,
         "pooling": config.encoder.pooling, "normalize": config.encoder.normalize,
-        "max_seq_length": config.encoder.max_seq_length, "trained": config.trained,
+        "max_seq_length": config.encoder.max_seq_length, "embedding_max_seq_length": embedding_limit(predictor),
+        "trained": config.trained,
         "tasks": {task: {"type": head.type, "labels": head.labels} for task, head in config.heads.items()},
     }
 
@@ -243,9 +246,10 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
         rows = await run(("embed", info["normalize"]), texts)
         as_base64 = body.encoding_format == "base64"
         data = [{"object": "embedding", "index": i,
-                 "embedding": base64.b64encode(vec.astype("<f4").tobytes()).decode() if as_base64 else vec}
-                for i, (vec, _) in enumerate(rows)]
-        tokens = sum(n for _, n in rows)
+                 "embedding": base64.b64encode(vec.astype("<f4").tobytes()).decode() if as_base64 else vec,
+                 **({"truncated": True} if cut else {})}  # the text was cut at the embedding limit
+                for i, (vec, _, cut) in enumerate(rows)]
+        tokens = sum(n for _, n, _ in rows)
         return json_response({"object": "list", "data": data, "model": settings.model_name,
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
@@ -253,8 +257,10 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
     async def embed(body: EmbedRequest) -> Response:
         normalize = info["normalize"] if body.normalize is None else body.normalize  # one key per real setting
         rows = await run(("embed", normalize), body.sentences)
+        cut = [index for index, (_, _, was_cut) in enumerate(rows) if was_cut]  # rows of a matrix hold no flag
         return json_response({"model": settings.model_name, "dimension": info["dimension"],
-                              "embeddings": np.stack([vec for vec, _ in rows])})  # (N, H) float32
+                              "embeddings": np.stack([vec for vec, _, _ in rows]),  # (N, H) float32
+                              **({"truncated": cut} if cut else {})})
 
     @app.post("/v1/predict", summary="Every task's predictions (NER entities with character spans)")
     async def predict(body: PredictRequest) -> Response:
@@ -265,7 +271,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/v1/similarity", summary="Cosine similarity matrix of the sentences")
     async def similarity(body: SimilarityRequest) -> Response:
         rows = await run(("embed", True), body.sentences)
-        matrix = np.stack([vec for vec, _ in rows])  # (N, H), unit length
+        matrix = np.stack([vec for vec, _, _ in rows])  # (N, H), unit length
         return json_response({"model": settings.model_name, "sentences": body.sentences,
                               "similarity": np.clip(matrix @ matrix.T, -1.0, 1.0).round(6)})
 

@@ -4,8 +4,8 @@ Everything here runs once per request on the event loop, so it is written for co
 serialised by orjson (numpy arrays directly, float32 in its shortest exact form) instead of
 ``json.dumps`` over ``tolist()`` - 384 floats took ~0.1-0.4 ms per one-sentence request that way,
 a third of the event loop's time under load. The middleware is pure ASGI (Starlette's
-BaseHTTPMiddleware costs a task and a stream per request). ``token_counts`` is the batcher's cheap look at
-each sentence's length (pass sizes, the ``mtst_truncated_texts`` counter).
+BaseHTTPMiddleware costs a task and a stream per request). The batcher's cheap look at each sentence's length
+(pass sizes, the ``mtst_truncated_texts`` counter) is mtst.inference.truncation's ``token_counts``.
 """
 
 from __future__ import annotations
@@ -187,19 +187,3 @@ class EdgeMiddleware:
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key.encode())
 
-
-def token_counts(predictor, sentences: list[str], embedding: bool) -> tuple[list[int], list[bool]]:
-    """Tokens per sentence as the model truncates them (the embedding at its own limit), and which were cut."""
-    wrapper = getattr(predictor, "tokenizer", None)
-    hf = getattr(wrapper, "tokenizer", None)
-    if callable(hf) and hasattr(wrapper, "max_seq_length"):
-        limit = (embedding and predictor.config.encoder.embedding_max_seq_length) or wrapper.max_seq_length
-        # The plain HF call: ~17 us per sentence against ~26 us for TextTokenizer (offsets). One token past the
-        # limit tells a cut sentence from one that fits exactly.
-        ids = hf(sentences, truncation=True, max_length=limit + 1, return_attention_mask=False,
-                 return_token_type_ids=False)["input_ids"]
-        return [min(len(row), limit) for row in ids], [len(row) > limit for row in ids]
-    if callable(wrapper):
-        items = wrapper(sentences)
-        return [len(item.input_ids) for item in items], [item.truncated for item in items]
-    return [len(text.split()) + 2 for text in sentences], [False] * len(sentences)  # rough: words + [CLS]/[SEP]

@@ -70,6 +70,22 @@ def _token_report(model: MultiTaskModel, task: str, examples: Examples, batch_si
     return TaskReport(task, metrics, _percent(report), rows)
 
 
+def _multi_label_report(model: MultiTaskModel, task: str, examples: Examples, batch_size: int) -> TaskReport:
+    """Per label precision / recall / F1 over the multi-hot matrices (no confusion matrix: labels co-occur)."""
+    from sklearn.metrics import classification_report
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    predicted = _predict_labels(model, task, examples, batch_size)
+    gold = [list(labels) for labels in examples.labels]
+    binarizer = MultiLabelBinarizer(classes=list(model.heads[task].labels))
+    report = classification_report(binarizer.fit_transform(gold), binarizer.transform(predicted), output_dict=True,
+                                   target_names=binarizer.classes_, zero_division=0)
+    rows = [{"origin": origin, "text": text, "gold": want, "predicted": got}
+            for origin, text, want, got in zip(examples.origins, examples.texts, gold, predicted, strict=True)]
+    return TaskReport(task, task_type(model.config.heads[task].type).metrics(task, gold, predicted), _percent(report),
+                      rows)
+
+
 def report_task(model: MultiTaskModel, task: str, examples: Examples, batch_size: int = 64) -> TaskReport:
     """Totals, per-class table, confusion matrix (sentence tasks) and predictions of one task on ``examples``."""
     if task not in model.config.heads:
@@ -82,7 +98,7 @@ def report_task(model: MultiTaskModel, task: str, examples: Examples, batch_size
         raise MtstError(f"task '{task}': no examples to evaluate")
     if batch_size < 1:
         raise MtstError(f"batch_size must be at least 1, got {batch_size}")
-    build = _token_report if kind.token_level else _sentence_report
+    build = _token_report if kind.token_level else _multi_label_report if kind.multi_label else _sentence_report
     return build(model, task, examples, batch_size)
 
 
@@ -91,7 +107,8 @@ def read_task_file(model: MultiTaskModel, task: str, source: DataSource) -> Exam
     if task not in model.config.heads:
         raise MtstError(f"task '{task}' is not in the model; its tasks are: {', '.join(model.tasks) or 'none'}")
     try:
-        return read_examples(source, task_type(model.config.heads[task].type).token_level)
+        kind = task_type(model.config.heads[task].type)
+        return read_examples(source, kind.token_level, kind.multi_label)
     except MtstError as exc:
         raise MtstError(f"task '{task}': {exc}") from exc
 
