@@ -69,11 +69,11 @@ class CpuPath:
 
 
 # ---- the machine --------------------------------------------------------------------------
-def cpu_facts() -> dict:
+def cpu_facts(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     """{"model": the CPU's model name, "flags": the speed-relevant flags it has} from /proc/cpuinfo (Linux)."""
     name, flags = platform.processor() or platform.machine(), set()
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         lines = []
     for line in lines:
@@ -83,6 +83,11 @@ def cpu_facts() -> dict:
         elif key.strip() == "flags":
             flags = set(value.split())
     return {"model": name, "flags": [flag for flag in SPEED_FLAGS if flag in flags]}
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether the CPU flags list native bf16; None where the flags cannot be read (not Linux)."""
+    return native_bf16(cpu_facts(cpuinfo)["flags"]) if cpuinfo.is_file() else None
 
 
 def native_bf16(flags: list[str]) -> bool:

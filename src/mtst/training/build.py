@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +12,7 @@ from mtst.data.readers import Examples
 from mtst.data.splits import check_labels, infer_labels
 from mtst.data.task_encoding import EncodedTask, encode_task
 from mtst.errors import MtstError
+from mtst.model.cpu_paths import cpu_has_native_bf16
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import task_type
 from mtst.training.config import TrainConfig
@@ -20,19 +20,6 @@ from mtst.training.freezing import apply_freezing
 from mtst.training.plan import auto_branch_at, backbone_layers
 
 logger = logging.getLogger("mtst")
-
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 matmul instructions
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
-    """Whether the CPU flags list native bf16; None where the flags cannot be read (not Linux)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-
 
 def check_mixed_precision(mode: str, device: torch.device) -> None:
     """bf16 autocast needs a GPU that has bf16 (Ampere or newer); on a CPU without native bf16 it runs, slowly: warn."""
