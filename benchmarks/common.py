@@ -14,6 +14,7 @@ from pathlib import Path
 from mtst.data.pairs import read_pairs
 from mtst.data.sources import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, DataSource
 from mtst.files import write_text
+from mtst.model.cpu_paths import cpu_facts
 from mtst.model.timing import alternating_rounds, seconds  # noqa: F401 (the harnesses import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,8 +62,7 @@ def cpu_seconds(pid: int | None = None, thread: bool = False) -> float:
 
 # ---- what a result records about its run -------------------------------------------------
 def hardware(threads: int | None = None) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_facts()["model"]
     installed = {dist.metadata["Name"].lower(): dist.version for dist in distributions()}
     return {"cpu": cpu, "logical_cores": os.cpu_count(), "cores_available": len(os.sched_getaffinity(0)),
             "threads": threads, "python": platform.python_version(),
