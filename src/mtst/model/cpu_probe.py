@@ -48,7 +48,7 @@ def candidates(flags: list[str], onednn: bool) -> list[tuple[str, str]]:
 
 def outputs(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, list[dict]]:
     """What the gate compares: ``encode``'s embeddings (N, H) and, per row, each head's best labels."""
-    vectors = model.encode(texts, batch_size=batch_size)
+    vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=False)
     runtime, tasks = TorchRuntime(model), list(model.heads)
 
     def labels(batch: dict, items: list, batch_texts: list[str]) -> list[dict]:
@@ -116,13 +116,14 @@ def probe(model, sentences: list[str] | None = None, rounds: int = 2, batch_size
 def _calls(model, texts: list[str], kinds: list[tuple[str, str]], batch_sizes) -> dict:
     """(kernels, precision, "encode" | "predict", batch size) -> a call timing it (a warm-up runs first)."""
     model.use_cpu_path(CpuPath(*kinds[0]))
-    model.encode(texts[:32])  # first-call allocations
+    model.encode(texts[:32], show_progress_bar=False)  # first-call allocations
     calls = {}
     for kind in kinds:
         for size in batch_sizes:
-            calls[(*kind, "encode", size)] = _timed(model, kind, lambda s=size: model.encode(texts, batch_size=s))
+            calls[(*kind, "encode", size)] = _timed(model, kind, lambda s=size: model.encode(
+                texts, batch_size=s, show_progress_bar=False))
             calls[(*kind, "predict", size)] = _timed(model, kind, lambda s=size: model.predict(
-                texts, batch_size=s, include_embedding=True))
+                texts, batch_size=s, include_embedding=True, show_progress_bar=False))
     return calls
 
 

@@ -135,7 +135,8 @@ class ZeroShotClassification(TaskType):
     def added(self, model: nn.Module, task: str) -> None:
         """The label matrix (C, H): the unit embeddings of the label texts, from the model's own ``encode``."""
         head = model.heads[task]
-        vectors = model.encode(self.label_texts(head.config), normalize_embeddings=True, convert_to_tensor=True)
+        vectors = model.encode(self.label_texts(head.config), normalize_embeddings=True, convert_to_tensor=True,
+                               show_progress_bar=False)
         with torch.no_grad():
             head.label_vectors.copy_(vectors.to(head.label_vectors.dtype))
 

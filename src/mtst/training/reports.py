@@ -43,7 +43,8 @@ def _percent(report: dict) -> dict[str, dict[str, float]]:
 def _sentence_report(model: MultiTaskModel, task: str, examples: Examples, batch_size: int) -> TaskReport:
     from sklearn.metrics import classification_report, confusion_matrix
 
-    answers = [row[task] for row in model.predict(examples.texts, tasks=[task], batch_size=batch_size)]
+    answers = [row[task] for row in model.predict(examples.texts, tasks=[task], batch_size=batch_size,
+                                                       show_progress_bar=False)]
     predicted = [max(answer["distribution"], key=answer["distribution"].get) for answer in answers]  # arg-max
     gold = list(examples.labels)
     labels = list(model.heads[task].labels)
