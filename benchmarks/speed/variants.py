@@ -32,7 +32,8 @@ AGREEMENT_SAMPLE = 300  # sentences whose task labels are compared with torch
 @dataclass(frozen=True)
 class SpeedVariant:
     name: str
-    runtime: str  # "sentence-transformers", "backbone" (backbone_model(path)), or what prepare.py built: model, ...
+    runtime: str  # "sentence-transformers", "backbone" (backbone_model(path)), "backbone-openvino" (its OpenVINO
+    # export), or what prepare.py built: model, onnx-fp32, ...
     call: str  # "encode", "predict" (every head, decoded), "predict+embedding", "separate" (one model per task)
     batch_size: int  # the faster batch size for each runtime on this machine
     precision: str = "fp32"  # torch variants: MultiTaskModel.use_precision, pinned (no cached choice)
@@ -60,6 +61,8 @@ ONE_PASS = {v.name: v for v in (
     *(SpeedVariant(f"branch-k{k}", "backbone", "predict+embedding", 64, path={"branch_at": k}) for k in (4, 3, 2)),
     *(SpeedVariant(f"side-r{r}", "backbone", "predict+embedding", 64, path={"side_reduction": r}) for r in (8, 4, 2)),
 )}
+ONE_PASS.update({f"{name}-openvino": SpeedVariant(f"{name}-openvino", "backbone-openvino", v.call, v.batch_size,
+                                                  path=v.path) for name, v in list(ONE_PASS.items())})
 
 
 def load(variant: SpeedVariant, work: Path, threads: int):
@@ -76,6 +79,12 @@ def load(variant: SpeedVariant, work: Path, threads: int):
         model = backbone_model(variant.path)
         model.use_precision(variant.precision)
         return model
+    if variant.runtime == "backbone-openvino":  # the same task path, exported (OpenVINO's default precision)
+        from mtst.inference.export import export_model
+
+        saved = backbone_model(variant.path).save(work / f"{variant.name}-model")
+        export_model(saved, work / variant.name, format="openvino")
+        return load_predictor(work / variant.name, threads=threads)
     model = json.loads((work / "prepared.json").read_text())["model"] if variant.runtime == "model" else None
     predictor = load_predictor(model or work / variant.runtime, threads=threads)
     if variant.runtime == "model":
@@ -154,6 +163,8 @@ def measure(variant: SpeedVariant, work: Path, threads: int, repeats: int, quali
     result["peak_rss_mb"] = peak_rss_mb()
     if variant.runtime == "backbone":
         result.update(sizes(runner))
+    elif variant.runtime == "backbone-openvino":
+        result.update(sizes(backbone_model(variant.path)))
     if quality and variant.call == "encode":
         from mtst.training.evaluation import sts_spearman
 
