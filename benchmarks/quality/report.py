@@ -19,12 +19,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from benchmarks.common import REPO  # noqa: E402
 from benchmarks.quality.experiments import RESULTS  # noqa: E402
 
-EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "footprint", "branch", "ner", "pairs")
+EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "footprint", "branch", "ner", "pairs",
+                    "side")
 COLUMNS = {"topic/accuracy": "topic acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL test F1",
            "sts/spearman": "STS-B Spearman"}
 UNTOUCHED_STS = 82.03  # all-MiniLM-L6-v2 on STS-B test; also measured by the "features" experiment
 UNTOUCHED_STS_DEV = 86.72  # STS-B dev, the untouched model at max_seq_length 128 (docs/training-guide.md)
-SPEED_COST = REPO / "benchmarks" / "speed" / "results" / "branch_cost.json"  # docs/performance.md § task branch
+ONE_PASS_RESULTS = REPO / "benchmarks" / "speed" / "results"  # one_pass-<stamp>.json: the frontier's cost axis
 TASK_KEYS = ("topic/accuracy", "sentiment/accuracy", "ner/f1")
 
 
@@ -159,27 +160,36 @@ def task_share(run: dict, task: str) -> float:
                               sampling.get("temperature", 2.0), weights)[task]
 
 
+def one_pass_costs() -> dict[str, float]:
+    """Task path (one-pass variant name: frozen-encoder, branch-k4, side-r8, ...) -> predict with every head and the
+    embedding / encode, torch, from the newest ``python -m benchmarks.speed --variants one-pass`` result."""
+    files = sorted(ONE_PASS_RESULTS.glob("one_pass-*.json"))
+    results = json.loads(files[-1].read_text())["results"] if files else {}
+    return {name: r["predict_vs_encode_same_process"]["ratio"] for name, r in results.items()
+            if "predict_vs_encode_same_process" in r}
+
+
 def frontier_points() -> list[dict]:
-    """One point per model of the task-branch frontier: mean task score (over seeds), STS-B, and predict / encode
-    cost (torch, from branch_cost.json; models without a branch share the no-branch cost)."""
-    if not SPEED_COST.exists():
-        return []
-    cost = {(row["branch_at"], row["ner_head"]): row["torch"]["ratio"]
-            for row in json.loads(SPEED_COST.read_text())["rows"]}
-    plain, crf = "windowed", "windowed+shape+crf"
-    named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", k, plain) for k in (5, 4, 3, 2)]
-    named += [("ner", f"joint-all-8000steps-fp32-branch{k}-windowed-shape-crf", f"branch_at {k} + shape + CRF{note}",
-               k, crf) for k, note in ((4, " (old default)"), (3, ""), (2, " (shipped)"))]
-    named += [("branch", "frozen-shipped", "frozen encoder (older default)", 6, plain),
-              ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", 6, plain),
-              ("long", "joint-all-8000steps-bf16", "full fine-tune", 6, plain)]
+    """One point per model of the one-pass frontier: mean task score (over seeds), STS-B, and the cost of ``predict``
+    with every head and the embedding over ``encode`` (models without a branch or side network: the frozen encoder's
+    path, one pass)."""
+    cost = one_pass_costs()
+    crf = "windowed-shape-crf"
+    named = [("branch", f"joint-all-8000steps-fp32-branch{k}", f"branch_at {k}", f"branch-k{k}") for k in (5, 4)]
+    named += [("ner", f"joint-all-8000steps-fp32-branch{k}-{crf}", f"branch_at {k} + shape + CRF{note}", f"branch-k{k}")
+              for k, note in ((4, " (old default)"), (3, ""), (2, " (shipped)"))]
+    named += [("side", f"joint-all-8000steps-fp32-side{r}-{crf}", f"side network r = {r}", f"side-r{r}")
+              for r in (8, 4, 2)]
+    named += [("branch", "frozen-shipped", "frozen encoder (older default)", "frozen-encoder"),
+              ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", "frozen-encoder"),
+              ("long", "joint-all-8000steps-bf16", "full fine-tune", "frozen-encoder")]
     points = []
-    for experiment, variant, label, k, head in named:
+    for experiment, variant, label, path in named:
         runs = group(read_results(experiment)).get(variant)
-        if not runs or (k, head) not in cost:
+        if not runs or path not in cost:
             continue
         mean = {key: statistics.fmean(run["metrics"][key] for run in runs) for key in (*TASK_KEYS, "sts/spearman")}
-        points.append({"label": label, "cost": cost[k, head], "sts": mean["sts/spearman"],
+        points.append({"label": label, "cost": cost[path], "sts": mean["sts/spearman"],
                        "tasks": statistics.fmean(mean[key] for key in TASK_KEYS)})
     return points
 
@@ -188,25 +198,18 @@ def plot_frontier():
     points = frontier_points()
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for point in points:
-        exact = point["sts"] >= 82.0
-        ax.scatter(point["cost"], point["tasks"], s=60, marker="o" if exact else "x",
-                   color="tab:blue" if exact else "tab:red")
-        # a label above would run into a point just to the right: put it below, or to the left when a point sits
-        # right under this one (its own label goes below)
-        crowded = any(0 < other["cost"] - point["cost"] < 0.08 and 0 <= other["tasks"] - point["tasks"] < 1.0
-                      for other in points)
-        stacked = any(abs(other["cost"] - point["cost"]) < 0.02 and 0 < point["tasks"] - other["tasks"] < 1.0
-                      for other in points)
-        offset, align = ((-5, -4), "right") if stacked else ((5, -22 if crowded else 4), "left")
-        ax.annotate(f"{point['label']}\nSTS-B {point['sts']:.2f}", (point["cost"], point["tasks"]), fontsize=7,
-                    xytext=offset, textcoords="offset points", ha=align)
-    ax.axvline(1.35, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("predict (every head) / encode alone, torch")
-    ax.set_ylabel("mean of AG News acc, SST-2 dev acc, CoNLL F1 (test)")
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    colors = plt.get_cmap("tab20").colors
+    for index, point in enumerate(sorted(points, key=lambda p: (p["cost"], p["tasks"]))):
+        exact = point["sts"] >= 82.0  # the legend carries the names: labels beside points overlapped
+        ax.scatter(point["cost"], point["tasks"], s=60, marker="o" if exact else "x", color=colors[index % 20],
+                   label=f"{point['label']}: {point['tasks']:.2f}, STS-B {point['sts']:.2f}")
+    ax.axvline(1.3, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("predict (every head + the embedding) / encode alone, torch")
+    ax.set_ylabel("mean of AG News acc, SST-2 dev acc, CoNLL F1")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
-    return fig, "Task score vs inference cost (o: embeddings kept, x: embeddings moved)", "frontier"
+    return fig, "Task score vs one-pass cost (o: embeddings kept, x: embeddings moved)", "frontier"
 
 
 def save(figure, folder: Path) -> Path:

@@ -58,7 +58,7 @@ REFERENCE = "st-fp32"
 # One pass for the embedding and every head, per task path (issue 31): `python -m benchmarks.speed --variants one-pass`
 ONE_PASS = {v.name: v for v in (
     SpeedVariant("frozen-encoder", "backbone", "predict+embedding", 64),
-    *(SpeedVariant(f"branch-k{k}", "backbone", "predict+embedding", 64, path={"branch_at": k}) for k in (4, 3, 2)),
+    *(SpeedVariant(f"branch-k{k}", "backbone", "predict+embedding", 64, path={"branch_at": k}) for k in (5, 4, 3, 2)),
     *(SpeedVariant(f"side-r{r}", "backbone", "predict+embedding", 64, path={"side_reduction": r}) for r in (8, 4, 2)),
 )}
 ONE_PASS.update({f"{name}-openvino": SpeedVariant(f"{name}-openvino", "backbone-openvino", v.call, v.batch_size,
