@@ -96,3 +96,19 @@ def test_embedding_rows_say_which_texts_were_cut_at_the_embedding_limit(tiny_st_
         pa.table({"text": ["the cat sat on the mat " * 20, "the cat sat"]}))
     assert out.column_names == ["text", EMBEDDING, "truncated"]
     assert out.column("truncated").to_pylist() == [True, False]
+
+
+def test_a_multi_label_head_gets_label_lists_and_per_label_scores(tiny_st_dir, tmp_path):
+    from mtst import MultiTaskModel
+
+    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    model.add_head("tags", "multi_label_classification", ["animal", "finance", "sport"], hidden_dim=8)
+    model.config.heads["tags"].thresholds = [0.0, 1.0, 0.5]  # animal always, finance never
+    options = PredictOptions(tasks=("tags",), embedding=False)
+    out = MtstPredictor(ModelSpec(model=str(model.save(tmp_path / "model"))), options)(pa.table({"text": TEXTS}))
+    kind = out.schema.field("tags").type
+    assert kind.names == ["labels", "scores"] and kind.field("labels").type == pa.list_(pa.string())
+    assert kind.field("scores").type.names == ["animal", "finance", "sport"]
+    rows = model.predict(TEXTS, tasks=["tags"])
+    assert out.column("tags").to_pylist() == [row["tags"] for row in rows]
+    assert all(row["tags"]["labels"][:1] == ["animal"] and "finance" not in row["tags"]["labels"] for row in rows)

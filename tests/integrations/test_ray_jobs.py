@@ -81,7 +81,10 @@ def test_npy_equals_one_process_exactly_with_an_actor_killed_mid_task(cluster, b
     assert not np.array_equal(other, single), "the comparison is sharp: other batches give other float roundings"
     (tmp_path / "other.npy").unlink()
     (tmp_path / "other.npy.truncated.json").unlink()  # one-process runs record their cut rows beside the array
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "one.npy", "one.npy.truncated.json", "ray.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "one.npy", "one.npy.truncated.json", "ray.npy",
+                                                          "ray.npy.truncated.json"]
+    sidecars = [json.loads((tmp_path / f"{name}.npy.truncated.json").read_text()) for name in ("one", "ray")]
+    assert sidecars[1] == sidecars[0] and sidecars[1]["rows"] == 2400, "the sidecar mtst encode writes"
 
 
 def test_predictions_from_parquet_files_into_parts(cluster, model_dir, tmp_path):

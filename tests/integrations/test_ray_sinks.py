@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtst import MtstError
-from mtst.integrations.ray_data import EMBEDDING, ROW, PredictOptions
+from mtst.integrations.ray_data import EMBEDDING, ROW, TRUNCATED, PredictOptions
 from mtst.integrations.ray_sinks import FileSink, PartsSink, output_kind
 
 SCHEMA = pa.schema([("text", pa.string()), (EMBEDDING, pa.list_(pa.float32(), 2))])
@@ -40,7 +40,8 @@ def test_blocks_in_any_order_give_rows_in_input_order(tmp_path, kind):
         table = pq.read_table(output)
         assert table.column_names == ["text", EMBEDDING]
         assert np.array_equal(np.array(table.column(EMBEDDING).to_pylist()), expected)
-    assert [p.name for p in tmp_path.iterdir()] == [output.name]
+    sidecar = [f"{output.name}.truncated.json"] if kind == "npy" else []  # .npy rows cannot say they were cut
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([output.name, *sidecar])
 
 
 @pytest.mark.parametrize("kind", ["npy", "jsonl", "parquet"])
@@ -48,7 +49,8 @@ def test_no_rows_give_an_empty_output(tmp_path, kind):
     output = tmp_path / f"out.{kind}"
     sink = FileSink(kind, output, 0, SCHEMA)
     sink.finish()
-    assert output.exists() and [p.name for p in tmp_path.iterdir()] == [output.name]
+    sidecar = [f"{output.name}.truncated.json"] if kind == "npy" else []
+    assert output.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted([output.name, *sidecar])
 
 
 @pytest.mark.parametrize(("blocks", "fragment"), [([(0, 3), (2, 2)], "row 2 came back twice"),
@@ -90,3 +92,26 @@ def test_output_kinds(tmp_path):
              ("a.npy", "a.JSONL", "a.ndjson", "a.parquet", "new_folder", "existing")}
     assert kinds == {"a.npy": "npy", "a.JSONL": "jsonl", "a.ndjson": "jsonl", "a.parquet": "parquet",
                      "new_folder": "parts", "existing": "parts"}
+
+
+def test_npy_gets_the_sidecar_mtst_encode_writes_listing_its_cut_rows(tmp_path):
+    from mtst.inference.truncation import write_sidecar
+
+    output = tmp_path / "out.npy"
+    (tmp_path / "out.npy.truncated.json").write_text('{"stale": true}')  # an earlier run's: replaced
+    sink = FileSink("npy", output, 6, SCHEMA, limit=48)
+    for first, cut in [(3, [True, False, True]), (0, [False, True, False])]:  # blocks out of order
+        sink.add(block(first, 3).append_column(TRUNCATED, pa.array(cut, type=pa.bool_())))
+    sink.finish()
+    sidecar = json.loads((tmp_path / "out.npy.truncated.json").read_text())
+    assert sidecar == {"rows": 6, "max_seq_length": 48, "truncated": [1, 3, 5]}
+    assert sidecar == json.loads(write_sidecar(tmp_path / "bulk.npy", [5, 1, 3], 6, 48).read_text())
+
+
+def test_a_failed_npy_run_writes_no_sidecar(tmp_path):
+    sink = FileSink("npy", tmp_path / "out.npy", 4, SCHEMA, limit=48)
+    sink.add(block(0, 3).append_column(TRUNCATED, pa.array([True, False, False], type=pa.bool_())))
+    with pytest.raises(MtstError, match="never came back"):
+        sink.finish()
+    sink.abort()
+    assert list(tmp_path.iterdir()) == []

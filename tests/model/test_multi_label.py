@@ -188,3 +188,20 @@ def test_the_report_gives_per_label_rows_and_the_totals(tmp_path, tiny_st_dir):
     assert metrics["tags/macro_f1"] == evaluate_task(model, "tags", read_examples(
         DataSource(path=tmp_path / "data" / "tags.csv", format="csv"), False, multi_label=True))["tags/macro_f1"]
     assert all(isinstance(row["gold"], list) and isinstance(row["predicted"], list) for row in report.rows)
+
+
+def test_chunked_predict_pools_each_labels_probability_and_applies_the_heads_thresholds(bare_model):
+    bare_model.add_head("tags", "multi_label_classification", LABELS, hidden_dim=8)
+    with torch.no_grad():  # random weights this small score every text alike
+        bare_model.heads["tags"].net[-1].weight.mul_(100.0)
+    chunk = "john smith sat on the mat . " * 6 + "the " * 4  # 46 tokens: one full window of 48 with [CLS], [SEP]
+    other = "the dog sat " * 10  # a second window, unlike the first
+    parts = bare_model.predict([chunk.strip(), other.strip()], tasks=["tags"])
+    mean = {label: (parts[0]["tags"]["scores"][label] + parts[1]["tags"]["scores"][label]) / 2 for label in LABELS}
+    assert abs(parts[0]["tags"]["scores"]["animal"] - parts[1]["tags"]["scores"]["animal"]) > 1e-4
+    # a threshold just below the pooled mean keeps the label, one just above drops it: pooling reads the head's own
+    bare_model.config.heads["tags"].thresholds = [mean["animal"] - 1e-3, mean["finance"] + 1e-3, 0.0]
+    row = bare_model.predict(chunk + other, tasks=["tags"], chunking=True, stride=0)
+    assert set(row["tags"]) == {"labels", "scores"} and "truncated" not in row
+    assert row["tags"]["scores"] == pytest.approx(mean, abs=1e-5)
+    assert row["tags"]["labels"] == ["animal", "sport"]

@@ -443,8 +443,33 @@ def test_embedding_responses_say_which_texts_were_cut(tiny_model):
         embed = http.post("/v1/embed", json={"sentences": [short, long, long]}).json()
         plain = http.post("/v1/embed", json={"sentences": [short]}).json()
         openai = http.post("/v1/embeddings", json={"input": [long, short]}).json()
+        similar = http.post("/v1/similarity", json={"sentences": [short, long, short]}).json()
+        uncut = http.post("/v1/similarity", json={"sentences": [short, short]}).json()
         info = http.get("/v1/model").json()
     assert embed["truncated"] == [1, 2] and len(embed["embeddings"]) == 3 and "truncated" not in plain
+    assert similar["truncated"] == [1] and len(similar["similarity"]) == 3 and "truncated" not in uncut
     assert openai["data"][0]["truncated"] is True and "truncated" not in openai["data"][1]
     assert info["max_seq_length"] == tiny_model.config.encoder.max_seq_length
     assert info["embedding_max_seq_length"] == 48
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_predict_answers_a_multi_label_head_with_label_lists(tiny_st_dir, tmp_path, backend):
+    from mtst import MultiTaskModel
+    from mtst.inference.backends import load_predictor
+    from mtst.inference.export import export_model
+
+    labels = ["animal", "finance", "sport"]
+    model = MultiTaskModel.from_backbone(tiny_st_dir)
+    model.add_head("tags", "multi_label_classification", labels, hidden_dim=8)
+    model.config.heads["tags"].thresholds = [0.0, 1.0, 0.5]  # animal always, finance never
+    served = model if backend == "torch" else load_predictor(export_model(model.save(tmp_path / "m"), tmp_path / "x"))
+    with TestClient(create_app(served)) as http:
+        got = http.post("/v1/predict", json={"sentences": SENTENCES, "tasks": ["tags"]}).json()["predictions"]
+        info = http.get("/v1/model").json()
+    assert info["tasks"]["tags"] == {"type": "multi_label_classification", "labels": labels}
+    for row, want in zip(got, model.predict(SENTENCES, tasks=["tags"]), strict=True):
+        assert set(row["tags"]) == {"labels", "scores"} and row["tags"]["labels"][:1] == ["animal"]
+        assert "finance" not in row["tags"]["labels"] and list(row["tags"]["scores"]) == labels
+        assert [row["tags"]["scores"][name] for name in labels] == pytest.approx(
+            [want["tags"]["scores"][name] for name in labels], abs=1e-4)

@@ -125,3 +125,42 @@ def test_the_training_docs_python_example_runs(tmp_path, tiny_st_dir, monkeypatc
     trained = names["trained"]
     assert set(trained.model.config.heads) == {"intent", "ner"} and trained.run_dir.parent == Path("runs")
     assert (tmp_path / trained.run_dir / "data" / "ner.jsonl").exists()
+
+
+def test_a_task_with_its_own_dev_and_test_files(tmp_path) -> None:
+    from mtst.cli.train import build_run_config
+    from mtst.data.splits import read_task_splits
+
+    files = write_data(tmp_path / "data")
+    dev, test = tmp_path / "data" / "dev.csv", tmp_path / "data" / "test.csv"
+    dev.write_text("text,label\nthe team lost,sports\n")
+    test.write_text("text,label\nmarket fell,business\nthe game ended,sports\n")
+    config = build_run_config(None, [f"topic={files['topic']},dev={dev},test={test}:sentence_classification",
+                                     f"ner={files['ner']},test={files['ner']}"], [], tmp_path / "run")
+    topic, ner = config.tasks
+    assert topic.type == "sentence_classification" and topic.data.source is None
+    assert (topic.data.train.path, topic.data.dev.path, topic.data.test.path) == (files["topic"], dev, test)
+    splits = read_task_splits("topic", topic.type, topic.data)
+    assert splits["dev"].texts == ["the team lost"] and len(splits["test"]) == 2
+    assert len(splits["train"]) == len(TOPIC_ROWS)  # nothing cut off for dev
+    assert ner.type == "windowed_token_classification" and ner.data.test.format == "conll"
+    assert ner.data.split.dev == 0.1 and ner.data.source.path == files["ner"]  # a test file alone: dev still cut
+    python = build_config({"topic": {"train": files["topic"], "dev": dev, "test": test}},
+                          overrides={"run.output_dir": str(tmp_path / "run2")})
+    assert python.tasks[0].data.test.path == test
+
+
+@pytest.mark.parametrize(("spec", "fragment"), [
+    ("{topic},dev={missing}", "task 'topic': dev file not found: .*missing.csv"),
+    ("{topic},test={missing}", "task 'topic': test file not found"),
+    ("{missing},dev={topic}", "task 'topic': train file not found"),
+    ("{topic},valid={topic}", "'valid' is not dev or test"),
+    ("{topic},dev={topic},dev={topic}", "'dev' comes twice"),
+    ("{topic},dev=", "a path is empty"),
+])
+def test_bad_split_files_are_one_line_errors(tmp_path, spec, fragment) -> None:
+    files = write_data(tmp_path / "data")
+    text = spec.format(topic=files["topic"], missing=tmp_path / "missing.csv")
+    with pytest.raises(MtstError, match=fragment) as error:
+        build_config({"topic": text}, overrides={"run.output_dir": str(tmp_path / "run")})
+    assert "\n" not in str(error.value)

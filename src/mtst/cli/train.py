@@ -99,9 +99,10 @@ def register(app: typer.Typer) -> None:
     def train_command(
         config: Annotated[Path | None, typer.Argument(help="Training config YAML (see configs/ and docs/training.md); "
                                                       "optional with --task.")] = None,
-        task: Annotated[list[str] | None, typer.Option("--task", help="NAME=PATH[:TYPE]: a task from a file (type "
-                                                       "inferred: .conll/.txt -> tokens, csv/tsv/jsonl -> sentences; "
-                                                       "a 10 % dev split is cut). Repeat per task.")] = None,
+        task: Annotated[list[str] | None, typer.Option("--task", help="NAME=PATH[,dev=PATH][,test=PATH][:TYPE]: a "
+                                                       "task from a file (type inferred: .conll/.txt -> tokens, "
+                                                       "csv/tsv/jsonl -> sentences; without dev=, a 10 % dev split "
+                                                       "is cut). Repeat per task.")] = None,
         set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE: any config key, dotted "
                                                        "(optimizer.epochs=3, tasks.ner.crf=false).")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (examples, steps, estimated time "

@@ -63,11 +63,13 @@ def output_fields(predictor: Predictor, options: PredictOptions) -> list[pa.Fiel
     fields = []
     for task in predictor.check_tasks(options.tasks):
         head = predictor.config.heads[task]
+        per_label = pa.struct([(label, pa.float64()) for label in head.labels])
         if task_type(head.type).token_level:
             kind = pa.list_(ENTITY)  # entities with character offsets
+        elif task_type(head.type).multi_label:  # any number of labels, each with its own probability
+            kind = pa.struct([("labels", pa.list_(pa.string())), ("scores", per_label)])
         else:
-            distribution = pa.struct([(label, pa.float64()) for label in head.labels])
-            kind = pa.struct([("label", pa.string()), ("score", pa.float64()), ("distribution", distribution)])
+            kind = pa.struct([("label", pa.string()), ("score", pa.float64()), ("distribution", per_label)])
         fields.append(pa.field(task, kind))
     if options.embedding:
         fields.append(pa.field(EMBEDDING, pa.list_(pa.float32(), int(predictor.config.encoder.hidden_size))))

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from mtst.errors import MtstError, first_line
 from mtst.inference.backends import ModelSpec
+from mtst.inference.truncation import embedding_limit
 from mtst.integrations.ray_data import ROW, MtstPredictor, PredictOptions, output_fields
 from mtst.integrations.ray_sinks import FileSink, PartsSink, PartWriter, output_kind
 from mtst.progress import progress_bar
@@ -76,9 +77,10 @@ def run_job(job: RayJob, spec: ModelSpec, options: PredictOptions, show_progress
     options = replace(options, chunk_size=job.chunk_size)
     kind = output_kind(job.output, options)
     plan = plan_input(job.input, job.chunk_size, options.text_column)
-    fields = output_fields(spec.load(), options)  # the model and the tasks, checked here once
-    sink = PartsSink(job.output, plan.rows) if kind == "parts" else FileSink(kind, job.output, plan.rows,
-                                                                             _empty_schema(options, fields))
+    predictor = spec.load()
+    fields = output_fields(predictor, options)  # the model and the tasks, checked here once
+    sink = PartsSink(job.output, plan.rows) if kind == "parts" else FileSink(
+        kind, job.output, plan.rows, _empty_schema(options, fields), embedding_limit(predictor))
     try:
         if plan.rows:  # an empty input needs no cluster
             with connected(ray, job.address), _quiet("ray.data"):

@@ -1,10 +1,11 @@
 """Where a Ray job's rows go, each output written so that a failed or killed run leaves nothing half-written.
 
 ``.npy`` / ``.jsonl`` / ``.parquet``: one file written by the driver, rows in input order, via a temp file beside
-it and one rename. Any other name: a folder of Parquet parts written by the actors themselves (data that does not
-fit through one machine), staged beside the target and swapped in when complete; each part is named after its
-first row, so a retried task rewrites its own part and never adds a second one. Every sink keeps a ledger of the
-row numbers that came back and fails unless each row came back exactly once.
+it and one rename; a ``.npy`` gets the ``OUT.npy.truncated.json`` sidecar ``mtst encode`` writes (its rows cut at
+the embedding limit), written atomically before the array. Any other name: a folder of Parquet parts written by
+the actors themselves (data that does not fit through one machine), staged beside the target and swapped in when
+complete; each part is named after its first row, so a retried task rewrites its own part and never adds a second
+one. Every sink keeps a ledger of the row numbers that came back and fails unless each row came back exactly once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from numpy.lib.format import open_memmap
 
 from mtst.errors import MtstError
 from mtst.files import current_umask, swap_into_place
-from mtst.integrations.ray_data import EMBEDDING, ROW, MtstPredictor, PredictOptions
+from mtst.inference.truncation import write_sidecar
+from mtst.integrations.ray_data import EMBEDDING, ROW, TRUNCATED, MtstPredictor, PredictOptions
 
 FILE_KINDS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
@@ -62,10 +64,12 @@ class Ledger:
 
 
 class FileSink:
-    """One output file from the driver: a temp file in the target's folder, renamed into place when complete."""
+    """One output file from the driver: a temp file in the target's folder, renamed into place when complete.
+    ``limit``: the tokens the embedding reads, recorded in a ``.npy``'s sidecar."""
 
-    def __init__(self, kind: str, output: Path, rows: int, schema: pa.Schema):
+    def __init__(self, kind: str, output: Path, rows: int, schema: pa.Schema, limit: int | None = None):
         self.kind, self.output, self.ledger, self.schema = kind, output, Ledger(rows), schema
+        self.limit, self.cut = limit, []  # .npy: the rows cut at the embedding limit, in any order
         fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
         os.close(fd)
         self.temp = Path(name)
@@ -83,6 +87,8 @@ class FileSink:
         if self.kind == "npy":  # rows land where they belong: no ordering needed
             values = block.column(EMBEDDING).combine_chunks().flatten().to_numpy()
             self.array[rows] = values.reshape(len(rows), -1)
+            if TRUNCATED in block.column_names:
+                self.cut.extend(rows[block.column(TRUNCATED).to_numpy(zero_copy_only=False)].tolist())
             return
         if len(rows) and not np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
             raise MtstError("a block came back out of row order; the output was not kept")
@@ -109,6 +115,8 @@ class FileSink:
 
     def finish(self) -> None:
         self.ledger.check_complete()
+        if self.kind == "npy":  # before the array: a finished OUT always has its sidecar, as in mtst encode
+            write_sidecar(self.output, self.cut, len(self.ledger.seen), self.limit)
         if self.array is not None:
             self.array.flush()
             self.array = None

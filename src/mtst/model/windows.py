@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mtst.errors import MtstError
+from mtst.model.tasks import task_type
 from mtst.model.tokenization import NO_WORD, Tokenized
 
 
@@ -179,20 +180,32 @@ def mean_vectors(vectors: Sequence[np.ndarray], owners: Sequence[int], count: in
     return out
 
 
+def pooled_prediction(rows: Sequence[dict], head) -> dict:
+    """One sentence task's prediction from its windows' rows: the mean of each label's probability, decoded as the
+    head decodes one row. Multi-label (``{"labels", "scores"}``): the labels at or above the head's own thresholds
+    (``head.chosen``); softmax (``{"label", "score", "distribution"}``): the most probable, None below the head's
+    threshold."""
+    if task_type(head.config.type).multi_label:
+        names = list(rows[0]["scores"])
+        mean = torch.tensor([[row["scores"][name] for name in names] for row in rows]).mean(dim=0)  # (C,)
+        return {"labels": head.chosen(mean[None])[0], "scores": dict(zip(names, mean.tolist(), strict=True))}
+    names = list(rows[0]["distribution"])
+    mean = [sum(row["distribution"][name] for row in rows) / len(rows) for name in names]
+    best = max(range(len(mean)), key=mean.__getitem__)
+    threshold = getattr(head.config, "threshold", None)
+    return {"label": None if threshold is not None and mean[best] < threshold else names[best],
+            "score": mean[best], "distribution": dict(zip(names, mean, strict=True))}
+
+
 def pool_chunks(done: list[dict], results: list[dict], windows: dict[int, tuple[list[int], list[Window]]],
                 heads: dict, embedding: bool, normalize: bool) -> None:
     """Chunked predict: each windowed text's sentence tasks (``heads``, name -> head) become the mean of its
-    windows' probabilities (label: the most probable, or None below the head's threshold), and its embedding the
-    mean of theirs (normalised again when the model normalises); in place on ``results``."""
+    windows' probabilities (``pooled_prediction``), and its embedding the mean of theirs (normalised again when
+    the model normalises); in place on ``results``."""
     for index, (positions, _) in windows.items():
         rows = [done[position] for position in positions]
         for task, head in heads.items():
-            names = list(rows[0][task]["distribution"])
-            mean = [sum(row[task]["distribution"][name] for row in rows) / len(rows) for name in names]
-            best = max(range(len(mean)), key=mean.__getitem__)
-            threshold = getattr(head.config, "threshold", None)
-            results[index][task] = {"label": None if threshold is not None and mean[best] < threshold else names[best],
-                                    "score": mean[best], "distribution": dict(zip(names, mean, strict=True))}
+            results[index][task] = pooled_prediction([row[task] for row in rows], head)
         if embedding:
             vectors = [np.asarray(row["embedding"], dtype=np.float32) for row in rows]
             results[index]["embedding"] = mean_vectors(vectors, [0] * len(rows), 1, normalize)[0].tolist()

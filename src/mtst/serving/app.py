@@ -272,8 +272,10 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
     async def similarity(body: SimilarityRequest) -> Response:
         rows = await run(("embed", True), body.sentences)
         matrix = np.stack([vec for vec, _, _ in rows])  # (N, H), unit length
+        cut = [index for index, (_, _, was_cut) in enumerate(rows) if was_cut]  # as /v1/embed: cut at its limit
         return json_response({"model": settings.model_name, "sentences": body.sentences,
-                              "similarity": np.clip(matrix @ matrix.T, -1.0, 1.0).round(6)})
+                              "similarity": np.clip(matrix @ matrix.T, -1.0, 1.0).round(6),
+                              **({"truncated": cut} if cut else {})})
 
     @app.get("/v1/model", summary="Backbone, dimension, tasks and labels")
     async def model_info() -> Response:

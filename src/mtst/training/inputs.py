@@ -3,7 +3,8 @@
 A file's task type comes from its content: CoNLL (.conll/.iob/.txt: word + tag columns) and JSON lines whose rows
 hold a word list or character ``spans`` are token tasks (the recipe's windowed head: word shapes + BIO CRF by
 default); csv/tsv/other JSON lines are sentence classification. ``PATH:TYPE`` (a task type) or ``PATH:FORMAT``
-overrides the guess. Without a dev file, a deterministic 10 % dev split is cut (``source`` + ``split``).
+overrides the guess. Without a dev file, a deterministic 10 % dev split is cut (``source`` + ``split``); files of
+one's own go beside the training file: ``PATH,dev=PATH[,test=PATH][:TYPE]`` (a test file alone: dev still cut).
 
 In-memory data (lists of (text, label) / (words, tags) / (text, spans), pandas DataFrames, ``datasets.Dataset``)
 is written as JSON lines into ``<run dir>/data/`` and read from there like any file, so a run directory holds
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +27,8 @@ SENTENCE_TYPE = "sentence_classification"
 TOKEN_TYPE = "windowed_token_classification"  # the best measured token head (docs/training-guide.md)
 DEV_SPLIT = {"train": 0.9, "dev": 0.1, "test": 0.0, "seed": 13}
 FORMATS = ("csv", "tsv", "jsonl", "conll", "spans", "hf_disk")
+SPLIT_FILES = ("dev", "test")  # files that may stand beside the training file
+USAGE = "NAME=PATH[,dev=PATH][,test=PATH][:TYPE]"
 
 
 def _first_jsonl_row(path: Path) -> dict:
@@ -62,31 +66,48 @@ def _columns(path: Path, fmt: str) -> dict:
                     "the task in a config with text_column / label_column")
 
 
-def source_of(path: Path, fmt: str, token: bool) -> dict:
-    """The DataSource fields for one file."""
+def source_of(path: Path, fmt: str, token: bool, role: str = "data") -> dict:
+    """The DataSource fields for one file (``role``: which split it is, for the error when it is missing)."""
     if not path.exists():
-        raise MtstError(f"data file not found: {path}")
+        raise MtstError(f"{role} file not found: {path}; check the path")
     source = {"path": str(path), "format": fmt, **_columns(path, fmt)}
     if fmt == "jsonl" and token and "tokens" in _first_jsonl_row(path):
         source.update(text_column="tokens", label_column="tags")
     return source
 
 
-def file_task(name: str, spec: str | Path, dev: str | Path | None = None) -> dict:
-    """One ``tasks`` entry from ``PATH[:TYPE|:FORMAT]`` (and an optional dev file)."""
+def split_files(text: str) -> tuple[str, dict[str, str]]:
+    """``PATH[,dev=PATH][,test=PATH]`` -> the training file and the others by split name."""
+    train, *pairs = re.split(r",(\w+)=", text)
+    keys, paths = pairs[::2], pairs[1::2]
+    bad = next((key for key in keys if key not in SPLIT_FILES or keys.count(key) > 1), None)
+    if bad is not None or not train or not all(paths):
+        problem = ("a path is empty" if bad is None else f"'{bad}' comes twice" if bad in SPLIT_FILES
+                   else f"'{bad}' is not dev or test")
+        raise MtstError(f"--task takes {USAGE} (e.g. intent=train.csv,dev=dev.csv), got '{text}': {problem}")
+    return train, dict(zip(keys, paths, strict=True))
+
+
+def file_task(name: str, spec: str | Path, files: Mapping[str, str | Path] | None = None) -> dict:
+    """One ``tasks`` entry from ``PATH[,dev=PATH][,test=PATH][:TYPE|:FORMAT]`` (``files``: more dev / test files,
+    by split name). A dev file replaces the 10 % dev split; a test file stands beside either."""
     text, kind, fmt = str(spec), None, None
     head, _, tail = text.rpartition(":")
     if head and (tail in TASK_TYPES or tail in FORMATS):
         text, kind, fmt = head, tail if tail in TASK_TYPES else None, tail if tail in FORMATS else None
+    text, named = split_files(text)
+    named.update({split: str(path) for split, path in (files or {}).items() if path is not None})
     path = Path(text)
     kind = kind or ("windowed_token_classification" if fmt in ("conll", "spans") else None) or _guess_type(path)
     token = TASK_TYPES[kind].token_level
-    source = source_of(path, fmt or infer_format(path, token), token)
-    if dev is not None:
-        dev_path = Path(dev)
-        return {"name": name, "type": kind,
-                "data": {"train": source, "dev": source_of(dev_path, infer_format(dev_path, token), token)}}
-    return {"name": name, "type": kind, "data": {"source": source, "split": dict(DEV_SPLIT)}}
+
+    def source(split: str, where: Path) -> dict:
+        return source_of(where, fmt or infer_format(where, token), token, f"task '{name}': {split}")
+
+    data = {"train": source("train", path)} if "dev" in named else {"source": source("train", path),
+                                                                    "split": dict(DEV_SPLIT)}
+    data.update({split: source(split, Path(named[split])) for split in SPLIT_FILES if split in named})
+    return {"name": name, "type": kind, "data": data}
 
 
 # ---- in-memory data ----------------------------------------------------------------------------------------------
@@ -144,10 +165,11 @@ def memory_task(name: str, data: object, directory: Path) -> dict:
 
 
 def task_entry(name: str, data: object, directory: Path) -> dict:
-    """A task from a path (str / Path), a dict of ``train`` / ``dev`` paths (+ ``type``), or in-memory rows."""
+    """A task from a path (str / Path), a dict of ``train`` [/ ``dev`` / ``test``] paths (+ ``type``), or in-memory
+    rows."""
     if isinstance(data, str | Path):
         return file_task(name, data)
     if isinstance(data, Mapping) and "train" in data:
         spec = f"{data['train']}:{data['type']}" if "type" in data else data["train"]
-        return file_task(name, spec, data.get("dev"))
+        return file_task(name, spec, {split: data.get(split) for split in SPLIT_FILES})
     return memory_task(name, data, directory)
