@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mtst.model.pooling import POOLINGS
     from mtst.model.tasks import TASK_TYPES, TaskType
     from mtst.training.api import train
+    from mtst.training.few_shot import fit_few_shot, update
 
 __version__ = "0.1.0"
 
@@ -32,11 +33,13 @@ _LAZY = {
     "MultiTaskModel": "mtst.model.multitask",
     "TaskType": "mtst.model.tasks",
     "train": "mtst.training.api",
+    "fit_few_shot": "mtst.training.few_shot",
+    "update": "mtst.training.few_shot",
 }
 
 # MtstError and the keys of _LAZY (tests/test_extras.py checks)
 __all__ = ["POOLINGS", "TASK_TYPES", "EncoderConfig", "Head", "HeadConfig", "ModelConfig", "MtstError",
-           "MultiTaskModel", "TaskType", "train"]
+           "MultiTaskModel", "TaskType", "fit_few_shot", "train", "update"]
 
 
 def __getattr__(name: str):

@@ -21,8 +21,9 @@ from mtst.extras import EXTRAS, message
 
 runner = CliRunner()
 COMMANDS = get_command(app).commands
-WRITES_FILES = {"encode", "similarity", "predict", "info", "train", "evaluate", "export", "calibrate"}
-RUNS_A_MODEL = {"encode", "similarity", "predict", "demo", "train", "evaluate", "export", "serve", "calibrate"}
+WRITES_FILES = {"encode", "similarity", "predict", "info", "train", "evaluate", "export", "calibrate", "few-shot"}
+RUNS_A_MODEL = {"encode", "similarity", "predict", "demo", "train", "evaluate", "export", "serve", "calibrate",
+                "few-shot"}
 ON_A_DEVICE = {"encode", "similarity", "predict", "demo", "train", "evaluate", "serve", "calibrate"}
 PRECISION = ON_A_DEVICE - {"train"}  # --precision: how torch runs inference on the CPU (training is its own)
 # bench (being written beside this) should join RUNS_A_MODEL once it takes --threads

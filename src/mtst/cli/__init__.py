@@ -8,10 +8,10 @@ training, inference, serving); nothing imports it.
 
 from __future__ import annotations
 
-from mtst.cli import bench, calibrate, demo, encode, evaluate, export, info, predict, serve, similarity, train
+from mtst.cli import bench, calibrate, demo, encode, evaluate, export, few_shot, info, predict, serve, similarity, train
 from mtst.cli.app import app
 
-for _command in (encode, similarity, predict, info, demo, train, evaluate, calibrate, export, serve, bench):
+for _command in (encode, similarity, predict, info, demo, train, evaluate, calibrate, few_shot, export, serve, bench):
     _command.register(app)
 
 __all__ = ["app"]

@@ -1,0 +1,157 @@
+"""Few-shot heads (mtst.training.few_shot): deterministic for a seed, the embedding and other heads bit-identical,
+better than zero-shot when label names say nothing, warm updates, save/load, one-line errors, export parity."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import mtst
+from mtst import MtstError, MultiTaskModel
+from mtst.training.few_shot import FewShotFit, choose_method, fit_few_shot, update_few_shot
+
+# Label names the tiny encoder cannot relate to the texts; each label's texts come from its own words.
+WORDS = {"x": ["stock", "market", "fell", "rose", "today"], "y": ["team", "game", "won", "play", "guitar"],
+         "z": ["cat", "dog", "sat", "mat", "man"]}
+PROBE = ["the stock fell today", "team won", "a", "the cat sat on the mat"]
+
+
+def draw(per_label: int, seed: int, labels=("x", "y", "z")) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    texts, gold = [], []
+    for label in labels:
+        for _ in range(per_label):
+            texts.append(" ".join(rng.choice(WORDS[label]) for _ in range(5)))
+            gold.append(label)
+    return texts, gold
+
+
+def accuracy(model: MultiTaskModel, texts: list[str], gold: list[str]) -> float:
+    rows = model.predict(texts, tasks=["intent"])
+    return 100 * sum(row["intent"]["label"] == label for row, label in zip(rows, gold, strict=True)) / len(gold)
+
+
+@pytest.fixture
+def model(tiny_model) -> MultiTaskModel:
+    """The tiny model (topic + NER heads) with a zero-shot task whose label names are uninformative."""
+    tiny_model.add_head("intent", "zero_shot_classification", ["x", "y", "z"])
+    return tiny_model
+
+
+def other_outputs(model: MultiTaskModel) -> tuple[dict, np.ndarray]:
+    features = model.tokenizer.collate(model.tokenizer(PROBE))
+    with torch.no_grad():
+        logits = model(features, tasks=["topic", "ner"])["logits"]
+    return logits, model.encode(PROBE)
+
+
+@pytest.mark.parametrize("method", ["prototype", "logistic"])
+def test_a_fit_is_deterministic_for_a_seed(model, method):
+    texts, gold = draw(8, seed=1)
+    first = fit_few_shot(model, "intent", texts, gold, method=method, seed=3)
+    vectors, temperature = model.heads["intent"].label_vectors.clone(), model.config.heads["intent"].temperature
+    second = fit_few_shot(model, "intent", texts, gold, method=method, seed=3)
+    assert torch.equal(model.heads["intent"].label_vectors, vectors)
+    assert model.config.heads["intent"].temperature == temperature
+    assert (first.method, first.examples, first.train_accuracy) == (second.method, second.examples,
+                                                                    second.train_accuracy) == (method, 24, 100.0)
+
+
+def test_fit_and_update_leave_the_embedding_and_every_other_head_bit_identical(model):
+    logits, embeddings = other_outputs(model)
+    fit_few_shot(model, "intent", *draw(8, seed=1))
+    update_few_shot(model, "intent", *draw(2, seed=2))
+    after_logits, after_embeddings = other_outputs(model)
+    assert all(torch.equal(logits[task], after_logits[task]) for task in ("topic", "ner"))
+    assert np.array_equal(embeddings, after_embeddings)
+
+
+@pytest.mark.parametrize("method", ["prototype", "logistic"])
+def test_few_shot_beats_zero_shot_when_label_names_say_nothing(model, method):
+    held_out = draw(30, seed=99)
+    zero_shot = accuracy(model, *held_out)
+    fit = fit_few_shot(model, "intent", *draw(8, seed=1), method=method)
+    few_shot = accuracy(model, *held_out)
+    assert isinstance(fit, FewShotFit) and fit.seconds > 0
+    assert few_shot >= 90 and few_shot > zero_shot + 30
+
+
+def test_update_moves_the_vectors_towards_new_examples_and_keeps_the_labels(model):
+    fit_few_shot(model, "intent", *draw(8, seed=1))
+    before = model.heads["intent"].label_vectors.clone()
+    texts = ["guitar guitar play", "play the guitar", "guitar"] * 2  # only "y", and only its guitar corner
+    new = torch.from_numpy(model.encode(texts, normalize_embeddings=True)).mean(dim=0)
+    fit = update_few_shot(model, "intent", texts, ["y"] * len(texts))
+    after = model.heads["intent"].label_vectors
+    assert model.heads["intent"].labels == ["x", "y", "z"] and fit.examples == 6
+    assert float(after[1] @ new) > float(before[1] @ new)
+    assert torch.equal(after[[0, 2]], before[[0, 2]])  # labels without new examples keep their vectors
+
+
+def test_a_label_without_examples_keeps_its_zero_shot_vector(model):
+    zero_shot = model.heads["intent"].label_vectors.clone()
+    fit_few_shot(model, "intent", *draw(8, seed=1, labels=("x", "y")))
+    assert torch.equal(model.heads["intent"].label_vectors[2], zero_shot[2])
+    assert not torch.equal(model.heads["intent"].label_vectors[0], zero_shot[0])
+
+
+def test_a_new_task_is_added_with_sorted_labels_and_descriptions(bare_model):
+    texts, gold = draw(4, seed=1, labels=("z", "x"))
+    fit = fit_few_shot(bare_model, "intent", texts, gold, descriptions={"x": "money", "y": "sport", "z": "pets"})
+    config = bare_model.config.heads["intent"]
+    assert config.type == "zero_shot_classification" and config.labels == ["x", "y", "z"]
+    assert config.descriptions == ["money", "sport", "pets"] and fit.examples == 8
+    zero_shot = bare_model.encode(["y: sport"], normalize_embeddings=True)[0]
+    assert np.allclose(bare_model.heads["intent"].label_vectors[1].numpy(), zero_shot, atol=1e-6)
+
+
+def test_save_and_load_keep_the_vectors_and_the_temperature(model, tmp_path):
+    fit_few_shot(model, "intent", *draw(8, seed=1))
+    temperature = model.config.heads["intent"].temperature
+    assert temperature is not None and temperature != model.heads["intent"].DEFAULT_TEMPERATURE
+    loaded = MultiTaskModel.load(model.save(tmp_path / "m"))
+    assert torch.equal(loaded.heads["intent"].label_vectors, model.heads["intent"].label_vectors)
+    assert loaded.heads["intent"].temperature == temperature
+    assert loaded.predict(PROBE, tasks=["intent"]) == model.predict(PROBE, tasks=["intent"])
+
+
+def test_bad_input_is_a_one_line_error(model):
+    texts, gold = draw(2, seed=1)
+    with pytest.raises(MtstError, match=r"labels \['w'\] are not among"):
+        update_few_shot(model, "intent", texts, [*gold[:-1], "w"])
+    with pytest.raises(MtstError, match="one label per text"):
+        fit_few_shot(model, "intent", texts, gold[:-1])
+    with pytest.raises(MtstError, match="few-shot fitting is for zero_shot_classification"):
+        fit_few_shot(model, "topic", texts, gold)
+    with pytest.raises(MtstError, match="unknown few-shot method"):
+        fit_few_shot(model, "intent", texts, gold, method="setfit")
+    with pytest.raises(MtstError, match="fit_few_shot adds it"):
+        update_few_shot(model, "missing", texts, gold)
+    with pytest.raises(MtstError, match="at least 2 labels"):
+        fit_few_shot(model, "single", texts[:2], gold[:2])
+    assert "single" not in model.config.heads  # nothing half-added
+    with pytest.raises(MtstError, match="one description per label"):
+        fit_few_shot(model, "intent", texts, gold, descriptions=["only one"])
+    assert model.config.heads["intent"].descriptions is None
+
+
+def test_the_public_names_and_the_auto_rule():
+    assert mtst.fit_few_shot is fit_few_shot and mtst.update is update_few_shot
+    assert {choose_method(n) for n in (1, 8, 16, 64)} <= {"prototype", "logistic"}
+
+
+def test_onnx_export_parity_of_a_fitted_head(model, tmp_path):
+    from mtst.inference.backends import load_predictor
+    from mtst.inference.export import export_model
+
+    fit_few_shot(model, "intent", *draw(8, seed=1))
+    model.save(tmp_path / "m")
+    exported = load_predictor(export_model(tmp_path / "m", tmp_path / "onnx"))
+    want, got = model.predict(PROBE, tasks=["intent"]), exported.predict(PROBE, tasks=["intent"])
+    for w, g in zip(want, got, strict=True):
+        assert w["intent"]["label"] == g["intent"]["label"]
+        assert np.allclose(list(w["intent"]["distribution"].values()), list(g["intent"]["distribution"].values()),
+                           atol=1e-4)
