@@ -20,7 +20,7 @@ from mtst.cli.app import DeviceOpt, PrecisionOpt, ThreadsOpt
 API_KEY_ENV = "MTST_API_KEY"
 # Idle OpenMP threads spin by default. In a server they spin between batches and starve the event loop and
 # the batcher thread; on a busy 2-core machine that took single-request p50 from ~16 ms to ~980 ms
-# (docs/performance.md, "Serving under load"). libgomp reads this once, when torch is imported.
+# (benchmarks/speed/HISTORY.md, "Serving under load"). libgomp reads this once, when torch is imported.
 OMP_POLICY_ENV = "OMP_WAIT_POLICY"
 
 

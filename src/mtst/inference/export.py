@@ -1,6 +1,7 @@
 """Whole-model export: encoder + pooling + normalisation + every head in one graph.
 
-    <out>/model.onnx | openvino_model.xml + .bin   the graph: inputs input_ids, attention_mask (B, T) int64;
+    <out>/model.onnx | openvino_model.xml + .bin   the graph: inputs input_ids, attention_mask (B, T) int64, and
+                                                   shape_ids (B, T) int64 when a token head reads word shapes;
                                                    outputs sentence_embedding (B, H) and logits_<task>
                                                    ((B, C) sentence heads, (B, T, C) token heads)
     <out>/tokenizer.json, vocab.txt, ...           the tokenizer, so the folder is self-contained

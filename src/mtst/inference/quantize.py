@@ -35,7 +35,7 @@ def quantize_onnx_int8(source: Path, target: Path) -> dict:
     """Dynamic int8 of the encoder's weight MatMuls, per-channel with reduce_range; the heads and the
     embedding table stay fp32. On MiniLM (STS-B test, batch 64): quantising the embedding Gather too cost
     0.23 Spearman (81.82 vs 82.05; fp32 82.03); per-tensor weights 81.67 and per-channel without reduce_range
-    81.69 (docs/performance.md)."""
+    81.69 (benchmarks/speed/HISTORY.md, "Reading the numbers")."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -52,7 +52,8 @@ def quantize_onnx_int8(source: Path, target: Path) -> dict:
 # NNCF int8 keeps these in floating point (regular expressions, prefix match on node names): every head and
 # the FFN output projection of the first two encoder layers (BERT naming; a pattern that matches nothing is a
 # no-op). The heads are small and encode() never runs them; the two projections cost ~6 % CPU time and lift task
-# agreement with torch to >= 98 % on MiniLM (docs/performance.md has the sweep).
+# agreement with torch to >= 98 % on MiniLM (benchmarks/speed/HISTORY.md, "int8: same predicted label as torch",
+# has the sweep).
 # A branched model runs the encoder's layers one by one (mtst.model.branch), so they are named
 # /model/encoder/layer.<i>/... instead of /model/encoder/transformer/encoder/layer.<i>/...: the pattern takes both.
 NNCF_FLOAT_SCOPE = [NOT_ENCODER, ENCODER_SCOPE + r"(transformer/encoder/)?layer\.[01]/output/dense/"]

@@ -145,7 +145,8 @@ class OnnxRuntime(ExportedRuntime):
     convolution running for ``run(["sentence_embedding"])``), so ``encode`` runs the encoder part of the graph
     cut at the embedding (``encoder_graph``; int8: 11.5 % less CPU). ``predict`` runs the whole graph in one
     session, created on first use: the two parts one after the other made all heads cost 1.44x the embeddings
-    alone, the whole graph 1.06x (docs/performance.md). Encode-only users never load it.
+    alone, the whole graph 1.06x (benchmarks/speed/HISTORY.md, "ONNX `predict` through the whole graph").
+    Encode-only users never load it.
     """
 
     backend = "onnx"
