@@ -3,13 +3,13 @@ embedding, on torch, ONNX Runtime and OpenVINO, fp32 and int8 (the variants are 
 
     make bench-speed            # = .venv/bin/python -m benchmarks.speed   (every variant, one round)
     make bench-speed-rounds     # = ... -m benchmarks.speed --rounds 5 --variants openvino-fp32,onnx-fp32,openvino-int8
-    .venv/bin/python -m benchmarks.speed --subsample 1000 --threads 2 --work /tmp/mtst-bench-speed --reuse
+    .venv/bin/python -m benchmarks.speed --subsample 1000 --threads 2 --work WORK_DIR --reuse
     .venv/bin/python -m benchmarks.speed --variants one-pass --subsample 1000 --threads 2 --repeats 5
 
 A round runs the reference (sentence-transformers), then every variant, each in its own process with the same threads
 on the same sentences; a ratio is a variant's speed over the reference's in the same round (a shared machine's drift
-cancels), the figures are medians over rounds. Writes benchmarks/speed/results/speed-<stamp>.json and the table of
-docs/performance.md § Offline inference speed (several rounds: rounds-<stamp>.json and the rounds block). ``--variants
+cancels), the figures are medians over rounds. Writes benchmarks/speed/results/speed-<stamp>.json and its table into
+the generated page docs/speed-tables.md (several rounds: rounds-<stamp>.json and the rounds block there). ``--variants
 one-pass``: predict with the embedding over encode per task path (variants.ONE_PASS), one_pass-<stamp>.json and the
 table printed and written beside it (.md); docs untouched.
 """
@@ -97,9 +97,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from: {', '.join([*VARIANTS, *ONE_PASS])}; or one-pass")
     parser.add_argument("--reuse", action="store_true", help="reuse the model and exports already in --work")
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
-    parser.add_argument("--block", default="main", help="the table block of docs/performance.md to write")
-    parser.add_argument("--render", type=Path, help="only re-render this saved result file into docs/performance.md")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/speed-tables.md")
+    parser.add_argument("--block", default="main", help="the table block of docs/speed-tables.md to write")
+    parser.add_argument("--render", type=Path, help="only re-render this saved result file into docs/speed-tables.md")
     args = parser.parse_args()
     if args.render:
         return write_docs(json.loads(args.render.read_text()), args.render.resolve().relative_to(REPO), args.block)

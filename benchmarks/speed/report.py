@@ -1,4 +1,4 @@
-"""A speed run as markdown between markers in docs/performance.md (the rest of the file is kept): one round gives a
+"""A speed run as markdown between markers in docs/speed-tables.md (the rest of the file is kept): one round gives a
 table block ("main", or a named one: each has its own markers), several rounds give the rounds block. Re-render a
 saved run with ``python -m benchmarks.speed --render benchmarks/speed/results/speed-STAMP.json [--block NAME]``."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO, replace_block
 
-DOCS = REPO / "docs" / "performance.md"
+DOCS = REPO / "docs" / "speed-tables.md"  # generated; docs/performance.md quotes and explains it
 HEADING, ROUNDS_HEADING = "## Offline inference speed", "## Speed ratios over alternating rounds"
 ROUNDS_MARKERS = ("<!-- speed-rounds:begin -->", "<!-- speed-rounds:end -->")
 SETS = {"stsb": "STS-B", "short": "short", "long": "long"}  # older runs also timed short and long sentences

@@ -1,5 +1,5 @@
 """``mtst train [CONFIG] [--task NAME=PATH[:TYPE]]... [--set KEY=VALUE]... [--dry-run] [--resume RUN_DIR]
-[--num-processes N] [--output-dir DIR] [--mixed-precision no|bf16]``.
+[--num-processes N] [--output DIR] [--mixed-precision no|bf16]``.
 
 A thin layer: build and validate the config (mtst.training.api.build_config: the YAML if given, the tasks, the
 dotted overrides, the recipe's defaults for the rest), print the plan (--dry-run) or call
