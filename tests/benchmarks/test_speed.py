@@ -18,7 +18,8 @@ def test_every_variant_names_a_runtime_and_a_call_the_harness_has() -> None:
     assert REFERENCE in VARIANTS
     assert not set(VARIANTS) & set(ONE_PASS)
     for variant in [*VARIANTS.values(), *ONE_PASS.values()]:
-        assert variant.runtime in {"sentence-transformers", "model", "backbone", "backbone-openvino", *EXPORTS}, variant.name
+        runtimes = {"sentence-transformers", "model", "backbone", "backbone-openvino", *EXPORTS}
+        assert variant.runtime in runtimes, variant.name
         assert variant.call in {"encode", "predict", "predict+embedding", "separate"}, variant.name
         assert variant.runtime != "sentence-transformers" or variant.call == "encode"
 

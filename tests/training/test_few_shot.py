@@ -155,3 +155,9 @@ def test_onnx_export_parity_of_a_fitted_head(model, tmp_path):
         assert w["intent"]["label"] == g["intent"]["label"]
         assert np.allclose(list(w["intent"]["distribution"].values()), list(g["intent"]["distribution"].values()),
                            atol=1e-4)
+
+
+def test_a_fit_drops_a_confidence_curve_fitted_at_the_old_temperature(model):
+    model.config.heads["intent"].confidence_curve = [[0.0, 0.0], [1.0, 0.5]]
+    fit_few_shot(model, "intent", *draw(4, seed=1))
+    assert model.config.heads["intent"].confidence_curve is None

@@ -63,6 +63,9 @@ class HeadConfig(StrictModel):
     # the probability below which the label is None (abstention; None: off)
     temperature: float | None = Field(None, gt=0)
     threshold: float | None = Field(None, ge=0.0, le=1.0)
+    # Sentence heads, after the temperature: the top probability mapped through these [confidence, calibrated] knots
+    # (linear between them, confidence increasing; isotonic calibration fits them; None: off), the others rescaled
+    confidence_curve: list[tuple[Probability, Probability]] | None = Field(None, min_length=2)
     # Multi-label heads: the probability each label needs, in label order (None: 0.5 each; mtst.training.thresholds)
     thresholds: list[Probability] | None = None
 
@@ -72,6 +75,13 @@ class HeadConfig(StrictModel):
         if len(set(labels)) != len(labels):
             raise ValueError(f"labels must be unique, got {labels}")
         return labels
+
+    @field_validator("confidence_curve")
+    @classmethod
+    def _increasing_knots(cls, knots: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if knots is not None and any(b[0] < a[0] for a, b in zip(knots, knots[1:], strict=False)):
+            raise ValueError("confidence_curve knots must be in increasing order of confidence (their first value)")
+        return knots
 
 
 class ModelConfig(StrictModel):

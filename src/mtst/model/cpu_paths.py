@@ -108,7 +108,9 @@ def library_versions() -> dict[str, str]:
 def model_fingerprint(config: ModelConfig) -> str:
     """The model's architecture (what speed and the gate depend on), from its config alone: ``mtst info`` can
     read the cached choice without loading weights."""
-    raw = config.model_dump(mode="json", exclude={"trained": True, "encoder": {"backbone_sha256"}})
+    decoding = {"temperature", "threshold", "thresholds", "confidence_curve"}  # calibration: no effect on speed
+    raw = config.model_dump(mode="json", exclude={"trained": True, "encoder": {"backbone_sha256"},
+                                                  "heads": {"__all__": decoding}})
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 

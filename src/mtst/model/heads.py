@@ -75,8 +75,20 @@ class SentenceClassificationHead(Head):
         return self.DEFAULT_TEMPERATURE if fitted is None else fitted
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """(B, C) calibrated probabilities: softmax(logits / temperature), in float32."""
-        return (logits.float() / self.temperature).softmax(dim=-1)
+        """(B, C) calibrated probabilities: softmax(logits / temperature), in float32; with a ``confidence_curve``
+        (mtst.training.calibration) the top one goes through it and the others share the rest, in proportion."""
+        probs = (logits.float() / self.temperature).softmax(dim=-1)
+        if self.config.confidence_curve is None:
+            return probs
+        knots = torch.tensor(self.config.confidence_curve, device=probs.device)  # (K, 2): confidence -> calibrated
+        top, best = probs.max(dim=-1, keepdim=True)  # (B, 1)
+        right = torch.searchsorted(knots[:, 0].contiguous(), top).clamp(1, len(knots) - 1)
+        (x0, y0), (x1, y1) = knots[right - 1].unbind(-1), knots[right].unbind(-1)  # (B, 1) each
+        mapped = y0 + (y1 - y0) * ((top - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+        others = probs.scatter(-1, best, 0.0)
+        rest, second = others.sum(-1, keepdim=True), others.max(-1, keepdim=True).values
+        mapped = torch.maximum(mapped, second / (rest + second).clamp_min(1e-30) + 1e-6)  # the top label stays on top
+        return (others * (1 - mapped) / rest.clamp_min(1e-30)).scatter(-1, best, mapped)
 
     def decode(self, logits: torch.Tensor, items: Sequence[Tokenized], texts: Sequence[str]) -> list[dict]:
         probs = self.probabilities(logits).tolist()

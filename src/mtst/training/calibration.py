@@ -1,10 +1,19 @@
-"""Calibrated scores for sentence heads: temperature scaling fitted on dev data, and expected calibration error.
+"""Calibrated scores for sentence heads: temperature scaling and a confidence curve fitted on dev data, and expected
+calibration error.
 
 Temperature scaling (Guo et al., 2017) divides a head's logits by one number T > 0 before the softmax. It is
 fitted by minimising the negative log-likelihood of the dev labels over log T (a golden-section search: the NLL
 is convex in 1 / T, so unimodal in log T). Only decoding reads T (``Head.temperature``): logits, the arg-max and
 so every accuracy stay as they were, and every runtime applies it because they share the heads' decoding.
 A per-head ``threshold`` (off by default) makes decoding answer ``"label": None`` below that probability.
+
+Method ``isotonic`` (the default) then fits an isotonic regression (scikit-learn) of "the arg-max is right" on the
+top probability after the temperature, stored as knots (``HeadConfig.confidence_curve``); decoding maps each row's
+top probability through them and rescales the others to share the rest, keeping the top label on top, so the
+arg-max still never moves. One temperature cannot fix a head that is over-confident at some confidences and
+under-confident at others (measured on the shipped heads: benchmarks/calibration.py, docs/data-and-evaluation.md
+§ Calibration). Vector scaling (a scale and bias per class) was measured too and is not offered: it moved
+arg-maxes and calibrated worse.
 
 Expected calibration error: 15 equal-width confidence bins over (0, 1]; the support-weighted mean of
 |accuracy - mean confidence| per bin, where confidence is the top probability and a row is correct when its
@@ -25,6 +34,7 @@ from mtst.model.tasks import task_type
 
 BINS = 15
 LOG_T_RANGE = (-7.0, 5.0)  # T from ~0.001 (zero-shot cosines) to ~150
+METHODS = ("temperature", "isotonic")
 
 
 def expected_calibration_error(probs: torch.Tensor, gold: torch.Tensor, bins: int = BINS) -> float:
@@ -47,6 +57,11 @@ def nll(logits: torch.Tensor, gold: torch.Tensor, temperature: float) -> float:
     return float(torch.nn.functional.cross_entropy(logits.double() / temperature, gold))
 
 
+def probabilities_nll(probs: torch.Tensor, gold: torch.Tensor) -> float:
+    """Mean negative log-likelihood of (N,) gold ids under (N, C) probabilities."""
+    return float(-probs.double().gather(-1, gold[:, None]).clamp_min(1e-12).log().mean())
+
+
 def fit_temperature(logits: torch.Tensor, gold: torch.Tensor, iterations: int = 100) -> float:
     """The T > 0 minimising the NLL of softmax(logits / T) on (N, C) logits and (N,) gold ids."""
     low, high = LOG_T_RANGE
@@ -63,6 +78,22 @@ def fit_temperature(logits: torch.Tensor, gold: torch.Tensor, iterations: int = 
             b = low + ratio * (high - low)
             fb = nll(logits, gold, math.exp(b))
     return math.exp((low + high) / 2)
+
+
+def fit_confidence_curve(probs: torch.Tensor, gold: torch.Tensor) -> list[tuple[float, float]]:
+    """Knots [(confidence, calibrated), ...] of the isotonic regression of "the arg-max of (N, C) ``probs`` is the
+    (N,) gold id" on the top probability, extended flat to 0 and 1 (what scikit-learn's clipping does)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    confidence, best = probs.double().max(dim=-1)
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    fit.fit(confidence.numpy(), (best == gold).double().numpy())
+    knots = list(zip(fit.X_thresholds_.tolist(), fit.y_thresholds_.tolist(), strict=True))
+    if knots[0][0] > 0:
+        knots.insert(0, (0.0, knots[0][1]))
+    if knots[-1][0] < 1:
+        knots.append((1.0, knots[-1][1]))
+    return knots
 
 
 def sentence_logits(model: MultiTaskModel, task: str, texts: list[str], batch_size: int = 64) -> torch.Tensor:
@@ -83,10 +114,12 @@ def sentence_logits(model: MultiTaskModel, task: str, texts: list[str], batch_si
 
 
 def calibrate(model: MultiTaskModel, task: str, examples: Examples, threshold: float | None = None,
-              batch_size: int = 64) -> dict[str, float]:
-    """Fit ``task``'s temperature on ``examples`` (dev data, not test) and store it, with ``threshold`` when given,
-    in the model's head config (``model.save`` keeps both). Returns the temperature and the ECE (0-1) and NLL
-    before and after."""
+              method: str = "isotonic", batch_size: int = 64) -> dict[str, float]:
+    """Fit ``task``'s temperature on ``examples`` (dev data, not test), and with ``method="isotonic"`` its confidence
+    curve, and store them, with ``threshold`` when given, in the model's head config (``model.save`` keeps them).
+    Returns the temperature, the number of curve knots, and the ECE (0-1) and NLL before and after."""
+    if method not in METHODS:
+        raise MtstError(f"unknown calibration method '{method}'; choose one of: {', '.join(METHODS)}")
     config = model.config.heads.get(task)
     if config is None:
         raise MtstError(f"task '{task}' is not in the model; its tasks are: {', '.join(model.tasks) or 'none'}")
@@ -101,13 +134,17 @@ def calibrate(model: MultiTaskModel, task: str, examples: Examples, threshold: f
         raise MtstError(f"task '{task}': calibration needs dev examples, got {len(examples)}")
     logits = sentence_logits(model, task, list(examples.texts), batch_size)
     gold = torch.tensor([labels.index(label) for label in examples.labels])
-    before = model.heads[task].temperature
-    fitted = fit_temperature(logits, gold)
-    result = {"temperature_before": before, "temperature": fitted, "examples": float(len(gold)),
-              "ece_before": expected_calibration_error((logits / before).softmax(dim=-1), gold),
-              "ece_after": expected_calibration_error((logits / fitted).softmax(dim=-1), gold),
-              "nll_before": nll(logits, gold, before), "nll_after": nll(logits, gold, fitted)}
-    config.temperature = fitted
+    head = model.heads[task]
+    before, temperature = head.probabilities(logits), head.temperature
+    config.temperature, config.confidence_curve = fit_temperature(logits, gold), None
+    if method == "isotonic":
+        config.confidence_curve = fit_confidence_curve(head.probabilities(logits), gold)
+    after = head.probabilities(logits)
+    ece = expected_calibration_error
+    result = {"temperature_before": temperature, "temperature": config.temperature, "examples": float(len(gold)),
+              "knots": float(len(config.confidence_curve or [])),
+              "ece_before": ece(before, gold), "ece_after": ece(after, gold),
+              "nll_before": probabilities_nll(before, gold), "nll_after": probabilities_nll(after, gold)}
     if threshold is not None:
         config.threshold = threshold
     return result

@@ -123,6 +123,7 @@ def _fit(model: MultiTaskModel, task: str, prior: torch.Tensor, texts: Sequence[
     with torch.no_grad():
         head.label_vectors.copy_(vectors.to(head.label_vectors.device, head.label_vectors.dtype))
     model.config.heads[task].temperature = temperature  # the same object as head.config: save() keeps it
+    model.config.heads[task].confidence_curve = None  # a curve fitted at another temperature no longer holds
     accuracy = 100 * float(((x @ vectors.T).argmax(dim=-1) == gold).double().mean())
     return FewShotFit(task=task, method=method, examples=len(gold), seconds=time.perf_counter() - started,
                       train_accuracy=accuracy)
