@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 # The exact versions of everything installed (pyproject.toml holds ranges): results do not move between installs.
 LOCK   := requirements/lock.txt
 
-.PHONY: setup demo test lint lock clean bench-quality bench-load bench-speed bench-speed-rounds
+.PHONY: setup demo test lint lock clean bench-quality bench-fewshot bench-load bench-speed bench-speed-rounds
 
 $(STAMP): pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
@@ -33,6 +33,18 @@ bench-quality: setup
 	bash benchmarks/quality/queue.sh
 	$(PY) -m benchmarks.quality report
 
+# Few-shot classification vs SetFit 1.2 (needs ../shared/data): SetFit gets its own venv (its pins are not ours);
+# hours on 2 CPU cores (--shots 8 16 first: the goals); resumable; table and plot in docs/few-shot.md.
+SETFIT_VENV := .venv-setfit
+$(SETFIT_VENV)/bin/python:
+	python3 -m venv $(SETFIT_VENV)
+	$(SETFIT_VENV)/bin/pip install --quiet -c $(LOCK) $(TORCH)
+	$(SETFIT_VENV)/bin/pip install --quiet setfit==1.2.0
+
+bench-fewshot: setup $(SETFIT_VENV)/bin/python
+	$(PY) -m benchmarks.fewshot
+	$(PY) -m benchmarks.fewshot report
+
 # Serving under load (needs ../shared/data/stsb): ~1.5 min; JSON in benchmarks/load/results/, see docs/serving.md.
 bench-load: setup
 	$(PY) -m benchmarks.load
@@ -48,7 +60,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
 
 # Offline inference speed (needs ../shared/data): ~10 min on 2 idle cores; JSON in benchmarks/speed/results/,
-# table in docs/performance.md.
+# table in docs/speed-tables.md (generated; docs/performance.md explains it).
 bench-speed: setup
 	$(PY) -m benchmarks.speed
 
