@@ -161,3 +161,16 @@ def test_a_fit_drops_a_confidence_curve_fitted_at_the_old_temperature(model):
     model.config.heads["intent"].confidence_curve = [[0.0, 0.0], [1.0, 0.5]]
     fit_few_shot(model, "intent", *draw(4, seed=1))
     assert model.config.heads["intent"].confidence_curve is None
+
+
+def test_the_prior_weight_is_large_for_a_telling_label_text_and_small_for_a_misleading_one():
+    from mtst.training.few_shot import PRIOR_WEIGHTS, held_out_prior_weight
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(3, 16, generator=generator, dtype=torch.double), dim=-1)
+    gold = torch.arange(3).repeat_interleave(4)  # 4 noisy examples per label
+    x = torch.nn.functional.normalize(centres[gold] + 0.25 * torch.randn(12, 16, generator=generator,
+                                                                          dtype=torch.double), dim=-1)
+    assert held_out_prior_weight(centres, x, gold, 0.05) >= 8  # the label texts point at the class centres
+    misleading = centres[[1, 2, 0]]  # each label's text describes another label
+    assert held_out_prior_weight(misleading, x, gold, 0.05) == PRIOR_WEIGHTS[0]

@@ -6,8 +6,10 @@ every other head stay bit-identical, and the head is still one matrix product in
 load, export and every runtime work unchanged.
 
 Methods (``choose_method`` picks one from the number of examples per label):
-    prototype  each label's vector = normalise(its prior vector * PRIOR_WEIGHT + the sum of its examples' unit
-               embeddings): a class mean that starts from the zero-shot vector (a prior worth one example).
+    prototype  each label's vector = normalise(its prior vector * w + the sum of its examples' unit embeddings):
+               a class mean that starts from the zero-shot vector, worth w examples; w is chosen per fit by
+               leave-one-out on the examples themselves (``held_out_prior_weight``), so a label text that describes
+               its examples well keeps a large say and a bare or misleading name a small one.
     logistic   from the prototypes, minimise the mean cross-entropy of softmax(cos(x, W) / T) plus an anchor
                l2 * ||W - W_init||^2, full-batch L-BFGS on the cached embeddings (float64, deterministic on the
                CPU); W's rows are normalised at the end.
@@ -37,7 +39,8 @@ from mtst.model.tasks import ZeroShotClassification, task_type
 
 ZERO_SHOT = ZeroShotClassification.name
 METHODS = ("auto", "prototype", "logistic")
-PRIOR_WEIGHT = 1.0  # the label text's vector counts as one example in a prototype
+PRIOR_WEIGHT = 1.0  # prototypes() default: the prior vector counts as one example
+PRIOR_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # what held_out_prior_weight chooses from
 LBFGS_STEPS = 100  # iterations of one full-batch L-BFGS run: converges on a few hundred examples
 TEMPERATURE_RANGE = (0.005, 1.0)  # where a fitted T may lie (cosines are in [-1, 1])
 
@@ -52,6 +55,7 @@ class FewShotFit:
     examples: int
     seconds: float
     train_accuracy: float
+    prior_weight: float = PRIOR_WEIGHT  # how many examples the prior vector counted as (held_out_prior_weight)
 
 
 def choose_method(examples_per_class: float) -> str:
@@ -115,8 +119,9 @@ def _fit(model: MultiTaskModel, task: str, prior: torch.Tensor, texts: Sequence[
     if method == "auto":
         method = choose_method(len(gold) / int((counts > 0).sum()))
     x = _embed(model, texts)  # (N, H) unit rows
-    start = prototypes(prior, x, gold)
-    temperature = held_out_temperature(prior, x, gold, temperature)
+    weight = held_out_prior_weight(prior, x, gold, temperature)
+    start = prototypes(prior, x, gold, weight)
+    temperature = held_out_temperature(prior, x, gold, temperature, weight)
     with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state is left as it was
         torch.manual_seed(seed)
         vectors = logistic(prior if warm else start, x, gold, temperature) if method == "logistic" else start
@@ -126,28 +131,50 @@ def _fit(model: MultiTaskModel, task: str, prior: torch.Tensor, texts: Sequence[
     model.config.heads[task].confidence_curve = None  # a curve fitted at another temperature no longer holds
     accuracy = 100 * float(((x @ vectors.T).argmax(dim=-1) == gold).double().mean())
     return FewShotFit(task=task, method=method, examples=len(gold), seconds=time.perf_counter() - started,
-                      train_accuracy=accuracy)
+                      train_accuracy=accuracy, prior_weight=weight)
 
 
-def prototypes(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-    """(C, H) unit rows: normalise(prior * PRIOR_WEIGHT + the sum of each label's (N, H) unit embeddings); a label
+def prototypes(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, weight: float = PRIOR_WEIGHT
+               ) -> torch.Tensor:
+    """(C, H) unit rows: normalise(prior * weight + the sum of each label's (N, H) unit embeddings); a label
     without examples keeps its prior row exactly."""
     sums = torch.zeros_like(prior).index_add_(0, gold, x)  # (C, H)
     counts = torch.bincount(gold, minlength=len(prior))
-    mixed = nn.functional.normalize(prior * PRIOR_WEIGHT + sums, p=2, dim=-1)
+    mixed = nn.functional.normalize(prior * weight + sums, p=2, dim=-1)
     return torch.where((counts > 0)[:, None], mixed, prior)
 
 
-def held_out_temperature(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, start: float) -> float:
-    """T minimising the NLL of each example against prototypes built without it (leave-one-out: its own label's
-    prototype is recomputed without it), plus a unit Gaussian prior on log T around ``start``; inside
-    TEMPERATURE_RANGE. Fitting T on the training examples themselves drove it to the lower bound (they are
-    separable in H dimensions) and up to doubled the held-out NLL on synthetic data; this stayed near the best T."""
+def held_out_cosines(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, weight: float) -> torch.Tensor:
+    """(N, C) cosines of each example with prototypes built without it (leave-one-out: its own label's prototype
+    is recomputed without it)."""
+    cosines = x @ prototypes(prior, x, gold, weight).T  # (N, C)
+    own = prior[gold] * weight + torch.zeros_like(prior).index_add_(0, gold, x)[gold] - x  # (N, H)
+    cosines[torch.arange(len(gold)), gold] = (x * own).sum(dim=-1) / own.norm(dim=-1).clamp_min(1e-12)
+    return cosines
+
+
+def held_out_prior_weight(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, temperature: float) -> float:
+    """How many examples the prior vector (the label text's, or what the head knew) is worth: the PRIOR_WEIGHTS
+    entry whose leave-one-out prototypes classify the examples best (accuracy, then NLL at ``temperature``; ties
+    go to the larger weight). Chosen on the user's own examples, so it carries to data nobody tuned on: a label
+    text that describes its examples well earns a large weight, a bare or misleading name a small one."""
+    def score(weight: float) -> tuple[float, float, float]:
+        cosines = held_out_cosines(prior, x, gold, weight)
+        accuracy = float((cosines.argmax(dim=-1) == gold).double().mean())
+        return accuracy, -float(nn.functional.cross_entropy(cosines / temperature, gold)), weight
+
+    return max(score(weight) for weight in PRIOR_WEIGHTS)[2]
+
+
+def held_out_temperature(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, start: float,
+                         weight: float = PRIOR_WEIGHT) -> float:
+    """T minimising the NLL of each example against prototypes built without it (``held_out_cosines``), plus a unit
+    Gaussian prior on log T around ``start``; inside TEMPERATURE_RANGE. Fitting T on the training examples
+    themselves drove it to the lower bound (they are separable in H dimensions) and up to doubled the held-out NLL
+    on synthetic data; this stayed near the best T."""
     from scipy.optimize import minimize_scalar
 
-    logits = x @ prototypes(prior, x, gold).T  # (N, C)
-    own = prior[gold] * PRIOR_WEIGHT + torch.zeros_like(prior).index_add_(0, gold, x)[gold] - x  # (N, H)
-    logits[torch.arange(len(gold)), gold] = (x * own).sum(dim=-1) / own.norm(dim=-1).clamp_min(1e-12)
+    logits = held_out_cosines(prior, x, gold, weight)
     low, high = (math.log(bound) for bound in TEMPERATURE_RANGE)
     log_start = min(max(math.log(start), low), high)
 
