@@ -205,3 +205,17 @@ def test_chunked_predict_pools_each_labels_probability_and_applies_the_heads_thr
     assert set(row["tags"]) == {"labels", "scores"} and "truncated" not in row
     assert row["tags"]["scores"] == pytest.approx(mean, abs=1e-5)
     assert row["tags"]["labels"] == ["animal", "sport"]
+
+
+def test_training_starts_a_multi_label_head_at_its_labels_frequencies():
+    """From sigmoid 0.5 a rare label's bias needs thousands of steps to reach its base rate; the recipe starts it
+    there (mtst.training.build.start_at_label_frequencies)."""
+    from mtst.training.build import start_at_label_frequencies
+
+    head = MultiLabelHead(HeadConfig(type="multi_label_classification", labels=["a", "b", "c"], input_dim=4,
+                                     dropout=0.0))
+    gold = [["a"], ["a", "b"], [], ["a"]] * 25  # a: 75 %, b: 25 %, c: never
+    start_at_label_frequencies(head, gold)
+    probabilities = head.eval()(torch.zeros(1, 4)).sigmoid()[0]  # a zero feature reads the biases alone
+    assert torch.allclose(probabilities[:2], torch.tensor([75.5 / 101, 25.5 / 101]), atol=1e-6)
+    assert 0 < probabilities[2] < 0.01
