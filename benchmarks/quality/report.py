@@ -162,11 +162,14 @@ def task_share(run: dict, task: str) -> float:
 
 def one_pass_costs() -> dict[str, float]:
     """Task path (one-pass variant name: frozen-encoder, branch-k4, side-r8, ...) -> predict with every head and the
-    embedding / encode, torch, from the newest ``python -m benchmarks.speed --variants one-pass`` result."""
-    files = sorted(ONE_PASS_RESULTS.glob("one_pass-*.json"))
-    results = json.loads(files[-1].read_text())["results"] if files else {}
-    return {name: r["predict_vs_encode_same_process"]["ratio"] for name, r in results.items()
-            if "predict_vs_encode_same_process" in r}
+    embedding / encode, torch, from ``python -m benchmarks.speed --variants one-pass`` results (a path measured again
+    takes its newest figure; a run of a few variants keeps the others')."""
+    costs = {}
+    for file in sorted(ONE_PASS_RESULTS.glob("one_pass-*.json")):  # stamped names: oldest first
+        costs.update({name: r["predict_vs_encode_same_process"]["ratio"]
+                      for name, r in json.loads(file.read_text()).get("results", {}).items()
+                      if "predict_vs_encode_same_process" in r})
+    return costs
 
 
 def frontier_points() -> list[dict]:
