@@ -27,6 +27,7 @@ ABOUT = {
     "logistic-probe": "scikit-learn LogisticRegression (default C) on the shipped model's frozen unit embeddings",
     "mtst-prototype": "`mtst.training.few_shot.fit_few_shot(..., method=\"prototype\")` on the shipped model",
     "mtst-logistic": "`fit_few_shot(..., method=\"logistic\")` on the shipped model",
+    "mtst-logistic-descriptions": "the same, starting from the label descriptions the zero-shot row uses (AG News)",
     "mtst-contrastive": "SetFit's pair recipe training only a fresh model's task branch (layers 3-6), then "
                         "LogisticRegression on its task embeddings (benchmarks/fewshot/contrastive.py)",
     "setfit": "SetFit 1.2.0, default TrainingArguments (seed = draw), the same all-MiniLM-L6-v2 directory, own venv",
