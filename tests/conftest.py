@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,12 @@ import pytest
 import torch
 
 from helpers import build_tiny_encoder
+
+# Set before any fixture runs: module- and session-scoped fixtures (a model loaded once per module, a Ray cluster)
+# are built before the function-scoped one below, and the processes they start inherit this environment. Without
+# it they read and wrote the user's CPU-path cache (~/.cache/mtst) and ran bf16 where a probe had chosen it.
+os.environ["MTST_CPU_PROBE"] = "0"
+os.environ["MTST_CACHE_DIR"] = tempfile.mkdtemp(prefix="mtst-test-cache-")
 
 
 @pytest.fixture(scope="session")
