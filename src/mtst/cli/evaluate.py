@@ -24,25 +24,34 @@ if TYPE_CHECKING:
 SPLIT_NAMES = ("train", "dev", "test")
 
 
-def parse_data(argument: str, model: MultiTaskModel) -> tuple[str, DataSource]:
-    """``task=PATH`` or ``task=PATH:FORMAT`` -> (task, its DataSource); the format follows the file name unless
-    given (csv, tsv, jsonl, conll, spans, hf_disk)."""
+def task_argument(argument: str, option: str, example: str) -> tuple[str, Path, str | None]:
+    """``task=PATH`` or ``task=PATH:FORMAT`` -> (task, path, the format when given: csv, tsv, jsonl, conll, spans,
+    hf_disk); ``option`` and ``example`` name the flag in the one-line error."""
     from typing import get_args
 
-    from mtst.data.sources import DataFormat, DataSource, infer_format
-    from mtst.model.tasks import task_type
+    from mtst.data.sources import DataFormat
 
     task, equals, path = argument.partition("=")
     if not equals or not task or not path:
-        raise MtstError(f"--data '{argument}': expected TASK=PATH or TASK=PATH:FORMAT, e.g. intent=test.csv")
+        raise MtstError(f"{option} '{argument}': expected TASK=PATH or TASK=PATH:FORMAT, e.g. {example}")
+    stem, colon, fmt = path.rpartition(":")
+    if colon and fmt in get_args(DataFormat):
+        return task, Path(stem), fmt
+    return task, Path(path), None
+
+
+def parse_data(argument: str, model: MultiTaskModel) -> tuple[str, DataSource]:
+    """``--data task=PATH[:FORMAT]`` of a task the model has -> (task, its DataSource); the format follows the file
+    name (and the task's kind) unless given."""
+    from mtst.data.sources import DataSource, infer_format
+    from mtst.model.tasks import task_type
+
+    task, path, fmt = task_argument(argument, "--data", "intent=test.csv")
     if task not in model.config.heads:
         raise MtstError(f"--data '{argument}': task '{task}' is not in the model; its tasks are: "
                         f"{', '.join(model.tasks) or 'none'}")
-    stem, colon, fmt = path.rpartition(":")
-    if colon and fmt in get_args(DataFormat):
-        return task, DataSource(path=Path(stem), format=fmt)
     token = task_type(model.config.heads[task].type).token_level
-    return task, DataSource(path=Path(path), format=infer_format(Path(path), token))
+    return task, DataSource(path=path, format=fmt or infer_format(path, token))
 
 
 def run_evaluate(model_dir: Path, config_path: Path | None = None, split: str = "test", output: Path | None = None,

@@ -23,17 +23,11 @@ DEFAULT_MODEL = "default"  # --model default: the model shipped with mtst
 def parse_task(argument: str) -> tuple[str, DataSource]:
     """``task=PATH`` or ``task=PATH:FORMAT`` (csv, tsv, jsonl, hf_disk) -> (task, its DataSource); the task need
     not be in the model yet."""
-    from typing import get_args
+    from mtst.cli.evaluate import task_argument
+    from mtst.data.sources import DataSource, infer_format
 
-    from mtst.data.sources import DataFormat, DataSource, infer_format
-
-    task, equals, path = argument.partition("=")
-    if not equals or not task or not path:
-        raise MtstError(f"--task '{argument}': expected TASK=PATH or TASK=PATH:FORMAT, e.g. intent=examples.csv")
-    stem, colon, fmt = path.rpartition(":")
-    if colon and fmt in get_args(DataFormat):
-        return task, DataSource(path=Path(stem), format=fmt)
-    return task, DataSource(path=Path(path), format=infer_format(Path(path), False))
+    task, path, fmt = task_argument(argument, "--task", "intent=examples.csv")
+    return task, DataSource(path=path, format=fmt or infer_format(path, False))
 
 
 def read_descriptions(path: Path) -> dict[str, str]:
