@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="KEY=VALUE config overrides (as mtst train --set)")
     parser.add_argument("--name", required=True)
     args = parser.parse_args()
-    started, load = time.time(), __import__("os").getloadavg()
+    started, load = time.time(), os.getloadavg()
     raw = load_train_config(args.config).model_dump(mode="json", exclude_unset=True)
     config = TrainConfig.model_validate(apply_overrides(raw, parse_set(args.set)))
     task = config.tasks[0]

@@ -152,6 +152,18 @@ def perturb(module: torch.nn.Module, seed: int = 1, scale: float = 0.05) -> None
             param.add_(torch.randn(param.shape, generator=generator) * scale)
 
 
+def assert_only_tuned_part_learns(model, tuned: torch.nn.Module, sentences: list[str]) -> None:
+    """One backward pass through the topic and NER heads' losses: gradients reach every parameter of ``tuned`` (a
+    task branch or side network) and none of the backbone's, and the embedding never joins the graph."""
+    batch = model.tokenizer.collate(model.tokenizer(sentences))
+    labels = {"topic": torch.tensor([0, 1, 2, 0]), "ner": torch.zeros_like(batch["input_ids"])}
+    out = model(batch, labels=labels)
+    out["loss"].backward()
+    assert not out["sentence_embedding"].requires_grad
+    assert all(p.grad is None and not p.requires_grad for p in model.encoder.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.parameters())
+
+
 # ---- code snippets in the docs, run as tests ----------------------------------------------------
 def run_doc_snippet(doc: str, name: str, replace: dict[str, str]) -> dict:
     """Run the ```python block under ``<!-- snippet: NAME -->`` in docs/DOC (each ``replace`` key swapped for its

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import perturb
+from helpers import assert_only_tuned_part_learns, perturb
 from mtst import MtstError, MultiTaskModel
 from mtst.model.storage import BRANCH_FILE, CONFIG_FILE
 
@@ -54,13 +54,7 @@ def test_a_fresh_branch_predicts_what_the_backbone_would(tiny_st_dir):
 
 def test_gradients_never_reach_the_embedding_path(tiny_st_dir):
     model = branched(tiny_st_dir, 1).train()
-    batch = model.tokenizer.collate(model.tokenizer(SENTENCES))
-    labels = {"topic": torch.tensor([0, 1, 2, 0]), "ner": torch.zeros_like(batch["input_ids"])}
-    out = model(batch, labels=labels)
-    out["loss"].backward()
-    assert not out["sentence_embedding"].requires_grad
-    assert all(p.grad is None and not p.requires_grad for p in model.encoder.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.branch.parameters())
+    assert_only_tuned_part_learns(model, model.branch, SENTENCES)
 
 
 def test_the_embedding_path_can_be_skipped_for_training(tiny_st_dir):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from helpers import make_config, perturb
+from helpers import assert_only_tuned_part_learns, make_config, perturb
 from mtst import MtstError, MultiTaskModel
 from mtst.inference.agreement import parity_report
 from mtst.inference.backends import load_predictor
@@ -61,13 +61,7 @@ def test_a_fresh_side_network_gives_exactly_the_frozen_encoder_states(tiny_st_di
 def test_gradients_never_reach_the_backbone(tiny_st_dir):
     model = with_side(tiny_st_dir).train()
     perturb(model.side.up)  # a zero up-projection would stop every gradient below it
-    batch = model.tokenizer.collate(model.tokenizer(SENTENCES))
-    labels = {"topic": torch.tensor([0, 1, 2, 0]), "ner": torch.zeros_like(batch["input_ids"])}
-    out = model(batch, labels=labels)
-    out["loss"].backward()
-    assert not out["sentence_embedding"].requires_grad
-    assert all(p.grad is None and not p.requires_grad for p in model.encoder.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.side.parameters())
+    assert_only_tuned_part_learns(model, model.side, SENTENCES)
     assert model.tuned_encoder() is model.side
 
 
