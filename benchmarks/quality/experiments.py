@@ -321,7 +321,8 @@ def build_config(experiment: str, variant: Variant, seed: int, quick: bool) -> d
     }
     if variant.eval_every:  # a learning curve on dev; the harness still evaluates test afterwards
         config["evaluation"].update(every_steps=variant.eval_every, sts=sts_source("dev"))
-        config["run"].update(log_every_steps=min(100, variant.eval_every), checkpoint_every_steps=variant.eval_every)
+        config["run"].update(log_every_steps=min(100, variant.eval_every), checkpoints=True,  # long runs resume
+                             checkpoint_every_steps=variant.eval_every)
     for task in config["tasks"] if not variant.eval_every else []:  # no dev evaluation inside the trainer
         task["data"].pop("dev", None)
         if "split" in task["data"]:  # same train rows (the first 80 % of the seeded order), dev folded into test

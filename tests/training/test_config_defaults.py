@@ -92,3 +92,9 @@ def test_optimizer_section_is_optional_and_negative_branch_is_an_error() -> None
     assert minimal().optimizer.epochs is None
     with pytest.raises(ValueError, match="branch_at"):
         minimal(model={"branch_at": -1})
+
+
+def test_a_checkpoint_interval_without_checkpoints_is_an_error_not_a_silent_no() -> None:
+    assert checkpoint_every(minimal(run={"checkpoint_every_steps": 500}), eval_every=100) == 500
+    with pytest.raises(ValueError, match="checkpoints is false"):
+        minimal(run={"checkpoints": False, "checkpoint_every_steps": 500})

@@ -157,6 +157,14 @@ class RunSection(StrictModel):
     # a particular GPU: CUDA_VISIBLE_DEVICES or `accelerate launch`)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    @model_validator(mode="after")
+    def _checkpoint_interval_needs_checkpoints(self) -> RunSection:
+        # the silent combination once cost two 8,000-step runs their resumability
+        if self.checkpoint_every_steps is not None and not self.checkpoints:
+            raise ValueError("run.checkpoint_every_steps is set but run.checkpoints is false: set checkpoints: true "
+                             "or remove checkpoint_every_steps")
+        return self
+
 
 class TrainConfig(StrictModel):
     model: ModelSection = Field(default_factory=ModelSection)
