@@ -149,6 +149,8 @@ def measure(variant: SpeedVariant, work: Path, threads: int, repeats: int, quali
     calls = {"call": lambda: call(texts)}
     if variant.call.startswith("predict"):  # every head vs the embedding alone, alternating in this process
         calls["encode"] = lambda: runner.encode(texts, batch_size=variant.batch_size)
+    if variant.call == "predict+embedding" and variant.runtime.startswith("backbone"):  # labels alone, too
+        calls["labels"] = lambda: runner.predict(texts, batch_size=variant.batch_size)
     cpu: dict[str, list[float]] = {name: [] for name in calls}
     took = alternating_rounds({name: cpu_timed(run, cpu[name]) for name, run in calls.items()}, repeats)
     result["sets"] = {"stsb": {"sentences": len(texts), "seconds": round(took["call"], 3), "repeats": repeats,
@@ -158,6 +160,9 @@ def measure(variant: SpeedVariant, work: Path, threads: int, repeats: int, quali
         result["predict_vs_encode_same_process"] = {
             "predict_s": round(took["call"], 3), "encode_s": round(took["encode"], 3),
             "ratio": round(took["call"] / took["encode"], 3), "cpu_ratio": round(cpu_ratio, 3)}
+    if "labels" in took:  # predict without the embedding: the task path's cost when no vector is asked for
+        result["predict_vs_encode_same_process"].update(labels_s=round(took["labels"], 3),
+                                                        labels_ratio=round(took["labels"] / took["encode"], 3))
     latencies = [seconds(lambda text=text: call([text])) for text in texts[:LATENCY_SAMPLE]]
     result["latency_ms"] = {f"p{q}": round(float(np.percentile(latencies, q)) * 1e3, 2) for q in (50, 95)}
     result["peak_rss_mb"] = peak_rss_mb()
