@@ -68,7 +68,7 @@ def test_precision_reaches_the_torch_model_and_exports_refuse_it(model_dir, onnx
     assert predictor.runtime.model.cpu_path_source == "requested"
     with pytest.raises(MtstError, match="unknown precision 'fp8'"):
         load_predictor(model_dir, precision="fp8")
-    with pytest.raises(MtstError, match="precision bf16 is for torch; a onnx export runs at the precision") as info:
+    with pytest.raises(MtstError, match="precision bf16 is for torch and OpenVINO; an ONNX export runs at the precision") as info:
         load_predictor(onnx_dir, precision="bf16")
     assert "\n" not in str(info.value)
     assert isinstance(load_predictor(onnx_dir, precision="auto").runtime, OnnxRuntime)

@@ -24,8 +24,9 @@ def register(app: typer.Typer) -> None:
         rounds: Annotated[int, typer.Option(help="Alternating rounds; each figure is the median.")] = 3,
         quick: Annotated[bool, typer.Option("--quick", help=f"{QUICK_SENTENCES} sentences, one round, no exports: "
                                             "a few seconds.")] = False,
-        probe: Annotated[bool, typer.Option("--probe", help="First measure which torch path is fastest and "
-                                            "lossless here, and keep it for later loads (precision auto).")] = False,
+        probe: Annotated[bool, typer.Option("--probe", help="First measure which torch path (and OpenVINO "
+                                            "export precision) is fastest and lossless here, and keep it for later "
+                                            "loads (precision auto).")] = False,
         exports: Annotated[bool, typer.Option("--exports/--no-exports", help="Also export to ONNX / OpenVINO "
                                               "(where installed) in a temp dir and time them.")] = True,
         int8: Annotated[bool, typer.Option("--int8", help="Also time int8 exports.")] = False,

@@ -25,6 +25,10 @@ def register(app: typer.Typer) -> None:
         from mtst.inference.describe import describe
 
         facts = describe(directory)
+        if directory is not None and facts["kind"].startswith("mtst openvino export"):
+            from mtst.inference.export_probe import describe_choice
+
+            facts["cpu_path"] = describe_choice(directory)  # the probe's precision and batch sizes for it here
         if output is not None:
             write_text(output, json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
         elif as_json:

@@ -9,8 +9,9 @@ the backend's own object (``runtime.model`` on torch).
 A saved mtst model directory runs on torch; a directory written by ``mtst export`` (it has an
 ``export.json``) runs on the runtime it was exported for. Nothing is exported on the fly.
 
-``precision`` ("auto" | "fp32" | "bf16", mtst.model.cpu_paths) is how torch runs on the CPU; an export runs at the
-precision it was exported with, so it takes only "auto".
+``precision`` ("auto" | "fp32" | "bf16", mtst.model.cpu_paths) is how torch runs on the CPU, and how OpenVINO runs
+an export ("auto": the choice ``mtst bench --probe`` cached for it here, mtst.inference.export_probe, else OpenVINO's
+default); an ONNX Runtime export runs at the precision it was exported with, so it takes only "auto".
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ def detect_backend(path: str | Path | None) -> str:
 
 
 def check_precision(precision: str, backend: str) -> None:
-    """``precision`` is one of PRECISIONS, and "auto" for an export (whose precision is the export's)."""
+    """``precision`` is one of PRECISIONS, and "auto" for an ONNX export (ONNX Runtime has no precision switch)."""
     from mtst.model.cpu_paths import PRECISIONS
 
     if precision not in PRECISIONS:
         raise MtstError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    if precision != "auto" and backend not in ("auto", "torch"):
-        raise MtstError(f"precision {precision} is for torch; a {backend} export runs at the precision it was "
-                        "exported with (leave precision auto)")
+    if precision != "auto" and backend == "onnx":
+        raise MtstError(f"precision {precision} is for torch and OpenVINO; an ONNX export runs at the precision it was exported "
+                        "with (fp32, or int8 for a quantized export: ONNX Runtime has no switch); leave precision "
+                        "auto, or export to OpenVINO, which takes fp32 / bf16")
 
 
 def load_predictor(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
@@ -58,7 +60,8 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
         backend: "auto", "torch", "onnx" or "openvino"; must match what the directory holds.
         threads: CPU threads for inference (default: every core this process may use).
         device: where torch runs it (None: the CPU; "auto": CUDA, then MPS, then the CPU); exports run on the CPU.
-        precision: "auto" | "fp32" | "bf16": how torch runs on the CPU (``MultiTaskModel.load``); exports: "auto".
+        precision: "auto" | "fp32" | "bf16": how torch runs on the CPU (``MultiTaskModel.load``) or OpenVINO runs
+            an export ("auto": the cached probe choice, else OpenVINO's default); ONNX exports: "auto".
     Returns:
         A Predictor; on torch its ``runtime.model`` is the MultiTaskModel (``MultiTaskModel.load`` to train it).
     """
@@ -85,9 +88,15 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
         if threads is not None:
             torch.set_num_threads(threads)
         return Predictor(TorchRuntime(MultiTaskModel.load(path, precision=precision, device=device)))
-    from mtst.inference.runtimes import RUNTIMES
+    from mtst.inference.runtimes import RUNTIMES, OpenVINORuntime
 
-    predictor = Predictor(RUNTIMES[wanted](path, threads=threads))
+    if wanted == "openvino":
+        from mtst.inference.export_probe import inference_precision
+
+        runtime = OpenVINORuntime(path, threads=threads, inference_precision=inference_precision(path, precision))
+    else:
+        runtime = RUNTIMES[wanted](path, threads=threads)
+    predictor = Predictor(runtime)
     return predictor if device is None else predictor.to(device)
 
 
@@ -100,8 +109,8 @@ class ModelSpec:
     head-less model on ``backbone`` (default all-MiniLM-L6-v2) with ``pooling`` / ``normalize`` /
     ``max_seq_length``. For a model directory ``normalize`` is what ``encode`` is asked for (None: the model's
     setting); callers pass it along. ``threads``: CPU threads for inference (None: every core); ``device``: where
-    torch runs it (None: the CPU, "auto": CUDA, MPS, CPU); ``precision``: how torch runs on the CPU ("auto" |
-    "fp32" | "bf16"; an export takes only "auto"). A path must be
+    torch runs it (None: the CPU, "auto": CUDA, MPS, CPU); ``precision``: how torch or OpenVINO runs on the CPU
+    ("auto" | "fp32" | "bf16"; an ONNX export takes only "auto"). A path must be
     readable wherever the spec is loaded (on a cluster: a shared file system, or the same path on each machine).
     """
 

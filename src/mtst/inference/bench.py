@@ -136,11 +136,15 @@ def verdict(result: BenchResult) -> str | None:
             f"never slower)")
 
 
-def export_paths(model_dir: Path | None, work: Path, int8: bool) -> list[BenchPath]:
+def export_paths(model_dir: Path | None, work: Path, int8: bool,
+                 probe_texts: list[str] | None = None) -> list[BenchPath]:
     """ONNX Runtime and OpenVINO exports of ``model_dir`` (None: the shipped model) made in ``work``, for each
-    runtime that is installed; fp32 weights (OpenVINO picks bf16 itself where native), and int8 with ``int8``."""
+    runtime that is installed; fp32 weights (OpenVINO picks bf16 itself where native), and int8 with ``int8``.
+    ``probe_texts``: first measure each OpenVINO export's fastest lossless precision and batch sizes on them
+    (mtst.inference.export_probe; cached for the same graph on this CPU) and time it with that choice."""
     from mtst.inference.backends import load_predictor
     from mtst.inference.export import export_model
+    from mtst.inference.export_probe import choose_export_path
 
     paths = []
     for format, package in EXPORTS.items():
@@ -149,11 +153,16 @@ def export_paths(model_dir: Path | None, work: Path, int8: bool) -> list[BenchPa
         for quantize in (None, "int8") if int8 else (None,):
             out = work / f"{format}-{quantize or 'fp32'}"
             export_model(model_dir, out, format=format, quantize=quantize)
-            predictor = load_predictor(out)
+            probed = bool(probe_texts) and format == "openvino"
+            choice = choose_export_path(out, sentences=probe_texts)["path"] if probed else None
+            predictor = load_predictor(out)  # precision auto: the probe's choice, when it ran
             runtime = predictor.runtime  # OpenVINO says what it runs (bf16 where native), else the export's own
             precision = getattr(runtime, "runtime_precision", None) or getattr(runtime, "precision", "?")
-            paths.append(BenchPath(f"{format} {quantize or 'fp32'}", _batched(predictor.encode, 64),
-                                   _batched(predictor.predict, 64, include_embedding=True), f"runs {precision}"))
+            sizes = (choice["encode_batch_size"], choice["predict_batch_size"]) if choice else (64, 64)
+            note = f"runs {precision}" + (f"; probe chose {choice['precision']}, batch {sizes[0]} / {sizes[1]}"
+                                          if choice else "")
+            paths.append(BenchPath(f"{format} {quantize or 'fp32'}", _batched(predictor.encode, sizes[0]),
+                                   _batched(predictor.predict, sizes[1], include_embedding=True), note))
     return paths
 
 
@@ -203,8 +212,8 @@ def _min_cosine(a, b) -> float:
 def bench(model_dir: Path | None = None, texts: list[str] | None = None, rounds: int = 3, exports: bool = True,
           int8: bool = False, probe: bool = False) -> BenchResult:
     """Load the model (None: the shipped one), optionally probe its CPU path first (``probe``: cached for later
-    loads), and time sentence-transformers, the plain-transformers baseline, every torch path and (``exports``)
-    ONNX / OpenVINO exports."""
+    loads; the OpenVINO exports' precision too), and time sentence-transformers, the plain-transformers baseline,
+    every torch path and (``exports``) ONNX / OpenVINO exports."""
     from mtst.model.multitask import MultiTaskModel
 
     model = MultiTaskModel.load(model_dir)
@@ -220,7 +229,7 @@ def bench(model_dir: Path | None = None, texts: list[str] | None = None, rounds:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mtst-bench-") as work:
         if exports:
-            paths += export_paths(model_dir, Path(work), int8)
+            paths += export_paths(model_dir, Path(work), int8, texts if probe else None)
         result = run_bench(model, texts, paths, rounds)
     result.rows["_"] = {"seconds": round(time.perf_counter() - started, 1)}
     return result
