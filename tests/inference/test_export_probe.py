@@ -7,9 +7,8 @@ import logging
 import shutil
 
 import pytest
-import torch
 
-from mtst import MtstError, MultiTaskModel
+from mtst import MtstError
 from mtst.inference import export_probe
 from mtst.inference.backends import load_predictor
 from mtst.inference.export import export_model
@@ -26,15 +25,6 @@ pytest.importorskip("openvino")
 SENTENCES = ["John Smith visited Paris.", "The cat sat on the mat in new york today.", "a", "Stock fell!"] * 4
 BF16_CPU = {"model": "a CPU with native bf16", "flags": ["avx512f", "avx512_bf16"]}
 BAD_REPORT = {"mean_cosine": 0.99, "min_cosine": 0.95, "row_agreement": 1.0, "word_agreement": 1.0}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_st_dir, tmp_path_factory):
-    torch.manual_seed(0)
-    model = MultiTaskModel.from_backbone(tiny_st_dir)
-    model.add_head("topic", "sentence_classification", ["world", "sports", "business"])
-    model.add_head("ner", "token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
-    return model.save(tmp_path_factory.mktemp("saved") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -46,9 +46,9 @@ def check_precision(precision: str, backend: str) -> None:
     if precision not in PRECISIONS:
         raise MtstError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
     if precision != "auto" and backend == "onnx":
-        raise MtstError(f"precision {precision} is for torch and OpenVINO; an ONNX export runs at the precision it was exported "
-                        "with (fp32, or int8 for a quantized export: ONNX Runtime has no switch); leave precision "
-                        "auto, or export to OpenVINO, which takes fp32 / bf16")
+        raise MtstError(f"precision {precision} is for torch and OpenVINO; an ONNX export runs at the precision it "
+                        "was exported with (fp32, or int8 for a quantized export: ONNX Runtime has no switch); leave "
+                        "precision auto, or export to OpenVINO, which takes fp32 / bf16")
 
 
 def load_predictor(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,

@@ -21,8 +21,6 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
-
 from mtst.errors import MtstError
 from mtst.inference.export import read_export_info
 from mtst.model.cpu_paths import (
@@ -36,9 +34,8 @@ from mtst.model.cpu_paths import (
     passes,
     remember,
 )
-from mtst.model.cpu_probe import BATCH_SIZES, QUICK_SENTENCES, TIMED_SENTENCES, calibration_sentences
+from mtst.model.cpu_probe import BATCH_SIZES, QUICK_SENTENCES, TIMED_SENTENCES, calibration_sentences, outputs
 from mtst.model.timing import alternating_rounds
-from mtst.model.tokenization import map_batches
 
 logger = logging.getLogger("mtst")
 
@@ -105,24 +102,6 @@ def describe_choice(directory: str | Path) -> str:
     path = entry["path"]
     return (f"openvino-{path['precision']}, batch {path['encode_batch_size']} / {path['predict_batch_size']} "
             f"(measured {entry.get('measured_utc', '?')} UTC on this CPU)")
-
-
-def outputs(predictor, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, list[dict]]:
-    """What the gate compares, as cpu_probe.outputs on torch: embeddings (N, H) and, per row, each head's best
-    labels (the heads' ``best_labels`` on the runtime's logits)."""
-    vectors = predictor.encode(texts, batch_size=batch_size, show_progress_bar=False)
-    runtime = predictor.runtime
-    tasks = list(runtime.heads)
-
-    def labels(batch: dict, items: list, batch_texts: list[str]) -> list[dict]:
-        logits = runtime.run(batch, tasks, include_embedding=False)["logits"]
-        with runtime.decoding():
-            best = {task: runtime.heads[task].best_labels(logits[task].float(), items) for task in tasks}
-        return [{task: best[task][row] for task in tasks} for row in range(len(items))]
-
-    with runtime.running():
-        rows = map_batches(predictor.tokenizer, texts, batch_size, predictor.max_tokens, False, labels)
-    return vectors, rows
 
 
 def choose_export_path(directory: str | Path, threads: int | None = None, quick: bool = False,

@@ -23,7 +23,7 @@ from mtst.model.cpu_paths import (
     remember,
 )
 from mtst.model.onednn import kernels_from_environment, onednn_usable
-from mtst.model.predictor import TorchRuntime
+from mtst.model.predictor import as_predictor
 from mtst.model.timing import alternating_rounds
 from mtst.model.tokenization import map_batches
 
@@ -47,18 +47,21 @@ def candidates(flags: list[str], onednn: bool) -> list[tuple[str, str]]:
 
 
 def outputs(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, list[dict]]:
-    """What the gate compares: ``encode``'s embeddings (N, H) and, per row, each head's best labels."""
-    vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=False)
-    runtime, tasks = TorchRuntime(model), list(model.heads)
+    """What the gate compares: ``encode``'s embeddings (N, H) and, per row, each head's best labels. ``model``: a
+    MultiTaskModel or a Predictor over any runtime (the export probe gates OpenVINO's precisions with it)."""
+    predictor = as_predictor(model)
+    vectors = predictor.encode(texts, batch_size=batch_size, show_progress_bar=False)
+    runtime = predictor.runtime
+    tasks = list(runtime.heads)
 
     def labels(batch: dict, items: list, batch_texts: list[str]) -> list[dict]:
         logits = runtime.run(batch, tasks, include_embedding=False)["logits"]
         with runtime.decoding():
-            best = {task: model.heads[task].best_labels(logits[task].float(), items) for task in tasks}
+            best = {task: runtime.heads[task].best_labels(logits[task].float(), items) for task in tasks}
         return [{task: best[task][row] for task in tasks} for row in range(len(items))]
 
     with runtime.running():
-        rows = map_batches(model.tokenizer, texts, batch_size, model.max_tokens, False, labels)
+        rows = map_batches(predictor.tokenizer, texts, batch_size, predictor.max_tokens, False, labels)
     return vectors, rows
 
 
