@@ -92,5 +92,5 @@ DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N 
                                                     "CPU; auto: CUDA, then MPS, then the CPU).", show_default=False)]
 PrecisionOpt = Annotated[str, typer.Option(help="auto | fp32 | bf16: how PyTorch runs on the CPU (auto: the path "
                                                 "`mtst bench --probe` measured fastest and lossless here, else fp32); "
-                                                "OpenVINO exports the same (auto: the probe's choice, else OpenVINO's default); "
-                                                "ONNX exports run at their own precision (auto only).")]
+                                                "OpenVINO exports the same (auto: the probe's choice, else OpenVINO's "
+                                                "default); ONNX exports run at their own precision (auto only).")]
