@@ -73,7 +73,7 @@ def run_variant(experiment: str, variant: Variant, seed: int, quick: bool) -> di
         started = time.perf_counter()
         result = train(config, resume=resume)
         train_seconds = time.perf_counter() - started
-    model = MultiTaskModel.load(run_dir / "final")
+    model = MultiTaskModel.load(run_dir / "final", precision="fp32")  # scores never depend on the CPU
     started = time.perf_counter()
     metrics = evaluate_model(model, limit=100 if quick else None)
     curve = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -132,7 +132,7 @@ def evaluate_dir(model_dir: Path, experiment: str, variant: str, note: str) -> N
     """A model trained elsewhere (the shipped default, ``mtst train`` with a config) scored like every variant."""
     from mtst import MultiTaskModel
 
-    model, started = MultiTaskModel.load(model_dir), time.perf_counter()
+    model, started = MultiTaskModel.load(model_dir, precision="fp32"), time.perf_counter()
     metrics = evaluate_model(model)
     path = result_path(experiment, variant, 0)
     write_result(path, {"experiment": experiment, "variant": variant, "seed": 0, "note": note, "tasks": model.tasks,
