@@ -63,3 +63,18 @@ def test_info_shows_the_cpu_path_this_model_gets_here(tiny_dir, tiny_model):
     remember(key_for(tiny_model.config), CpuPath("torch", "bf16", 128, 32), {})
     after = json.loads(runner.invoke(app, ["info", str(tiny_dir), "--json"]).output)
     assert after["cpu_path"].startswith("torch-bf16, batch 128 / 32 (measured")
+
+
+def test_json_output_survives_libraries_that_print_to_stdout(capfd):
+    """NNCF's logger and progress bars write to stdout during `mtst bench --int8 --json`: the JSON must stay alone."""
+    import os
+
+    from mtst.cli.io import stdout_kept_clean
+
+    with stdout_kept_clean():
+        print("INFO:nncf:progress", flush=True)
+        os.write(1, b"a raw write\n")
+    print('{"rows": {}}')
+    out, err = capfd.readouterr()
+    assert out == '{"rows": {}}\n'
+    assert "INFO:nncf:progress" in err and "a raw write" in err

@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
     ) -> None:
         """Sentences/s of sentence-transformers and every mtst path here (encode; predict with the embedding)."""
-        from mtst.cli.io import read_sentences
+        from contextlib import nullcontext
+
+        from mtst.cli.io import read_sentences, stdout_kept_clean
         from mtst.inference.bench import bench as run
 
         if rounds < 1:
@@ -43,7 +45,8 @@ def register(app: typer.Typer) -> None:
             from mtst.model.cpu_probe import calibration_sentences
 
             texts, rounds, exports = (texts or calibration_sentences())[:QUICK_SENTENCES], 1, False
-        result = run(model, texts, rounds=rounds, exports=exports, int8=int8, probe=probe)
+        with stdout_kept_clean() if as_json else nullcontext():  # exporters print progress: keep the JSON parseable
+            result = run(model, texts, rounds=rounds, exports=exports, int8=int8, probe=probe)
         if as_json:
             typer.echo(json.dumps(asdict(result), indent=2))
         else:

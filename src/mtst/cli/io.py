@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import typer
@@ -74,3 +76,20 @@ def stdout_is_terminal() -> bool:
 def short(text: str, width: int = 40) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@contextmanager
+def stdout_kept_clean() -> Iterator[None]:
+    """Send everything written to stdout inside the block to stderr, at the file-descriptor level: libraries that
+    print progress or keep their own handle on stdout (NNCF's logger, its progress bars) cannot corrupt a machine-
+    readable answer printed after the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with redirect_stdout(sys.stderr):  # and whatever looks sys.stdout up when it writes
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
