@@ -161,8 +161,8 @@ class RunSection(StrictModel):
     def _checkpoint_interval_needs_checkpoints(self) -> RunSection:
         # the silent combination once cost two 8,000-step runs their resumability
         if self.checkpoint_every_steps is not None and not self.checkpoints:
-            raise ValueError("run.checkpoint_every_steps is set but run.checkpoints is false: set checkpoints: true "
-                             "or remove checkpoint_every_steps")
+            raise ValueError("run.checkpoint_every_steps is set but run.checkpoints is false: set checkpoints: true, "
+                             "or remove checkpoint_every_steps (--set run.checkpoint_every_steps=null)")
         return self
 
 
