@@ -18,6 +18,7 @@ from mtst.inference.export_probe import (
     export_key,
     inference_precision,
 )
+from mtst.model import cpu_paths
 from mtst.model.cpu_paths import CpuPath, cpu_facts, native_bf16, remember
 
 pytest.importorskip("openvino")
@@ -104,7 +105,7 @@ def test_precision_overrides_what_openvino_runs(ov_dir, monkeypatch, caplog):
     assert load_predictor(ov_dir, threads=1, precision="fp32").runtime.runtime_precision == "f32"
     if native_bf16(cpu_facts()["flags"]):
         assert load_predictor(ov_dir, threads=1, precision="bf16").runtime.runtime_precision == "bf16"
-    monkeypatch.setattr(export_probe, "cpu_facts", lambda: {"model": "old", "flags": ["avx2"]})
+    monkeypatch.setattr(cpu_paths, "cpu_facts", lambda: {"model": "old", "flags": ["avx2"]})
     with caplog.at_level(logging.WARNING, logger="mtst"):
         assert inference_precision(ov_dir, "bf16") == "bf16"
     assert "no native bf16" in caplog.text

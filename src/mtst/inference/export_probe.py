@@ -16,7 +16,6 @@ THROUGHPUT hint splits 2 cores into two slower single-thread streams (measured: 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -33,11 +32,10 @@ from mtst.model.cpu_paths import (
     parity,
     passes,
     remember,
+    warn_if_bf16_is_emulated,
 )
 from mtst.model.cpu_probe import BATCH_SIZES, QUICK_SENTENCES, TIMED_SENTENCES, calibration_sentences, outputs
 from mtst.model.timing import alternating_rounds
-
-logger = logging.getLogger("mtst")
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # mtst's precision -> OpenVINO's INFERENCE_PRECISION_HINT
 KERNELS = "openvino"  # CpuPath.kernels of an export's choice (the cache holds torch's choices beside it)
@@ -89,8 +87,8 @@ def inference_precision(directory: str | Path, precision: str) -> str | None:
     if precision == "auto":
         entry = cached_export_path(directory)
         return HINTS.get(entry["path"].get("precision")) if entry else None
-    if precision == "bf16" and not native_bf16(cpu_facts()["flags"]):
-        logger.warning("this CPU has no native bf16 (AVX512-BF16 / AMX-BF16): bf16 inference is emulated and slow")
+    if precision == "bf16":
+        warn_if_bf16_is_emulated()
     return HINTS[precision]
 
 

@@ -228,12 +228,18 @@ def probe_on_first_use(model) -> bool:
     return True
 
 
+def warn_if_bf16_is_emulated() -> None:
+    """Asked-for bf16 runs anyway (torch autocast, OpenVINO's hint), but where the CPU lacks it, slowly: say so."""
+    if not native_bf16(cpu_facts()["flags"]):
+        logger.warning("this CPU has no native bf16 (AVX512-BF16 / AMX-BF16): bf16 inference is emulated and slow")
+
+
 def resolve(precision: str, config: ModelConfig) -> tuple[CpuPath, str]:
     """The path a model starts with for ``precision``, and where it came from ("requested", "cached", "default")."""
     if precision not in PRECISIONS:
         raise MtstError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    if precision == "bf16" and not native_bf16(cpu_facts()["flags"]):
-        logger.warning("this CPU has no native bf16 (AVX512-BF16 / AMX-BF16): bf16 inference is emulated and slow")
+    if precision == "bf16":
+        warn_if_bf16_is_emulated()
     if precision != "auto":
         return CpuPath(precision=precision), "requested"
     path = cached_path(key_for(config))
