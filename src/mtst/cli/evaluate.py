@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mtst.cli.app import DeviceOpt, PrecisionOpt, ThreadsOpt
+from mtst.cli.io import task_argument
 from mtst.errors import MtstError
 
 if TYPE_CHECKING:
@@ -22,22 +23,6 @@ if TYPE_CHECKING:
     from mtst.model.multitask import MultiTaskModel
 
 SPLIT_NAMES = ("train", "dev", "test")
-
-
-def task_argument(argument: str, option: str, example: str) -> tuple[str, Path, str | None]:
-    """``task=PATH`` or ``task=PATH:FORMAT`` -> (task, path, the format when given: csv, tsv, jsonl, conll, spans,
-    hf_disk); ``option`` and ``example`` name the flag in the one-line error."""
-    from typing import get_args
-
-    from mtst.data.sources import DataFormat
-
-    task, equals, path = argument.partition("=")
-    if not equals or not task or not path:
-        raise MtstError(f"{option} '{argument}': expected TASK=PATH or TASK=PATH:FORMAT, e.g. {example}")
-    stem, colon, fmt = path.rpartition(":")
-    if colon and fmt in get_args(DataFormat):
-        return task, Path(stem), fmt
-    return task, Path(path), None
 
 
 def parse_data(argument: str, model: MultiTaskModel) -> tuple[str, DataSource]:

@@ -23,7 +23,7 @@ DEFAULT_MODEL = "default"  # --model default: the model shipped with mtst
 def parse_task(argument: str) -> tuple[str, DataSource]:
     """``task=PATH`` or ``task=PATH:FORMAT`` (csv, tsv, jsonl, hf_disk) -> (task, its DataSource); the task need
     not be in the model yet."""
-    from mtst.cli.evaluate import task_argument
+    from mtst.cli.io import task_argument
     from mtst.data.sources import DataSource, infer_format
 
     task, path, fmt = task_argument(argument, "--task", "intent=examples.csv")

@@ -93,3 +93,19 @@ def stdout_kept_clean() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def task_argument(argument: str, option: str, example: str) -> tuple[str, Path, str | None]:
+    """``task=PATH`` or ``task=PATH:FORMAT`` -> (task, path, the format when given: csv, tsv, jsonl, conll, spans,
+    hf_disk); ``option`` and ``example`` name the flag in the one-line error."""
+    from typing import get_args
+
+    from mtst.data.sources import DataFormat
+
+    task, equals, path = argument.partition("=")
+    if not equals or not task or not path:
+        raise MtstError(f"{option} '{argument}': expected TASK=PATH or TASK=PATH:FORMAT, e.g. {example}")
+    stem, colon, fmt = path.rpartition(":")
+    if colon and fmt in get_args(DataFormat):
+        return task, Path(stem), fmt
+    return task, Path(path), None
