@@ -294,6 +294,25 @@ def _side(r: int) -> Variant:
 EXPERIMENTS["side"] = [_side(r) for r in (8, 4, 2)]
 
 
+# Distilled slimmer branches (issue 31, design 2): the k = 2 three-task row with a slimmer branch (fewer layers above
+# a later branch point, narrower FFNs) that starts from the shipped k = 2 model's top branch layers and heads and
+# trains toward its outputs (mtst.training.distillation). bf16 autocast: this CPU has AVX512-BF16 (2.1x faster steps,
+# CoNLL within seed noise of fp32: docs/training-guide.md).
+def _distilled(k: int, ffn: int, layers: int | None = None) -> Variant:
+    from mtst.model.storage import DEFAULT_MODEL_DIR
+
+    base = _branch_with_ner_head(2, "windowed-shape-crf")
+    shape = {"branch_at": k, "branch_layers": layers, "branch_intermediate_size": ffn}
+    settings = merge(base.overrides, {"model": shape, "run": {"mixed_precision": "bf16"},
+                                      "distillation": {"teacher": str(DEFAULT_MODEL_DIR)}})
+    return Variant(f"joint-all-8000steps-bf16-distil-k{k}{f'-{layers}layers' if layers else ''}-ffn{ffn}", ALL,
+                   settings, steps=8000, train_sizes=FULL_DATA, eval_every=1000, keep_model=True,
+                   task_overrides=base.task_overrides)
+
+
+EXPERIMENTS["distil"] = [_distilled(4, 384), _distilled(4, 768), _distilled(5, 1536), _distilled(2, 384, layers=2)]
+
+
 # ---- one run's config -------------------------------------------------------------------------------------------
 def find_variant(experiment: str, name: str) -> Variant:
     found = next((v for v in EXPERIMENTS.get(experiment, []) if v.name == name), None)

@@ -69,7 +69,8 @@ class MultiTaskModel(nn.Module):
         self.branch: TaskBranch | None = None
         if config.encoder.branch_at is not None:
             check_layerwise(self.encoder)
-            self.branch = TaskBranch(self.encoder, config.encoder.branch_at)  # a copy of the backbone's top
+            shape = config.encoder  # a copy of the backbone's top, maybe slimmer (fewer layers, narrower FFNs)
+            self.branch = TaskBranch(self.encoder, shape.branch_at, shape.branch_layers, shape.branch_intermediate_size)
             self.encoder.requires_grad_(False)  # the embedding path never trains
         reduction = config.encoder.side_reduction  # or a side network beside the frozen backbone (mtst.model.side)
         self.side = None if reduction is None else SideNetwork(self.encoder, reduction)  # checks layerwise too
@@ -92,13 +93,15 @@ class MultiTaskModel(nn.Module):
                       normalize: bool | None = None, max_seq_length: int | None = None,
                       branch_at: int | None = None, precision: str = "auto",
                       side_reduction: int | None = None, device: str | None = None,
-                      *, embedding_max_seq_length: int | None = None) -> MultiTaskModel:
+                      *, embedding_max_seq_length: int | None = None, branch_layers: int | None = None,
+                      branch_intermediate_size: int | None = None) -> MultiTaskModel:
         """A model without heads on a backbone: a local directory or a model id in the local Hugging Face cache
         (default: all-MiniLM-L6-v2 from its package), on ``device`` (None: the CPU; "auto": CUDA, MPS, CPU).
 
         Unset options follow the backbone's own sentence-transformers settings. ``branch_at`` k gives the
         heads a trainable copy of layers k+1..L while the embedding keeps the backbone's (mtst.model.branch);
         ``side_reduction`` r a side network of width H / r beside the frozen backbone instead (mtst.model.side).
+        ``branch_layers`` / ``branch_intermediate_size`` make the branch slimmer (fewer layers, narrower FFNs).
         ``precision`` "auto" | "fp32" | "bf16": how CPU inference runs (see ``use_precision``).
         ``encode`` reads up to the backbone's own limit even when the heads' ``max_seq_length`` is shorter, unless
         ``embedding_max_seq_length`` asks for another limit (``mtst encode --max-seq-length`` does).
@@ -116,7 +119,8 @@ class MultiTaskModel(nn.Module):
             max_seq_length=max_seq_length, embedding_max_seq_length=embedding_max_seq_length,
             hidden_size=encoder.hidden_size,
             backbone="default" if source is None else str(source.resolve()),
-            branch_at=branch_at, side_reduction=side_reduction,
+            branch_at=branch_at, side_reduction=side_reduction, branch_layers=branch_layers,
+            branch_intermediate_size=branch_intermediate_size,
         ))
         model = cls(encoder, tokenizer, config)
         model.use_precision(precision)

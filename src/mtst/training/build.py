@@ -14,7 +14,9 @@ from mtst.data.splits import check_labels, infer_labels
 from mtst.data.task_encoding import EncodedTask, encode_task
 from mtst.errors import MtstError
 from mtst.model.cpu_paths import cpu_has_native_bf16
+from mtst.model.encoder import resolve_model_path
 from mtst.model.multitask import MultiTaskModel
+from mtst.model.storage import read_config
 from mtst.model.tasks import task_type
 from mtst.training.config import TrainConfig
 from mtst.training.freezing import apply_freezing
@@ -41,22 +43,29 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
                 ) -> MultiTaskModel:
     """The model a run starts from: ``model.init_from`` or a backbone, plus a new head per task it lacks
     (labels from the config, else inferred from the task's training split); on ``device``, with the components
-    ``freezing`` names frozen."""
+    ``freezing`` names frozen. A distilled run takes a task's labels from its teacher when the config lists none: its
+    logits must line up with the teacher's."""
     section = config.model
+    teacher = config.distillation and read_config(resolve_model_path(config.distillation.teacher)).heads
     if section.init_from:
         model = MultiTaskModel.load(section.init_from, precision="fp32")  # dev scores must not depend on the CPU
         if section.branch_at not in (None, "auto") and section.branch_at != model.config.encoder.branch_at:
             raise MtstError(f"model.branch_at {section.branch_at} differs from {section.init_from}'s "
                             f"({model.config.encoder.branch_at}); a model keeps its branch: drop model.branch_at")
+        for key in ("branch_layers", "branch_intermediate_size"):
+            if getattr(section, key) not in (None, getattr(model.config.encoder, key)):
+                raise MtstError(f"model.{key} differs from {section.init_from}'s; a model keeps its branch's shape: "
+                                f"drop model.{key}")
     else:
         branch_at = section.branch_at
         if branch_at == "auto":
             layers = backbone_layers(section.backbone)
             branch_at = None if layers is None else auto_branch_at(layers)
         side = section.side_reduction  # a side network instead of a branch: "auto" then means no branch
+        shape = {"branch_layers": section.branch_layers, "branch_intermediate_size": section.branch_intermediate_size}
         model = MultiTaskModel.from_backbone(section.backbone, section.pooling, section.normalize,
                                              section.max_seq_length, None if side else branch_at, side_reduction=side,
-                                             precision="fp32")
+                                             precision="fp32", **(shape if branch_at is not None and not side else {}))
     for task in config.tasks:
         if task.name in model.config.heads:  # pair tasks included (they have no head module)
             existing = model.config.heads[task.name]
@@ -64,7 +73,8 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
                 raise MtstError(f"task '{task.name}' differs from the head in {section.init_from} "
                                 "(type or labels); rename the task or match it")
             continue
-        labels = task.labels or infer_labels(splits[task.name]["train"], task.type)
+        from_teacher = teacher[task.name].labels if teacher and task.name in teacher else None
+        labels = task.labels or from_teacher or infer_labels(splits[task.name]["train"], task.type)
         model.add_head(task.name, task.type, labels, task.hidden_dim, task.dropout, **task.head_options)
         if task_type(task.type).multi_label:
             start_at_label_frequencies(model.heads[task.name], splits[task.name]["train"].labels)

@@ -1,6 +1,6 @@
 """The training config: one validated YAML file (``mtst train CONFIG.yaml``), or built by ``mtst train --task``.
 
-Nested by concern (model, tasks, optimizer, freezing, sampling, loss weighting, embedding anchor,
+Nested by concern (model, tasks, optimizer, freezing, sampling, loss weighting, embedding anchor, distillation,
 evaluation, run).
 Every choice is a ``Literal``; unknown keys are errors that name the key.
 
@@ -76,6 +76,10 @@ class ModelSection(StrictModel):
     # a side network of width H / side_reduction beside the frozen backbone instead of a branch (mtst.model.side);
     # branch_at "auto" then means no branch
     side_reduction: int | None = Field(None, ge=1)
+    # a slimmer branch (mtst.model.branch): how many layers above branch_at it holds (None: all of them) and each
+    # layer's FFN width (None: the backbone's); with ``distillation`` it starts from the teacher's top layers
+    branch_layers: int | None = Field(None, ge=1)
+    branch_intermediate_size: int | None = Field(None, ge=1)
 
     @field_validator("side_reduction")
     @classmethod
@@ -133,6 +137,15 @@ class EmbeddingAnchorSection(StrictModel):
     loss: Literal["cosine", "mse"] = "cosine"  # cosine: mean(1 - cos); mse: mean over the (B, H) elements
 
 
+class DistillationSection(StrictModel):
+    """Train toward a trained mtst model's outputs (see mtst.training.distillation)."""
+
+    teacher: str  # an mtst model directory on the same backbone, with every predicting task of the run
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # on T^2 * KL(teacher || student) of the label distributions
+    temperature: float = Field(2.0, gt=0)
+    hidden_weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # on the MSE of the task paths' token states
+
+
 class EvaluationSection(StrictModel):
     every_steps: int | None = Field(None, ge=1)  # None: at the end of each epoch / of training
     metric: str | None = None  # e.g. "ner/f1"; None: mean of each task's main metric ("mean/main")
@@ -174,6 +187,7 @@ class TrainConfig(StrictModel):
     sampling: SamplingSection = Field(default_factory=SamplingSection)
     loss_weighting: LossWeightingSection = Field(default_factory=LossWeightingSection)
     embedding_anchor: EmbeddingAnchorSection | None = None  # None (or weight 0): off
+    distillation: DistillationSection | None = None  # None: off
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     run: RunSection = Field(default_factory=RunSection)
 

@@ -79,7 +79,8 @@ class RunFiles:
 
 
 class LossWindow:
-    """Per-task training losses (and unweighted anchor losses) since the last log line, and the speed."""
+    """Per-task training losses (and auxiliary ones: the unweighted anchor, the weighted distillation loss) since
+    the last log line, and the speed."""
 
     def __init__(self, examples_per_step: int):
         self.examples_per_step = examples_per_step
@@ -87,13 +88,15 @@ class LossWindow:
 
     def _reset(self) -> None:
         self.losses: dict[str, list[float]] = {}
-        self.anchors: dict[str, list[float]] = {}
+        self.auxiliary: dict[str, dict[str, list[float]]] = {}  # name -> task -> values
         self.steps, self.seconds = 0, 0.0
 
-    def add(self, task: str, loss: float, anchor: float | None = None) -> None:
+    def add(self, task: str, loss: float, **auxiliary: float | None) -> None:
+        """``auxiliary``: the batch's extra losses by name (anchor=..., distillation=...), None where off."""
         self.losses.setdefault(task, []).append(loss)
-        if anchor is not None:
-            self.anchors.setdefault(task, []).append(anchor)
+        for name, value in auxiliary.items():
+            if value is not None:
+                self.auxiliary.setdefault(name, {}).setdefault(task, []).append(value)
 
     def add_time(self, seconds: float) -> None:
         """One optimizer step took ``seconds`` (evaluation and checkpoints excluded)."""
@@ -108,10 +111,11 @@ class LossWindow:
         return {task: sum(v[-last:]) / len(v[-last:]) for task, v in self.losses.items()}
 
     def flush(self) -> dict:
-        """The log fields (``examples_per_s``, ``loss`` and, with an anchor, ``anchor``); starts a new window."""
+        """The log fields (``examples_per_s``, ``loss`` and each auxiliary loss seen: ``anchor``,
+        ``distillation``); starts a new window."""
         record: dict = {"examples_per_s": round(self.examples_per_s, 1),
                         "loss": {task: sum(v) / len(v) for task, v in self.losses.items()}}
-        if self.anchors:
-            record["anchor"] = {task: sum(v) / len(v) for task, v in self.anchors.items()}
+        for name, per_task in self.auxiliary.items():
+            record[name] = {task: sum(v) / len(v) for task, v in per_task.items()}
         self._reset()
         return record

@@ -1,0 +1,163 @@
+"""Slimmer branches and distillation: the branch's shape, FFN pruning, starting from the teacher, the loss, a
+distilled run (logged, resumable, the embedding untouched), export parity and the errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import make_config, perturb, read_jsonl
+from mtst import MtstError, MultiTaskModel
+from mtst.data.readers import Examples
+from mtst.data.task_encoding import collate, encode_task
+from mtst.inference.agreement import parity_report
+from mtst.inference.export import export_model
+from mtst.inference.backends import load_predictor
+from mtst.model.branch import TaskBranch, ffn_importance, prune_ffn
+from mtst.model.config import EncoderConfig
+from mtst.training.config import DistillationSection
+from mtst.training.distillation import TeacherTargets, load_teacher, soft_label_loss, start_from_teacher
+from mtst.training.recipe import train
+
+SENTENCES = ["john lives in paris", "the team won the game today", "acme corp stock fell"]
+SLIM = {"branch_at": 1, "branch_intermediate_size": 16}  # the tiny encoder: 2 layers, FFN 64
+
+
+def _with_heads(model: MultiTaskModel) -> MultiTaskModel:
+    model.add_head("topic", "sentence_classification", ["sports", "business", "world"], hidden_dim=8)
+    model.add_head("ner", "token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"])
+    return model
+
+
+@pytest.fixture
+def teacher_dir(tmp_path, tiny_st_dir) -> Path:
+    """A two-layer branch (at 0) with trained-looking weights, topic + NER heads, saved."""
+    torch.manual_seed(0)
+    teacher = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0))
+    perturb(teacher.branch, scale=0.2)
+    perturb(teacher.heads, seed=2, scale=0.2)
+    return teacher.save(tmp_path / "teacher")
+
+
+def test_a_slim_branch_has_its_shape_keeps_the_embedding_and_round_trips(tiny_st_dir, tmp_path):
+    plain = MultiTaskModel.from_backbone(tiny_st_dir)
+    model = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0, branch_layers=1,
+                                                     branch_intermediate_size=16))
+    (layer,) = model.branch.layers  # a copy of the backbone's first layer only
+    assert (layer.intermediate.dense.out_features, layer.output.dense.in_features) == (16, 16)
+    assert np.array_equal(model.encode(SENTENCES), plain.encode(SENTENCES))  # the embedding path is the backbone's
+    perturb(model.branch)
+    loaded = MultiTaskModel.load(model.save(tmp_path / "slim"))
+    assert (loaded.config.encoder.branch_layers, loaded.config.encoder.branch_intermediate_size) == (1, 16)
+    assert loaded.predict(SENTENCES) == model.predict(SENTENCES)
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ({"branch_at": 1, "branch_layers": 2}, "branch_layers must be between 1 and 1"),
+    ({"branch_at": 0, "branch_intermediate_size": 65}, "branch_intermediate_size must be between 1 and 64"),
+])
+def test_a_branch_shape_the_encoder_cannot_hold_is_one_clear_error(tiny_st_dir, shape, message):
+    with pytest.raises(MtstError, match=message):
+        MultiTaskModel.from_backbone(tiny_st_dir, **shape)
+
+
+def test_a_branch_shape_needs_a_branch():
+    with pytest.raises(ValueError, match="set branch_at too"):
+        EncoderConfig(hidden_size=32, branch_layers=1)
+
+
+def test_pruning_keeps_the_units_with_the_largest_weights_in_and_out(tiny_st_dir):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0)
+    layer = model.branch.layers[0]
+    importance = ffn_importance(layer)
+    expected = importance.topk(16).indices.sort().values
+    up, down = layer.intermediate.dense.weight.clone(), layer.output.dense.weight.clone()
+    prune_ffn(layer, 16)
+    assert torch.equal(layer.intermediate.dense.weight, up[expected])
+    assert torch.equal(layer.output.dense.weight, down[:, expected])
+    before = layer.intermediate.dense
+    prune_ffn(layer, 16)  # already that wide: nothing changes
+    assert layer.intermediate.dense is before
+
+
+def test_the_student_starts_from_the_teachers_heads_and_top_layers(tiny_st_dir, teacher_dir):
+    teacher = MultiTaskModel.load(teacher_dir, precision="fp32")
+    student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, **SLIM))
+    copied = start_from_teacher(student, teacher)
+    assert copied == ["head topic", "head ner", "branch layers from the teacher's top 1 of 2"]
+    for key, value in teacher.heads.state_dict().items():
+        assert torch.equal(value, student.heads.state_dict()[key]), key
+    top, mine = teacher.branch.layers[1], student.branch.layers[0]
+    assert torch.equal(mine.attention.self.query.weight, top.attention.self.query.weight)
+    kept = ffn_importance(top).topk(16).indices.sort().values
+    assert torch.equal(mine.intermediate.dense.weight, top.intermediate.dense.weight[kept])
+    assert not torch.equal(mine.attention.self.query.weight, TaskBranch(student.encoder, 1).layers[0]
+                           .attention.self.query.weight)  # not the backbone's copy any more
+
+
+def test_soft_label_loss_is_zero_at_the_teacher_and_positive_elsewhere():
+    logits = torch.randn(4, 3)
+    assert soft_label_loss(logits, logits, 2.0, multi_label=False).abs() < 1e-6
+    assert soft_label_loss(torch.zeros(4, 3), logits, 2.0, multi_label=False) > 0.01
+    same, other = soft_label_loss(logits, logits, 1.0, True), soft_label_loss(-logits, logits, 1.0, True)
+    assert other > same  # the cross-entropy to the teacher's probabilities is smallest at the teacher
+
+
+def test_a_student_equal_to_its_teacher_has_no_distillation_loss(tiny_st_dir, teacher_dir):
+    teacher = MultiTaskModel.load(teacher_dir, precision="fp32")
+    student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0))
+    start_from_teacher(student, teacher)  # same shape: an exact copy
+    examples = Examples([s.split() for s in SENTENCES], [["O"] * len(s.split()) for s in SENTENCES], ["t:1"] * 3)
+    encoded = {"ner": encode_task(student.tokenizer, examples, teacher.heads["ner"].labels, "token_classification")}
+    section = DistillationSection(teacher=str(teacher_dir), temperature=2.0)
+    targets = TeacherTargets(teacher, encoded, section)
+    features, labels = collate(student.tokenizer, encoded["ner"], [2, 0])
+    features = {k: v for k, v in features.items() if k != "word_ids"}
+    with torch.no_grad():
+        out = student.eval()(features, tasks=["ner"], embedding=False)
+        assert targets.loss("ner", [2, 0], out, features["attention_mask"], labels) < 1e-4
+        perturb(student.branch, scale=0.5)
+        out = student(features, tasks=["ner"], embedding=False)
+        assert targets.loss("ner", [2, 0], out, features["attention_mask"], labels) > 1e-3
+
+
+def _distilled_config(tmp_path: Path, backbone: Path, teacher: Path, **sections):
+    return make_config(tmp_path, backbone, model={"branch_at": 1, "branch_intermediate_size": 16},
+                       distillation={"teacher": str(teacher), "weight": 1.0, "hidden_weight": 1.0}, **sections)
+
+
+def test_a_distilled_run_logs_its_loss_resumes_exactly_and_keeps_the_embedding(tmp_path, tiny_st_dir, teacher_dir):
+    sections = {"optimizer": {"max_steps": 8}, "run": {"checkpoint_every_steps": 3}}
+    full = train(_distilled_config(tmp_path / "a", tiny_st_dir, teacher_dir, **sections))
+    config_b = _distilled_config(tmp_path / "b", tiny_st_dir, teacher_dir, **sections)
+    resumed = train(config_b, resume=Path(train(config_b, stop_after_steps=5).output_dir))
+    a = MultiTaskModel.load(Path(full.output_dir) / "final")
+    b = MultiTaskModel.load(Path(resumed.output_dir) / "final")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert a.config.encoder.branch_intermediate_size == 16
+    assert np.array_equal(a.encode(SENTENCES), MultiTaskModel.from_backbone(tiny_st_dir).encode(SENTENCES))
+    logged = [row for row in read_jsonl(Path(full.output_dir) / "metrics.jsonl") if "loss" in row]
+    assert all(value > 0 for row in logged for value in row["distillation"].values())
+
+
+def test_a_teacher_without_the_runs_tasks_is_one_clear_error(tmp_path, tiny_st_dir):
+    other = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0)
+    other.add_head("topic", "sentence_classification", ["a", "b"])
+    with pytest.raises(MtstError, match="has no task 'topic'"):
+        load_teacher(str(other.save(tmp_path / "other")), _with_heads(MultiTaskModel.from_backbone(tiny_st_dir)),
+                     torch.device("cpu"))
+
+
+def test_a_slim_branch_exports_with_parity(tiny_st_dir, tmp_path):
+    model = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0, branch_layers=1,
+                                                     branch_intermediate_size=16))
+    perturb(model.branch)
+    saved = model.save(tmp_path / "slim")
+    exported = export_model(saved, tmp_path / "onnx", format="onnx")
+    report = parity_report(MultiTaskModel.load(saved, precision="fp32"), load_predictor(exported), SENTENCES)
+    for name in ("sentence_embedding", "logits_topic", "logits_ner"):
+        assert report[f"{name}/max_abs_diff"] <= 1e-4, (name, report)
