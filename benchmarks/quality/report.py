@@ -20,7 +20,7 @@ from benchmarks.common import REPO  # noqa: E402
 from benchmarks.quality.experiments import RESULTS  # noqa: E402
 
 EXPERIMENT_ORDER = ("features", "joint", "freezing", "llrd", "scarce", "long", "footprint", "branch", "ner", "pairs",
-                    "side")
+                    "side", "distil")
 COLUMNS = {"topic/accuracy": "topic acc", "sentiment/accuracy": "SST-2 dev acc", "ner/f1": "CoNLL test F1",
            "sts/spearman": "STS-B Spearman"}
 UNTOUCHED_STS = 82.03  # all-MiniLM-L6-v2 on STS-B test; also measured by the "features" experiment
@@ -183,6 +183,11 @@ def frontier_points() -> list[dict]:
               for k, note in ((4, " (old default)"), (3, ""), (2, " (shipped)"))]
     named += [("side", f"joint-all-8000steps-fp32-side{r}-{crf}", f"side network r = {r}", f"side-r{r}")
               for r in (8, 4, 2)]
+    named += [("distil", f"joint-all-8000steps-bf16-distil-k{shape}", f"distilled: {label}", path)
+              for shape, label, path in (("4-ffn384", "2 layers above 4, FFN 384", "branch-k4-ffn384"),
+                                         ("4-ffn768", "2 layers above 4, FFN 768", "branch-k4-ffn768"),
+                                         ("5-ffn1536", "1 layer above 5", "branch-k5"),
+                                         ("2-2layers-ffn384", "2 layers above 2, FFN 384", "branch-k2-2layers-ffn384"))]
     named += [("branch", "frozen-shipped", "frozen encoder (older default)", "frozen-encoder"),
               ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", "frozen-encoder"),
               ("long", "joint-all-8000steps-bf16", "full fine-tune", "frozen-encoder")]
