@@ -124,6 +124,23 @@ def test_a_student_equal_to_its_teacher_has_no_distillation_loss(tiny_st_dir, te
         assert targets.loss("ner", [2, 0], out, features["attention_mask"], labels) > 1e-3
 
 
+def test_the_distillation_loss_reaches_the_branch_and_heads_never_the_backbone(tiny_st_dir, teacher_dir):
+    teacher = MultiTaskModel.load(teacher_dir, precision="fp32")
+    student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, **SLIM))
+    start_from_teacher(student, teacher)
+    examples = Examples([s.split() for s in SENTENCES], [["O"] * len(s.split()) for s in SENTENCES], ["t:1"] * 3)
+    encoded = {"ner": encode_task(student.tokenizer, examples, teacher.heads["ner"].labels, "token_classification")}
+    targets = TeacherTargets(teacher, encoded, DistillationSection(teacher=str(teacher_dir)))
+    features, labels = collate(student.tokenizer, encoded["ner"], [0, 1, 2])
+    features = {k: v for k, v in features.items() if k != "word_ids"}
+    out = student.train()(features, tasks=["ner"], embedding=False)
+    targets.loss("ner", [0, 1, 2], out, features["attention_mask"], labels).backward()
+    assert all(p.grad is None and not p.requires_grad for p in student.encoder.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.branch.parameters())
+    assert student.heads["ner"].classifier.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in student.heads["topic"].parameters())  # another task's head: untouched
+
+
 def _distilled_config(tmp_path: Path, backbone: Path, teacher: Path, **sections):
     return make_config(tmp_path, backbone, model={"branch_at": 1, "branch_intermediate_size": 16},
                        distillation={"teacher": str(teacher), "weight": 1.0, "hidden_weight": 1.0}, **sections)
@@ -139,7 +156,10 @@ def test_a_distilled_run_logs_its_loss_resumes_exactly_and_keeps_the_embedding(t
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     assert a.config.encoder.branch_intermediate_size == 16
-    assert np.array_equal(a.encode(SENTENCES), MultiTaskModel.from_backbone(tiny_st_dir).encode(SENTENCES))
+    backbone = MultiTaskModel.from_backbone(tiny_st_dir)
+    for key, value in backbone.encoder.state_dict().items():
+        assert torch.equal(value, a.encoder.state_dict()[key]), key  # the backbone never trained
+    assert np.array_equal(a.encode(SENTENCES), backbone.encode(SENTENCES))  # bit for bit
     logged = [row for row in read_jsonl(Path(full.output_dir) / "metrics.jsonl") if "loss" in row]
     assert all(value > 0 for row in logged for value in row["distillation"].values())
 
