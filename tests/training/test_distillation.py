@@ -14,8 +14,8 @@ from mtst import MtstError, MultiTaskModel
 from mtst.data.readers import Examples
 from mtst.data.task_encoding import collate, encode_task
 from mtst.inference.agreement import parity_report
-from mtst.inference.export import export_model
 from mtst.inference.backends import load_predictor
+from mtst.inference.export import export_model
 from mtst.model.branch import TaskBranch, ffn_importance, prune_ffn
 from mtst.model.config import EncoderConfig
 from mtst.training.config import DistillationSection
