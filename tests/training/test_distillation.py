@@ -181,3 +181,12 @@ def test_a_slim_branch_exports_with_parity(tiny_st_dir, tmp_path):
     report = parity_report(MultiTaskModel.load(saved, precision="fp32"), load_predictor(exported), SENTENCES)
     for name in ("sentence_embedding", "logits_topic", "logits_ner"):
         assert report[f"{name}/max_abs_diff"] <= 1e-4, (name, report)
+
+
+def test_the_dry_run_of_a_distilled_run_names_the_teacher_and_probes(tmp_path, tiny_st_dir, teacher_dir):
+    from mtst.training.dry_run import plan_run
+
+    config = _distilled_config(tmp_path, tiny_st_dir, teacher_dir)
+    plan = plan_run(config)
+    assert plan.seconds_per_step is not None  # the probe trained toward the teacher, on its labels
+    assert any(line.startswith(f"distillation from {teacher_dir}") for line in plan.lines(config))

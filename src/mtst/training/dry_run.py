@@ -102,7 +102,8 @@ def plan_run(config: TrainConfig, probe: bool = True) -> Plan:
     """What a run of ``config`` would do, without writing anything."""
     splits = {task.name: read_task_splits(task.name, task.type, task.data) for task in config.tasks}
     labels = {task.name: infer_labels(splits[task.name]["train"], task.type) for task in config.tasks
-              if task.labels is None and task_type(task.type).predicts and not config.model.init_from}
+              if task.labels is None and task_type(task.type).predicts and not config.model.init_from
+              and not config.distillation}  # a distilled run takes its teacher's labels
     examples = {name: {split: len(part) for split, part in parts.items()} for name, parts in splits.items()}
     config = training_length(config, sum(parts["train"] for parts in examples.values()))
     per_step = config.optimizer.batch_size * config.optimizer.grad_accumulation
