@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from torch.optim.lr_scheduler import LambdaLR
 
 from mtst.data.readers import Examples
 from mtst.data.sampling import TaskSampler
@@ -35,7 +34,7 @@ from mtst.training.build import (
 from mtst.training.card import write_model_cards
 from mtst.training.checkpoint import load_checkpoint, nan_message, save_checkpoint
 from mtst.training.config import TrainConfig
-from mtst.training.distillation import TeacherTargets, build_teacher_targets
+from mtst.training.distillation import build_teacher_targets
 from mtst.training.distributed import average_gradients, broadcast_floats
 from mtst.training.evaluation import MEAN_KEY, evaluate_all
 from mtst.training.feature_cache import FeatureCache, cacheable
@@ -99,10 +98,9 @@ class Recipe:
         # what only training steps use; cache, anchor, optimizer and scheduler are None when nothing trains
         self.cache = self._setup_cache(trains)
         self.anchor = self._setup_anchor(trains, self.cache)  # before the checkpoint: the teacher is the start model
-        self.teacher = self._setup_teacher(trains)  # may start the student from the teacher: before the checkpoint
-        self.batch_losses = self._setup_batch_losses(self.cache, self.anchor, self.teacher)
+        self.batch_losses = self._setup_batch_losses(trains)  # may start from a teacher: before the checkpoint
         self.optimizer = self._setup_optimizer(trains)
-        self.scheduler = self._setup_scheduler(self.optimizer)
+        self.scheduler = None if self.optimizer is None else build_scheduler(self.optimizer, cfg, self.total_steps)
         if self.resume and trains:
             self._load_checkpoint()
 
@@ -143,27 +141,20 @@ class Recipe:
         return build_anchor(self.model, self.encoded, self.config.embedding_anchor if trains else None,
                             cache is not None, self.config.evaluation.batch_size, self.main and sys.stderr.isatty())
 
-    def _setup_teacher(self, trains: bool) -> TeacherTargets | None:
-        """The distillation teacher's outputs on the training data; None without ``distillation`` or training."""
-        cfg = self.config
-        return build_teacher_targets(self.model, self.encoded, cfg.distillation if trains else None,
-                                     start_fresh=cfg.model.init_from is None, device=self.accelerator.device,
-                                     batch_size=cfg.evaluation.batch_size,
-                                     show_progress=self.main and sys.stderr.isatty())
-
-    def _setup_batch_losses(self, cache: FeatureCache | None, anchor: EmbeddingAnchor | None,
-                            teacher: TeacherTargets | None) -> BatchLosses:
-        return BatchLosses(self.model, self.encoded, cache, anchor, bf16=self.config.run.mixed_precision == "bf16",
-                           device=self.accelerator.device, teacher=teacher)
+    def _setup_batch_losses(self, trains: bool) -> BatchLosses:
+        """Each batch's loss, with the cache, the anchor and the distillation teacher's outputs (None without it)."""
+        cfg, device = self.config, self.accelerator.device
+        teacher = build_teacher_targets(self.model, self.encoded, cfg.distillation if trains else None,
+                                        cfg.model.init_from is None, device, cfg.evaluation.batch_size,
+                                        show_progress=self.main and sys.stderr.isatty())
+        return BatchLosses(self.model, self.encoded, self.cache, self.anchor, cfg.run.mixed_precision == "bf16",
+                           device, teacher)
 
     def _setup_optimizer(self, trains: bool) -> torch.optim.AdamW | None:
         if not trains:
             return None
         groups = param_groups(self.model, self.config, self.weighting, include_frozen=self.unfreezer is not None)
         return build_optimizer(groups, self.config)
-
-    def _setup_scheduler(self, optimizer: torch.optim.Optimizer | None) -> LambdaLR | None:
-        return None if optimizer is None else build_scheduler(optimizer, self.config, self.total_steps)
 
     def _load_checkpoint(self) -> None:
         state = load_checkpoint(self.run_dir, self.model, self.weighting, self.optimizer, self.scheduler)
@@ -218,16 +209,13 @@ class Recipe:
         for _ in range(accumulation):
             task, indices = self.sampler.next_batch()
             task_losses, anchor, distilled = self.batch_losses(task, indices)
-            loss = self.weighting(task_losses)
-            if anchor is not None:  # outside the task weighting: uncertainty weights cannot shrink it
-                loss = loss + self.config.embedding_anchor.weight * anchor
-            if distilled is not None:  # weighted already, and outside the task weighting too
-                loss = loss + distilled
+            loss = self.weighting(task_losses)  # anchor and distillation outside it: uncertainty cannot shrink them
+            loss = loss if anchor is None else loss + self.config.embedding_anchor.weight * anchor
+            loss = loss if distilled is None else loss + distilled  # weighted already
             loss = loss / accumulation
             loss.backward()  # even when NaN: every rank must hold the same grads; we stop before step()
             total = total + loss.detach()
-            window.add(task, task_losses[task].item(), anchor=None if anchor is None else anchor.item(),
-                       distillation=None if distilled is None else distilled.item())
+            window.add(task, task_losses[task], anchor=anchor, distillation=distilled)
             self.files.debug_indices(self.step, task, indices)
         total = average_gradients(trainable, total, self.world)
         if not torch.isfinite(total):

@@ -13,11 +13,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from mtst.errors import MtstError
 from mtst.files import write_text
+
+if TYPE_CHECKING:
+    import torch
 
 DEBUG_INDICES = "MTST_DEBUG_INDICES"  # "1": every rank logs the example indices it trained on (tests)
 
@@ -91,12 +95,13 @@ class LossWindow:
         self.auxiliary: dict[str, dict[str, list[float]]] = {}  # name -> task -> values
         self.steps, self.seconds = 0, 0.0
 
-    def add(self, task: str, loss: float, **auxiliary: float | None) -> None:
-        """``auxiliary``: the batch's extra losses by name (anchor=..., distillation=...), None where off."""
-        self.losses.setdefault(task, []).append(loss)
+    def add(self, task: str, loss: float | torch.Tensor, **auxiliary: float | torch.Tensor | None) -> None:
+        """``auxiliary``: the batch's extra losses by name (anchor=..., distillation=...), None where off; floats or
+        0-dim tensors."""
+        self.losses.setdefault(task, []).append(float(loss))
         for name, value in auxiliary.items():
             if value is not None:
-                self.auxiliary.setdefault(name, {}).setdefault(task, []).append(value)
+                self.auxiliary.setdefault(name, {}).setdefault(task, []).append(float(value))
 
     def add_time(self, seconds: float) -> None:
         """One optimizer step took ``seconds`` (evaluation and checkpoints excluded)."""
