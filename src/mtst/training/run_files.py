@@ -82,6 +82,10 @@ class RunFiles:
                 handle.write(json.dumps({"step": step, "task": task, "indices": indices}) + "\n")
 
 
+def _number(value: float | torch.Tensor) -> float:
+    return value.item() if hasattr(value, "item") else float(value)  # float() warns on a tensor that requires grad
+
+
 class LossWindow:
     """Per-task training losses (and auxiliary ones: the unweighted anchor, the weighted distillation loss) since
     the last log line, and the speed."""
@@ -98,10 +102,10 @@ class LossWindow:
     def add(self, task: str, loss: float | torch.Tensor, **auxiliary: float | torch.Tensor | None) -> None:
         """``auxiliary``: the batch's extra losses by name (anchor=..., distillation=...), None where off; floats or
         0-dim tensors."""
-        self.losses.setdefault(task, []).append(float(loss))
+        self.losses.setdefault(task, []).append(_number(loss))
         for name, value in auxiliary.items():
             if value is not None:
-                self.auxiliary.setdefault(name, {}).setdefault(task, []).append(float(value))
+                self.auxiliary.setdefault(name, {}).setdefault(task, []).append(_number(value))
 
     def add_time(self, seconds: float) -> None:
         """One optimizer step took ``seconds`` (evaluation and checkpoints excluded)."""
