@@ -32,6 +32,7 @@ from mtst.model.heads import IGNORE_INDEX
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import task_type
 from mtst.progress import progress_bar
+from mtst.training.feature_cache import pad_rows
 
 logger = logging.getLogger("mtst")
 
@@ -138,13 +139,6 @@ class TeacherTargets:
             advance(len(indices))
         self.states[task], self.logits[task] = states, logits
 
-    def _padded(self, rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-        longest = max(row.shape[0] for row in rows)
-        out = torch.zeros((len(rows), longest, *rows[0].shape[1:]), dtype=torch.float32)
-        for i, row in enumerate(rows):
-            out[i, : row.shape[0]] = row
-        return out.to(device)
-
     def loss(self, task: str, indices: list[int], out: dict, attention_mask: torch.Tensor, labels: torch.Tensor
              ) -> torch.Tensor | None:
         """The weighted distillation loss of one batch of ``task`` (None when the task is not distilled); ``out`` is
@@ -157,7 +151,7 @@ class TeacherTargets:
         student_logits = out["logits"][task]
         if head.reads == "token_embeddings":
             keep = labels != IGNORE_INDEX  # (B, T): each word's first sub-token
-            teacher_logits = self._padded([self.logits[task][i] for i in indices], device)[keep]  # (N, C)
+            teacher_logits = pad_rows([self.logits[task][i] for i in indices]).to(device)[keep]  # (N, C)
             student_logits = student_logits[keep]
         else:
             teacher_logits = torch.stack([self.logits[task][i] for i in indices]).to(device)  # (B, C)
@@ -165,7 +159,7 @@ class TeacherTargets:
         loss = section.weight * soft_label_loss(student_logits, teacher_logits, section.temperature,
                                                 task_type(head.config.type).multi_label)
         if section.hidden_weight and "token_embeddings" in out:  # a frozen encoder's sentence heads: pooled only
-            teacher_states = self._padded([self.states[task][i] for i in indices], device)  # (B, T, H)
+            teacher_states = pad_rows([self.states[task][i] for i in indices]).to(device).float()  # (B, T, H)
             mask = attention_mask[..., None].float()  # (B, T, 1)
             squared = (out["token_embeddings"].float() - teacher_states).pow(2) * mask
             loss = loss + section.hidden_weight * squared.sum() / (mask.sum() * teacher_states.shape[-1])

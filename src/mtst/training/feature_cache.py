@@ -82,8 +82,13 @@ class FeatureCache:
         rows = [self.rows[key][i] for i in indices]
         if not self.tokens[key]:
             return torch.stack(rows)  # (B, H)
-        longest = max(row.shape[0] for row in rows)
-        out = rows[0].new_zeros((len(rows), longest, rows[0].shape[-1]))  # (B, T, H), padding never labelled
-        for i, row in enumerate(rows):
-            out[i, : row.shape[0]] = row
-        return out
+        return pad_rows(rows)  # (B, T, H), padding never labelled
+
+
+def pad_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Per-example (T_i, ...) tensors stacked into (B, T, ...), zero-padded to the longest."""
+    longest = max(row.shape[0] for row in rows)
+    out = rows[0].new_zeros((len(rows), longest, *rows[0].shape[1:]))
+    for i, row in enumerate(rows):
+        out[i, : row.shape[0]] = row
+    return out
