@@ -60,11 +60,14 @@ ONE_PASS = {v.name: v for v in (
     SpeedVariant("frozen-encoder", "backbone", "predict+embedding", 64),
     *(SpeedVariant(f"branch-k{k}", "backbone", "predict+embedding", 64, path={"branch_at": k}) for k in (5, 4, 3, 2)),
     *(SpeedVariant(f"side-r{r}", "backbone", "predict+embedding", 64, path={"side_reduction": r}) for r in (8, 4, 2)),
-    # slimmer branches (distilled from the k = 2 one): narrower FFNs above layer k, or fewer layers
-    *(SpeedVariant(f"branch-k{k}-ffn{m}", "backbone", "predict+embedding", 64,
-                   path={"branch_at": k, "branch_intermediate_size": m}) for k, m in ((4, 768), (4, 384), (3, 384))),
-    SpeedVariant("branch-k2-2layers-ffn384", "backbone", "predict+embedding", 64,
-                 path={"branch_at": 2, "branch_layers": 2, "branch_intermediate_size": 384}),
+    # slimmer branches (distilled from the k = 2 one): narrower FFNs, fewer attention heads, fewer layers above k
+    *(SpeedVariant(f"branch-{name}", "backbone", "predict+embedding", 64, path=path) for name, path in (
+        ("k4-ffn768", {"branch_at": 4, "branch_intermediate_size": 768}),
+        ("k4-ffn384", {"branch_at": 4, "branch_intermediate_size": 384}),
+        *((f"k3-ffn{m}", {"branch_at": 3, "branch_intermediate_size": m}) for m in (384, 256, 192)),
+        *((f"k3-heads{a}-ffn384", {"branch_at": 3, "branch_attention_heads": a, "branch_intermediate_size": 384})
+          for a in (6, 4)),
+        ("k2-2layers-ffn384", {"branch_at": 2, "branch_layers": 2, "branch_intermediate_size": 384}))),
 )}
 ONE_PASS.update({f"{name}-openvino": SpeedVariant(f"{name}-openvino", "backbone-openvino", v.call, v.batch_size,
                                                   path=v.path) for name, v in list(ONE_PASS.items())})

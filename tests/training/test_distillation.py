@@ -1,5 +1,5 @@
-"""Slimmer branches and distillation: the branch's shape, FFN pruning, starting from the teacher, the loss, a
-distilled run (logged, resumable, the embedding untouched), export parity and the errors."""
+"""Slimmer branches and distillation: the branch's shape, FFN and attention-head pruning, starting from the teacher,
+the loss, a distilled run (logged, resumable, the embedding untouched), export parity and the errors."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from mtst.data.task_encoding import collate, encode_task
 from mtst.inference.agreement import parity_report
 from mtst.inference.backends import load_predictor
 from mtst.inference.export import export_model
-from mtst.model.branch import TaskBranch, ffn_importance, prune_ffn
+from mtst.model.branch import TaskBranch, ffn_importance, head_importance, prune_ffn, prune_heads
 from mtst.model.config import EncoderConfig
 from mtst.training.config import DistillationSection
 from mtst.training.distillation import TeacherTargets, load_teacher, soft_label_loss, start_from_teacher
 from mtst.training.recipe import train
 
 SENTENCES = ["john lives in paris", "the team won the game today", "acme corp stock fell"]
-SLIM = {"branch_at": 1, "branch_intermediate_size": 16}  # the tiny encoder: 2 layers, FFN 64
+SLIM = {"branch_at": 1, "branch_intermediate_size": 16, "branch_attention_heads": 1}  # the tiny encoder: 2 layers,
+# FFN 64, 2 heads of 16
 
 
 def _with_heads(model: MultiTaskModel) -> MultiTaskModel:
@@ -45,19 +46,22 @@ def teacher_dir(tmp_path, tiny_st_dir) -> Path:
 def test_a_slim_branch_has_its_shape_keeps_the_embedding_and_round_trips(tiny_st_dir, tmp_path):
     plain = MultiTaskModel.from_backbone(tiny_st_dir)
     model = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0, branch_layers=1,
-                                                     branch_intermediate_size=16))
+                                                     branch_intermediate_size=16, branch_attention_heads=1))
     (layer,) = model.branch.layers  # a copy of the backbone's first layer only
     assert (layer.intermediate.dense.out_features, layer.output.dense.in_features) == (16, 16)
+    assert (layer.attention.self.key.out_features, layer.attention.output.dense.in_features) == (16, 16)
     assert np.array_equal(model.encode(SENTENCES), plain.encode(SENTENCES))  # the embedding path is the backbone's
     perturb(model.branch)
     loaded = MultiTaskModel.load(model.save(tmp_path / "slim"))
-    assert (loaded.config.encoder.branch_layers, loaded.config.encoder.branch_intermediate_size) == (1, 16)
+    shape = loaded.config.encoder
+    assert (shape.branch_layers, shape.branch_intermediate_size, shape.branch_attention_heads) == (1, 16, 1)
     assert loaded.predict(SENTENCES) == model.predict(SENTENCES)
 
 
 @pytest.mark.parametrize(("shape", "message"), [
     ({"branch_at": 1, "branch_layers": 2}, "branch_layers must be between 1 and 1"),
     ({"branch_at": 0, "branch_intermediate_size": 65}, "branch_intermediate_size must be between 1 and 64"),
+    ({"branch_at": 0, "branch_attention_heads": 3}, "branch_attention_heads must be between 1 and 2"),
 ])
 def test_a_branch_shape_the_encoder_cannot_hold_is_one_clear_error(tiny_st_dir, shape, message):
     with pytest.raises(MtstError, match=message):
@@ -83,6 +87,29 @@ def test_pruning_keeps_the_units_with_the_largest_weights_in_and_out(tiny_st_dir
     assert layer.intermediate.dense is before
 
 
+def test_pruning_heads_keeps_the_strongest_and_equals_the_full_layer_without_the_others(tiny_st_dir):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0)
+    layer = model.branch.layers[0].eval()
+    perturb(layer, seed=3, scale=0.5)  # heads of different strength
+    kept = int(head_importance(layer).argmax())
+    states = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(0))  # unpadded: no mask
+    without_the_other = TaskBranch(model.encoder, 0, layers=1).eval()
+    without_the_other.layers[0].load_state_dict(layer.state_dict())
+    dropped = slice(16, 32) if kept == 0 else slice(0, 16)
+    with torch.no_grad():
+        without_the_other.layers[0].attention.output.dense.weight[:, dropped] = 0
+    value = layer.attention.self.value.weight.clone()
+    prune_heads(layer, 1)
+    assert torch.equal(layer.attention.self.value.weight, value[kept * 16:(kept + 1) * 16])
+    with torch.no_grad():
+        pruned = TaskBranch(model.encoder, 0, layers=1, attention_heads=1).eval()
+        pruned.layers[0].load_state_dict(layer.state_dict())
+        torch.testing.assert_close(pruned(states, None), without_the_other(states, None))
+    before = layer.attention.self.query
+    prune_heads(layer, 1)  # already that many heads: nothing changes
+    assert layer.attention.self.query is before
+
+
 def test_the_student_starts_from_the_teachers_heads_and_top_layers(tiny_st_dir, teacher_dir):
     teacher = MultiTaskModel.load(teacher_dir, precision="fp32")
     student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, **SLIM))
@@ -91,11 +118,12 @@ def test_the_student_starts_from_the_teachers_heads_and_top_layers(tiny_st_dir, 
     for key, value in teacher.heads.state_dict().items():
         assert torch.equal(value, student.heads.state_dict()[key]), key
     top, mine = teacher.branch.layers[1], student.branch.layers[0]
-    assert torch.equal(mine.attention.self.query.weight, top.attention.self.query.weight)
+    head = int(head_importance(top).argmax())
+    assert torch.equal(mine.attention.self.query.weight, top.attention.self.query.weight[head * 16:(head + 1) * 16])
     kept = ffn_importance(top).topk(16).indices.sort().values
     assert torch.equal(mine.intermediate.dense.weight, top.intermediate.dense.weight[kept])
-    assert not torch.equal(mine.attention.self.query.weight, TaskBranch(student.encoder, 1).layers[0]
-                           .attention.self.query.weight)  # not the backbone's copy any more
+    assert not torch.equal(mine.attention.self.query.weight, TaskBranch(student.encoder, 1, attention_heads=1)
+                           .layers[0].attention.self.query.weight)  # not the backbone's copy any more
 
 
 def test_soft_label_loss_is_zero_at_the_teacher_and_positive_elsewhere():
@@ -142,7 +170,7 @@ def test_the_distillation_loss_reaches_the_branch_and_heads_never_the_backbone(t
 
 
 def _distilled_config(tmp_path: Path, backbone: Path, teacher: Path, **sections):
-    return make_config(tmp_path, backbone, model={"branch_at": 1, "branch_intermediate_size": 16},
+    return make_config(tmp_path, backbone, model=dict(SLIM),
                        distillation={"teacher": str(teacher), "weight": 1.0, "hidden_weight": 1.0}, **sections)
 
 
@@ -174,7 +202,7 @@ def test_a_teacher_without_the_runs_tasks_is_one_clear_error(tmp_path, tiny_st_d
 
 def test_a_slim_branch_exports_with_parity(tiny_st_dir, tmp_path):
     model = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0, branch_layers=1,
-                                                     branch_intermediate_size=16))
+                                                     branch_intermediate_size=16, branch_attention_heads=1))
     perturb(model.branch)
     saved = model.save(tmp_path / "slim")
     exported = export_model(saved, tmp_path / "onnx", format="onnx")

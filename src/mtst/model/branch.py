@@ -10,9 +10,10 @@ Training only ever changes the branch and the heads; the backbone stays frozen.
     0 < k < L  predict costs about (L + (L - k)) / L of encode; the branch holds L - k layers
     k = 0      only the embedding layer is shared: two full encoders (predict ~2x encode)
 
-A slimmer branch (issue 31) holds fewer layers (``branch_layers`` n: copies of layers k+1..k+n) or narrower
+A slimmer branch (issue 31) holds fewer layers (``branch_layers`` n: copies of layers k+1..k+n), narrower
 feed-forward blocks (``branch_intermediate_size`` m: each copy keeps the m FFN units that ``ffn_importance`` ranks
-highest): it costs less beside the embedding path, and distilling a deeper trained branch into it
+highest) or fewer attention heads (``branch_attention_heads`` a: the a heads ``head_importance`` ranks highest):
+it costs less beside the embedding path, and distilling a deeper trained branch into it
 (mtst.training.distillation) gives back what the cut loses.
 
 Only BERT-style encoders can branch (their layers are called one by one); ``check_layerwise`` proves on a
@@ -32,9 +33,11 @@ from mtst.model.encoder import Encoder, run_layers
 
 class TaskBranch(nn.Module):
     """Trainable copies of the backbone's layers ``at``..``at + n - 1`` (n: ``layers``, default all the rest), FFN
-    width ``intermediate_size`` (default the backbone's): shared states (B, T, H) -> task states (B, T, H)."""
+    width ``intermediate_size`` and ``attention_heads`` heads (default the backbone's): shared states (B, T, H) ->
+    task states (B, T, H)."""
 
-    def __init__(self, encoder: Encoder, at: int, layers: int | None = None, intermediate_size: int | None = None):
+    def __init__(self, encoder: Encoder, at: int, layers: int | None = None, intermediate_size: int | None = None,
+                 attention_heads: int | None = None):
         super().__init__()
         backbone = encoder.layers
         if not 0 <= at <= len(backbone):
@@ -48,9 +51,8 @@ class TaskBranch(nn.Module):
         # forward time, and export switches it to "eager" on the backbone's config for the branch too
         memo = {id(encoder.transformer.config): encoder.transformer.config}
         self.layers = nn.ModuleList(copy.deepcopy(layer, memo) for layer in backbone[at:at + count])
-        if intermediate_size is not None:
-            for layer in self.layers:
-                prune_ffn(layer, intermediate_size)
+        for layer in self.layers:
+            slim(layer, intermediate_size, attention_heads)
 
     def forward(self, shared: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return run_layers(self.layers, shared, mask)
@@ -58,6 +60,14 @@ class TaskBranch(nn.Module):
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
         """Branch layers bottom to top, named after the backbone layer each one copies."""
         return [(f"branch.layer.{self.at + i}", layer) for i, layer in enumerate(self.layers)]
+
+
+def slim(layer: nn.Module, intermediate_size: int | None, attention_heads: int | None) -> None:
+    """Cut ``layer`` in place to ``intermediate_size`` FFN units and ``attention_heads`` heads (None: keep all)."""
+    if intermediate_size is not None:
+        prune_ffn(layer, intermediate_size)
+    if attention_heads is not None:
+        prune_heads(layer, attention_heads)
 
 
 def _ffn(layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
@@ -85,14 +95,62 @@ def prune_ffn(layer: nn.Module, width: int) -> None:
     if width == up.out_features:
         return
     keep = ffn_importance(layer).topk(width).indices.sort().values  # (width,)
-    slim_up, slim_down = nn.Linear(up.in_features, width), nn.Linear(width, down.out_features)
+    slim_down = nn.Linear(width, down.out_features)
     with torch.no_grad():
-        slim_up.weight.copy_(up.weight[keep])
-        slim_up.bias.copy_(up.bias[keep])
         slim_down.weight.copy_(down.weight[:, keep])
         slim_down.bias.copy_(down.bias)
-    layer.intermediate.dense = slim_up.to(up.weight.dtype)
+    layer.intermediate.dense = _rows(up, keep)
     layer.output.dense = slim_down.to(down.weight.dtype)
+
+
+def _attention(layer: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """A BERT layer's self-attention (query, key, value: H -> heads x d) and its output projection (heads x d -> H)."""
+    try:
+        return layer.attention.self, layer.attention.output.dense
+    except AttributeError as exc:
+        raise MtstError(f"model.branch_attention_heads needs BERT-style layers (attention.self, "
+                        f"attention.output.dense); {type(layer).__name__} has none") from exc
+
+
+def head_importance(layer: nn.Module) -> torch.Tensor:
+    """(heads,) a score per attention head: the norm of its value rows times the norm of its output columns (what it
+    can add to the residual stream), the FFN rule applied per head."""
+    attention, out = _attention(layer)
+    width = attention.attention_head_size
+    value = attention.value.weight.detach().float().unflatten(0, (-1, width))  # (heads, d, H)
+    output = out.weight.detach().float().unflatten(1, (-1, width))  # (H, heads, d)
+    return value.flatten(1).norm(dim=1) * output.transpose(0, 1).flatten(1).norm(dim=1)
+
+
+def prune_heads(layer: nn.Module, count: int) -> None:
+    """Keep the ``count`` attention heads ``head_importance`` ranks highest (in their original order), in place:
+    query, key and value keep those heads' rows, the output projection their columns; the head width is unchanged,
+    so the attention scores are the same per kept head."""
+    attention, out = _attention(layer)
+    width, heads = attention.attention_head_size, attention.query.out_features // attention.attention_head_size
+    if not 1 <= count <= heads:
+        raise MtstError(f"model.branch_attention_heads must be between 1 and {heads} (the layer's heads), got {count}")
+    if count == heads:
+        return
+    kept = head_importance(layer).topk(count).indices.sort().values  # (count,)
+    rows = (kept[:, None] * width + torch.arange(width)).flatten()  # (count * d,)
+    for name in ("query", "key", "value"):
+        setattr(attention, name, _rows(getattr(attention, name), rows))
+    slim_out = nn.Linear(len(rows), out.out_features)
+    with torch.no_grad():
+        slim_out.weight.copy_(out.weight[:, rows])
+        slim_out.bias.copy_(out.bias)
+    layer.attention.output.dense = slim_out.to(out.weight.dtype)
+    attention.num_attention_heads, attention.all_head_size = count, len(rows)
+
+
+def _rows(linear: nn.Linear, rows: torch.Tensor) -> nn.Linear:
+    """A copy of ``linear`` with only output ``rows``."""
+    cut = nn.Linear(linear.in_features, len(rows))
+    with torch.no_grad():
+        cut.weight.copy_(linear.weight[rows])
+        cut.bias.copy_(linear.bias[rows])
+    return cut.to(linear.weight.dtype)
 
 
 def check_layerwise(encoder: Encoder) -> None:

@@ -35,10 +35,11 @@ class EncoderConfig(StrictModel):
     backbone: str = ""  # where the encoder came from: "default" (the packaged model) or a directory
     # Task branch (mtst.model.branch): heads read a trainable copy of layers branch_at+1..L; None: no branch
     branch_at: int | None = Field(None, ge=0)
-    # A slimmer branch: how many layers it holds (None: all L - branch_at) and each layer's FFN width (None: the
-    # backbone's); a distilled branch is built so (mtst.training.distillation)
+    # A slimmer branch: how many layers it holds (None: all L - branch_at), each layer's FFN width and attention
+    # heads (None: the backbone's); a distilled branch is built so (mtst.training.distillation)
     branch_layers: int | None = Field(None, ge=1)
     branch_intermediate_size: int | None = Field(None, ge=1)
+    branch_attention_heads: int | None = Field(None, ge=1)
     # Side network (mtst.model.side): heads read the frozen backbone's top states plus a narrow trainable network's
     # correction (width hidden_size / side_reduction); None: no side network. Exclusive with branch_at.
     side_reduction: int | None = Field(None, ge=1)
@@ -50,8 +51,10 @@ class EncoderConfig(StrictModel):
     def _one_task_path(self) -> EncoderConfig:
         if self.branch_at is not None and self.side_reduction is not None:
             raise ValueError("branch_at and side_reduction are two task paths; set one of them, not both")
-        if self.branch_at is None and (self.branch_layers or self.branch_intermediate_size):
-            raise ValueError("branch_layers and branch_intermediate_size shape a task branch: set branch_at too")
+        if self.branch_at is None and (self.branch_layers or self.branch_intermediate_size
+                                       or self.branch_attention_heads):
+            raise ValueError("branch_layers, branch_intermediate_size and branch_attention_heads shape a task "
+                             "branch: set branch_at too")
         return self
 
 

@@ -70,7 +70,8 @@ class MultiTaskModel(nn.Module):
         if config.encoder.branch_at is not None:
             check_layerwise(self.encoder)
             shape = config.encoder  # a copy of the backbone's top, maybe slimmer (fewer layers, narrower FFNs)
-            self.branch = TaskBranch(self.encoder, shape.branch_at, shape.branch_layers, shape.branch_intermediate_size)
+            self.branch = TaskBranch(self.encoder, shape.branch_at, shape.branch_layers, shape.branch_intermediate_size,
+                                     shape.branch_attention_heads)
             self.encoder.requires_grad_(False)  # the embedding path never trains
         reduction = config.encoder.side_reduction  # or a side network beside the frozen backbone (mtst.model.side)
         self.side = None if reduction is None else SideNetwork(self.encoder, reduction)  # checks layerwise too
@@ -94,14 +95,16 @@ class MultiTaskModel(nn.Module):
                       branch_at: int | None = None, precision: str = "auto",
                       side_reduction: int | None = None, device: str | None = None,
                       *, embedding_max_seq_length: int | None = None, branch_layers: int | None = None,
-                      branch_intermediate_size: int | None = None) -> MultiTaskModel:
+                      branch_intermediate_size: int | None = None,
+                      branch_attention_heads: int | None = None) -> MultiTaskModel:
         """A model without heads on a backbone: a local directory or a model id in the local Hugging Face cache
         (default: all-MiniLM-L6-v2 from its package), on ``device`` (None: the CPU; "auto": CUDA, MPS, CPU).
 
         Unset options follow the backbone's own sentence-transformers settings. ``branch_at`` k gives the
         heads a trainable copy of layers k+1..L while the embedding keeps the backbone's (mtst.model.branch);
         ``side_reduction`` r a side network of width H / r beside the frozen backbone instead (mtst.model.side).
-        ``branch_layers`` / ``branch_intermediate_size`` make the branch slimmer (fewer layers, narrower FFNs).
+        ``branch_layers`` / ``branch_intermediate_size`` / ``branch_attention_heads`` make the branch slimmer
+        (fewer layers, narrower FFNs, fewer attention heads).
         ``precision`` "auto" | "fp32" | "bf16": how CPU inference runs (see ``use_precision``).
         ``encode`` reads up to the backbone's own limit even when the heads' ``max_seq_length`` is shorter, unless
         ``embedding_max_seq_length`` asks for another limit (``mtst encode --max-seq-length`` does).
@@ -120,7 +123,7 @@ class MultiTaskModel(nn.Module):
             hidden_size=encoder.hidden_size,
             backbone="default" if source is None else str(source.resolve()),
             branch_at=branch_at, side_reduction=side_reduction, branch_layers=branch_layers,
-            branch_intermediate_size=branch_intermediate_size,
+            branch_intermediate_size=branch_intermediate_size, branch_attention_heads=branch_attention_heads,
         ))
         model = cls(encoder, tokenizer, config)
         model.use_precision(precision)

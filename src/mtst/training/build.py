@@ -22,6 +22,8 @@ from mtst.training.config import TrainConfig
 from mtst.training.freezing import apply_freezing
 from mtst.training.plan import auto_branch_at, backbone_layers
 
+BRANCH_SHAPE = ("branch_layers", "branch_intermediate_size", "branch_attention_heads")  # ModelSection's branch shape
+
 logger = logging.getLogger("mtst")
 
 def check_mixed_precision(mode: str, device: torch.device) -> None:
@@ -52,7 +54,7 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
         if section.branch_at not in (None, "auto") and section.branch_at != model.config.encoder.branch_at:
             raise MtstError(f"model.branch_at {section.branch_at} differs from {section.init_from}'s "
                             f"({model.config.encoder.branch_at}); a model keeps its branch: drop model.branch_at")
-        for key in ("branch_layers", "branch_intermediate_size"):
+        for key in BRANCH_SHAPE:
             if getattr(section, key) not in (None, getattr(model.config.encoder, key)):
                 raise MtstError(f"model.{key} differs from {section.init_from}'s; a model keeps its branch's shape: "
                                 f"drop model.{key}")
@@ -62,7 +64,7 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
             layers = backbone_layers(section.backbone)
             branch_at = None if layers is None else auto_branch_at(layers)
         side = section.side_reduction  # a side network instead of a branch: "auto" then means no branch
-        shape = {"branch_layers": section.branch_layers, "branch_intermediate_size": section.branch_intermediate_size}
+        shape = {key: getattr(section, key) for key in BRANCH_SHAPE}
         model = MultiTaskModel.from_backbone(section.backbone, section.pooling, section.normalize,
                                              section.max_seq_length, None if side else branch_at, side_reduction=side,
                                              precision="fp32", **(shape if branch_at is not None and not side else {}))

@@ -76,10 +76,12 @@ class ModelSection(StrictModel):
     # a side network of width H / side_reduction beside the frozen backbone instead of a branch (mtst.model.side);
     # branch_at "auto" then means no branch
     side_reduction: int | None = Field(None, ge=1)
-    # a slimmer branch (mtst.model.branch): how many layers above branch_at it holds (None: all of them) and each
-    # layer's FFN width (None: the backbone's); with ``distillation`` it starts from the teacher's top layers
+    # a slimmer branch (mtst.model.branch): how many layers above branch_at it holds (None: all of them), each
+    # layer's FFN width and attention heads (None: the backbone's); with ``distillation`` it starts from the
+    # teacher's top layers
     branch_layers: int | None = Field(None, ge=1)
     branch_intermediate_size: int | None = Field(None, ge=1)
+    branch_attention_heads: int | None = Field(None, ge=1)
 
     @field_validator("side_reduction")
     @classmethod

@@ -10,7 +10,7 @@ embedding anchor) and keeps its task-path token states and each head's logits. E
 
 to the combined loss, outside the task weighting (uncertainty weights cannot shrink it). A student built fresh starts
 from the teacher where shapes allow (``start_from_teacher``): every head the teacher has with the same config, and
-its branch's top layers with their feed-forward blocks cut to the student's width (mtst.model.branch.prune_ffn), so
+its branch's top layers cut to the student's FFN width and heads (mtst.model.branch.slim), so
 training starts near the teacher's function instead of from the backbone's. Pair tasks are not distilled (they train
 the embedding path, which a branch keeps frozen).
 """
@@ -26,7 +26,7 @@ from torch import nn
 
 from mtst.data.task_encoding import EncodedTask
 from mtst.errors import MtstError
-from mtst.model.branch import prune_ffn
+from mtst.model.branch import slim
 from mtst.model.config import HeadConfig
 from mtst.model.heads import IGNORE_INDEX
 from mtst.model.multitask import MultiTaskModel
@@ -69,8 +69,8 @@ def _same_head(a: HeadConfig, b: HeadConfig) -> bool:
 
 def start_from_teacher(student: MultiTaskModel, teacher: MultiTaskModel) -> list[str]:
     """Copy into the student what matches: heads built like the teacher's (its calibration is not copied: the
-    student's scores are its own), and the teacher branch's top layers into the student's branch (FFNs cut to the
-    student's width). Returns what was copied."""
+    student's scores are its own), and the teacher branch's top layers into the student's branch (cut to the
+    student's FFN width and heads). Returns what was copied."""
     copied = []
     for name, head in student.heads.items():
         if name in teacher.heads and _same_head(teacher.config.heads[name], student.config.heads[name]):
@@ -83,7 +83,7 @@ def start_from_teacher(student: MultiTaskModel, teacher: MultiTaskModel) -> list
                             "branch starts from the teacher's top layers, so it can hold at most as many")
         for layer, source in zip(mine, theirs[len(theirs) - len(mine):], strict=True):
             source = copy.deepcopy(source)
-            prune_ffn(source, layer.intermediate.dense.out_features)
+            slim(source, layer.intermediate.dense.out_features, layer.attention.self.num_attention_heads)
             layer.load_state_dict(source.state_dict())
         copied.append(f"branch layers from the teacher's top {len(mine)} of {len(theirs)}")
     return copied
