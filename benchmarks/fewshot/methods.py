@@ -81,11 +81,15 @@ def mtst_few_shot(dataset: Dataset, texts, labels, test: Split, seed: int, metho
     return _head_predictions(model, test), fit.seconds, {"method": fit.method, "descriptions": descriptions}
 
 
-def contrastive(dataset: Dataset, texts, labels, test: Split, seed: int):
+def contrastive(dataset: Dataset, texts, labels, test: Split, seed: int, bf16: bool = False):
     from benchmarks.fewshot import contrastive as recipe
+    from mtst.model.cpu_paths import cpu_has_native_bf16
 
-    predicted, seconds = recipe.fit_and_predict(texts, labels, test.texts, seed)
-    return predicted, seconds, {key: getattr(recipe, key) for key in ("BRANCH_AT", "ITERATIONS", "EPOCHS", "LR")}
+    if bf16 and not cpu_has_native_bf16():
+        raise Skipped("this CPU has no native bf16 (AVX512-BF16 or AMX)")
+    predicted, seconds = recipe.fit_and_predict(texts, labels, test.texts, seed, bf16)
+    settings = {key: getattr(recipe, key) for key in ("BRANCH_AT", "ITERATIONS", "EPOCHS", "LR")}
+    return predicted, seconds, {**settings, "bf16": bf16}
 
 
 def setfit(dataset: Dataset, texts, labels, test: Split, seed: int):
@@ -113,8 +117,8 @@ METHODS = {"majority": majority, "zero-shot": zero_shot, "zero-shot-descriptions
            "logistic-probe": logistic_probe, "mtst-prototype": partial(mtst_few_shot, method="prototype"),
            "mtst-logistic": partial(mtst_few_shot, method="logistic"),
            "mtst-logistic-descriptions": partial(mtst_few_shot, method="logistic", described=True),
-           "mtst-contrastive": contrastive,
+           "mtst-contrastive": contrastive, "mtst-contrastive-bf16": partial(contrastive, bf16=True),
            "setfit": setfit}
 SHOTLESS = ("majority", "zero-shot", "zero-shot-descriptions")
 # the speed ratio to SetFit is reported for these
-MTST = ("mtst-prototype", "mtst-logistic", "mtst-logistic-descriptions", "mtst-contrastive")
+MTST = ("mtst-prototype", "mtst-logistic", "mtst-logistic-descriptions", "mtst-contrastive", "mtst-contrastive-bf16")

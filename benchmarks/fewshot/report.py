@@ -30,6 +30,7 @@ ABOUT = {
     "mtst-logistic-descriptions": "the same, starting from the label descriptions the zero-shot row uses (AG News)",
     "mtst-contrastive": "SetFit's pair recipe training only a fresh model's task branch (layers 3-6), then "
                         "LogisticRegression on its task embeddings (benchmarks/fewshot/contrastive.py)",
+    "mtst-contrastive-bf16": "the same with the branch trained under bf16 autocast (CPUs with native bf16 only)",
     "setfit": "SetFit 1.2.0, default TrainingArguments (seed = draw), the same all-MiniLM-L6-v2 directory, own venv",
 }
 

@@ -84,6 +84,17 @@ def test_contrastive_training_moves_the_branch_only_and_is_seeded(tiny_st_dir, m
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
 
 
+def test_contrastive_training_in_bf16_keeps_fp32_weights_and_moves_them_differently(tiny_st_dir, monkeypatch):
+    monkeypatch.setattr(contrastive, "ITERATIONS", 2)
+    texts, labels = ["good film", "great movie", "bad film", "awful movie"], list("ppnn")
+    models = [MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32") for _ in range(2)]
+    for model, bf16 in zip(models, (False, True), strict=True):
+        contrastive.train_branch(model, texts, labels, seed=0, bf16=bf16)
+    fp32, bf16 = (dict(model.branch.named_parameters()) for model in models)
+    assert all(p.dtype == torch.float32 for p in bf16.values())
+    assert any(not torch.equal(p, fp32[name]) for name, p in bf16.items())  # bf16 matmuls round differently
+
+
 def _result(dataset: str, method: str, shots: int, draw_index: int, accuracy: float, seconds: float) -> dict:
     extra = {"versions": {"setfit": "1.2.0"}} if method == "setfit" else {}
     return {"dataset": dataset, "method": method, "shots": shots, "draw": draw_index, "accuracy": accuracy,
