@@ -95,12 +95,7 @@ def prune_ffn(layer: nn.Module, width: int) -> None:
     if width == up.out_features:
         return
     keep = ffn_importance(layer).topk(width).indices.sort().values  # (width,)
-    slim_down = nn.Linear(width, down.out_features)
-    with torch.no_grad():
-        slim_down.weight.copy_(down.weight[:, keep])
-        slim_down.bias.copy_(down.bias)
-    layer.intermediate.dense = _rows(up, keep)
-    layer.output.dense = slim_down.to(down.weight.dtype)
+    layer.intermediate.dense, layer.output.dense = _rows(up, keep), _columns(down, keep)
 
 
 def _attention(layer: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -136,11 +131,7 @@ def prune_heads(layer: nn.Module, count: int) -> None:
     rows = (kept[:, None] * width + torch.arange(width)).flatten()  # (count * d,)
     for name in ("query", "key", "value"):
         setattr(attention, name, _rows(getattr(attention, name), rows))
-    slim_out = nn.Linear(len(rows), out.out_features)
-    with torch.no_grad():
-        slim_out.weight.copy_(out.weight[:, rows])
-        slim_out.bias.copy_(out.bias)
-    layer.attention.output.dense = slim_out.to(out.weight.dtype)
+    layer.attention.output.dense = _columns(out, rows)
     attention.num_attention_heads, attention.all_head_size = count, len(rows)
 
 
@@ -150,6 +141,15 @@ def _rows(linear: nn.Linear, rows: torch.Tensor) -> nn.Linear:
     with torch.no_grad():
         cut.weight.copy_(linear.weight[rows])
         cut.bias.copy_(linear.bias[rows])
+    return cut.to(linear.weight.dtype)
+
+
+def _columns(linear: nn.Linear, columns: torch.Tensor) -> nn.Linear:
+    """A copy of ``linear`` reading only input ``columns`` (the bias unchanged)."""
+    cut = nn.Linear(len(columns), linear.out_features)
+    with torch.no_grad():
+        cut.weight.copy_(linear.weight[:, columns])
+        cut.bias.copy_(linear.bias)
     return cut.to(linear.weight.dtype)
 
 

@@ -69,7 +69,7 @@ class MultiTaskModel(nn.Module):
         self.branch: TaskBranch | None = None
         if config.encoder.branch_at is not None:
             check_layerwise(self.encoder)
-            shape = config.encoder  # a copy of the backbone's top, maybe slimmer (fewer layers, narrower FFNs)
+            shape = config.encoder  # a copy of the backbone's top, maybe slimmer (mtst.model.branch)
             self.branch = TaskBranch(self.encoder, shape.branch_at, shape.branch_layers, shape.branch_intermediate_size,
                                      shape.branch_attention_heads)
             self.encoder.requires_grad_(False)  # the embedding path never trains
