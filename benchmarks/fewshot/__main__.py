@@ -24,8 +24,9 @@ import traceback
 from pathlib import Path
 
 from benchmarks.common import run_metadata, write_result
+from benchmarks.fewshot import methods
 from benchmarks.fewshot.data import DATASETS, Split, draw
-from benchmarks.fewshot.methods import METHODS, SHOTLESS, THREADS, Skipped
+from benchmarks.fewshot.methods import METHODS, SHOTLESS, Skipped
 from mtst.model.cpu_paths import cpu_facts
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +46,7 @@ def run_one(dataset, method: str, shots: int, draw_index: int, test: Split, comm
     return {"dataset": dataset.name, "method": method, "shots": shots, "draw": draw_index, "seed": draw_index,
             "accuracy": round(accuracy, 3), "train_seconds": round(seconds, 3), "scored_rows": len(test.labels),
             "rows": rows, "extra": extra, "cpu_flags": cpu_facts()["flags"],
-            **run_metadata(command, started, load_before, THREADS)}
+            **run_metadata(command, started, load_before, methods.THREADS)}
 
 
 def run(args: argparse.Namespace, results: Path) -> None:
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--shots", nargs="+", type=int, help="examples per class (default 8 16 64)")
     parser.add_argument("--draws", type=int, help="seeded draws per number of shots (default 5)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--threads", type=int, default=methods.THREADS,
+                        help=f"torch threads for every method, SetFit's too (default {methods.THREADS})")
     args = parser.parse_args()
     results = RESULTS / "quick" if args.quick else RESULTS
     if args.command == "report":
@@ -99,7 +102,8 @@ def main() -> None:
     args.datasets = args.datasets or (["ag_news"] if args.quick else list(DATASETS))
     args.shots = args.shots or ([8] if args.quick else [8, 16, 64])
     args.draws = args.draws or (1 if args.quick else 5)
-    torch.set_num_threads(THREADS)
+    methods.THREADS = args.threads  # SetFit's subprocess reads it too
+    torch.set_num_threads(args.threads)
     run(args, results)
 
 

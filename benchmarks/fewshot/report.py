@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.common import REPO  # noqa: E402
 from benchmarks.fewshot.data import DATASETS  # noqa: E402
-from benchmarks.fewshot.methods import METHODS, MTST  # noqa: E402
+from benchmarks.fewshot.methods import METHODS, MTST, THREADS  # noqa: E402
 from mtst.files import write_text  # noqa: E402
 
 DOCS = REPO / "docs" / "few-shot.md"
@@ -37,10 +37,12 @@ ABOUT = {
 
 def summarise(results: list[dict]) -> dict[tuple[str, int, str], dict]:
     """(dataset, shots, method) -> accuracies and seconds over its draws, in dataset, shots, method order."""
-    groups: dict = defaultdict(lambda: {"accuracy": [], "seconds": []})
+    groups: dict = defaultdict(lambda: {"accuracy": [], "seconds": [], "threads": set()})
     for r in results:
-        groups[r["dataset"], r["shots"], r["method"]]["accuracy"].append(r["accuracy"])
-        groups[r["dataset"], r["shots"], r["method"]]["seconds"].append(r["train_seconds"])
+        group = groups[r["dataset"], r["shots"], r["method"]]
+        group["accuracy"].append(r["accuracy"])
+        group["seconds"].append(r["train_seconds"])
+        group["threads"].add(r["hardware"].get("threads", THREADS))
     order = lambda key: (list(DATASETS).index(key[0]), key[1], list(METHODS).index(key[2]))  # noqa: E731
     return {key: groups[key] for key in sorted(groups, key=order)}
 
@@ -55,8 +57,9 @@ def table(summary: dict) -> list[str]:
     for (dataset, shots, method), row in summary.items():
         seconds, setfit = statistics.mean(row["seconds"]), summary.get((dataset, shots, "setfit"))
         ratio = f"{statistics.mean(setfit['seconds']) / seconds:.1f}x" if setfit and method in MTST and seconds else ""
+        threads = "" if row["threads"] == {THREADS} else f" ({'/'.join(map(str, sorted(row['threads'])))} thread)"
         lines.append(f"| {NAMES[dataset]} | {shots or '0 (none)'} | {method} | {_mean_std(row['accuracy'])} "
-                     f"| {len(row['accuracy'])} | {seconds:.2f} | {ratio} |")
+                     f"| {len(row['accuracy'])} | {seconds:.2f}{threads} | {ratio} |")
     return lines
 
 
@@ -79,7 +82,8 @@ def render(results: list[dict], quick: bool, image: str) -> str:
               "draws from its train part, scored on its test part; SST-2: draws from GLUE train, scored on dev; "
               "SST-5: draws from stsa.fine.train, scored on stsa.fine.test. Draw k (seed k) picks the same rows for "
               "every method. Training seconds include embedding the examples, not loading the model; zero-shot "
-              "and the majority class use no examples. One process, 2 threads (SetFit's subprocess too).", "",
+              f"and the majority class use no examples. One process, {THREADS} threads (SetFit's subprocess too) "
+              "unless the seconds say otherwise.", "",
               *[f"- `{m}`: {ABOUT[m]}" for m in METHODS if any(r["method"] == m for r in results)], "",
               *table(summarise(results)), "", f"![accuracy vs examples per class]({image})", "",
               f"- CPU: {'; '.join(cpus)}", f"- Runs: {started[0]} to {started[-1]} UTC; 1-minute load average "
