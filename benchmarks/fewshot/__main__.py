@@ -30,6 +30,7 @@ from benchmarks.fewshot.methods import METHODS, SHOTLESS, Skipped
 from mtst.model.cpu_paths import cpu_facts
 
 RESULTS = Path(__file__).resolve().parent / "results"
+IDLE = RESULTS.with_name("results-idle")  # the same fits re-timed with nothing else running
 QUICK_ROWS = 300  # scored rows of a --quick run
 
 
@@ -93,12 +94,14 @@ def main() -> None:
     parser.add_argument("--shots", nargs="+", type=int, help="examples per class (default 8 16 64)")
     parser.add_argument("--draws", type=int, help="seeded draws per number of shots (default 5)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--idle", action="store_true", help=f"a re-timing on an idle machine: results go to "
+                        f"{IDLE.name}/, which the report shows as its own table")
     parser.add_argument("--threads", type=int, default=methods.THREADS,
                         help=f"torch threads for every method, SetFit's too (default {methods.THREADS})")
     args = parser.parse_args()
-    results = RESULTS / "quick" if args.quick else RESULTS
+    results = IDLE if args.idle else RESULTS / "quick" if args.quick else RESULTS
     if args.command == "report":
-        return report.main(results, quick=args.quick)
+        return report.main(results, quick=args.quick, idle_dir=IDLE)
     args.datasets = args.datasets or (["ag_news"] if args.quick else list(DATASETS))
     args.shots = args.shots or ([8] if args.quick else [8, 16, 64])
     args.draws = args.draws or (1 if args.quick else 5)

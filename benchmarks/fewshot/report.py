@@ -63,8 +63,20 @@ def table(summary: dict) -> list[str]:
     return lines
 
 
-def render(results: list[dict], quick: bool, image: str) -> str:
-    """The whole markdown page for these results."""
+def idle_section(idle: list[dict]) -> list[str]:
+    """The re-timing on an idle machine (``--idle``): the same table, its own load range and commands."""
+    loads = [r["load_average_before"][0] for r in idle]
+    return ["## Re-timed on an idle machine", "",
+            "The timings above were taken while other jobs shared the 2 cores at times (see the load range): SetFit's "
+            "most of all. These fits ran again with nothing else running, one after another in one process, on the "
+            "same draws: compare speed here.", "", *table(summarise(idle)), "",
+            f"- Runs: {min(r['started_utc'] for r in idle)} to {max(r['started_utc'] for r in idle)} UTC; 1-minute "
+            f"load average before a fit: {min(loads):.1f} to {max(loads):.1f}",
+            *[f"- Command: `{command}`" for command in sorted({r["command"] for r in idle})], ""]
+
+
+def render(results: list[dict], quick: bool, image: str, idle: list[dict] | None = None) -> str:
+    """The whole markdown page for these results (and an idle re-timing's, when there is one)."""
     versions = {k: v for r in results for k, v in r["hardware"]["versions"].items()}
     setfit = {k: v for r in results if r["method"] == "setfit" for k, v in r["extra"]["versions"].items()}
     cpus = sorted({f"{r['hardware']['cpu']} ({', '.join(r.get('cpu_flags', []))})" for r in results})
@@ -90,7 +102,7 @@ def render(results: list[dict], quick: bool, image: str) -> str:
               f"before a fit: {min(loads):.1f} to {max(loads):.1f} (compare timings only at similar load)",
               f"- Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}"
               + (f"; SetFit's environment: {', '.join(f'{k} {v}' for k, v in setfit.items())}" if setfit else ""),
-              *[f"- Command: `{command}`" for command in commands], ""]
+              *[f"- Command: `{command}`" for command in commands], "", *(idle_section(idle) if idle else [])]
     return "\n".join(lines)
 
 
@@ -121,11 +133,15 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(results_dir: Path, quick: bool = False, docs: Path = DOCS) -> None:
-    results = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(results_dir.glob("*/*/*.json"))]
+def _read(results_dir: Path) -> list[dict]:
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(results_dir.glob("*/*/*.json"))]
+
+
+def main(results_dir: Path, quick: bool = False, docs: Path = DOCS, idle_dir: Path | None = None) -> None:
+    results = _read(results_dir)
     if not results:
         raise SystemExit(f"no results in {results_dir}: run python -m benchmarks.fewshot first")
     image = docs.with_suffix(".png")
     plot(results, image)
-    write_text(docs, render(results, quick, image.name))
+    write_text(docs, render(results, quick, image.name, None if quick or idle_dir is None else _read(idle_dir)))
     print(f"wrote {docs} and {image} ({len(results)} results)")
