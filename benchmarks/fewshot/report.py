@@ -71,7 +71,7 @@ def idle_section(idle: list[dict]) -> list[str]:
             "most of all. These fits ran again with nothing else running, one after another in one process, on the "
             "same draws: compare speed here.", "", *table(summarise(idle)), "",
             f"- Runs: {min(r['started_utc'] for r in idle)} to {max(r['started_utc'] for r in idle)} UTC; 1-minute "
-            f"load average before a fit: {min(loads):.1f} to {max(loads):.1f}",
+            f"load average before a fit: {min(loads):.1f} to {max(loads):.1f} (a fit's own 2 threads keep it near 2)",
             *[f"- Command: `{command}`" for command in sorted({r["command"] for r in idle})], ""]
 
 
