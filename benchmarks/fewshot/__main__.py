@@ -99,9 +99,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=methods.THREADS,
                         help=f"torch threads for every method, SetFit's too (default {methods.THREADS})")
     args = parser.parse_args()
-    results = IDLE if args.idle else RESULTS / "quick" if args.quick else RESULTS
-    if args.command == "report":
+    results = RESULTS / "quick" if args.quick else RESULTS
+    if args.command == "report":  # the main table, and the idle re-timing's beside it
         return report.main(results, quick=args.quick, idle_dir=IDLE)
+    results = IDLE if args.idle else results
     args.datasets = args.datasets or (["ag_news"] if args.quick else list(DATASETS))
     args.shots = args.shots or ([8] if args.quick else [8, 16, 64])
     args.draws = args.draws or (1 if args.quick else 5)
