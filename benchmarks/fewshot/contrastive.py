@@ -5,13 +5,6 @@ scikit-learn's LogisticRegression on the branch's ``task_embedding``. The frozen
 ``bf16``: the branch trains under bf16 autocast (for CPUs with native bf16, AVX512-BF16 / AMX: the recipe's steps
 run ~2x faster there); the weights, the optimizer and the embeddings the logistic head reads stay fp32.
 
-``in_batch``: the same loss on every pair inside a batch of texts instead of sampled pairs (``train_branch_in_batch``):
-each step embeds IN_BATCH_SIZE texts once and scores all their pairs, same-label pairs toward cosine 1 and the others
-toward 0, the two groups weighted equally (SetFit balances its sampled pairs the same way). A batch of 16 texts holds
-120 pairs for the price of 16 embeddings, where SetFit's batch of 16 pairs costs up to 32. Its settings were picked
-on GoEmotions (4-way sentiment groups and 8 emotions, single-label rows, 3 draws of 8 and 16 per class, scored on its
-dev split), none of the benchmark's datasets: /work/scratch-style runs recorded in benchmarks/README.md.
-
 Pairs as SetFit's sampler (setfit/sampler.py, ``num_iterations``): every combination of two examples (with
 replacement) shuffled, split into same-label (target 1) and different-label (target 0) lists, and ITERATIONS x N of
 each drawn in turn, cycling. Settings picked once, not tuned on the benchmark's data.
@@ -28,15 +21,14 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import get_linear_schedule_with_warmup
 
+from mtst.training.few_shot_branch import branch_embeddings, frozen_inputs
+
 BRANCH_AT = 2
 ITERATIONS = 10  # pairs per epoch: 2 x ITERATIONS x examples (SetFit's paper: num_iterations 20, one epoch)
 EPOCHS = 2
 BATCH_SIZE = 16  # pairs per step (SetFit's default)
 LR = 5e-5  # only the branch trains: a little above SetFit's 2e-5 for the whole body
 WARMUP = 0.1
-IN_BATCH_SIZE = 16  # texts per step of train_branch_in_batch
-IN_BATCH_EPOCHS = 10
-IN_BATCH_LR = 3e-4  # few, cheap steps: a larger rate than the sampled pairs' (GoEmotions: 5e-5 and 1e-4 trailed)
 
 
 def pairs(labels: Sequence[str], iterations: int, seed: int) -> list[tuple[int, int, float]]:
@@ -47,20 +39,6 @@ def pairs(labels: Sequence[str], iterations: int, seed: int) -> list[tuple[int, 
     other = [(int(a), int(b), 0.0) for a, b in combos if labels[a] != labels[b]]
     count = iterations * len(labels)
     return [pair for k in range(count) for pair in (same[k % len(same)], other[k % len(other)])]
-
-
-def _inputs(model, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-    features = model.tokenizer.collate(model.tokenizer(list(texts), ids_only=True))
-    with torch.no_grad():
-        features["shared_states"] = model.shared_states(features["input_ids"], features["attention_mask"])
-    return {key: features[key] for key in ("input_ids", "attention_mask", "shared_states")}
-
-
-def _task_embeddings(model, inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-    """The branch's pooled, normalised ``task_embedding`` of ``rows`` (trimmed to their longest text)."""
-    longest = int(inputs["attention_mask"][rows].sum(1).max())
-    batch = {key: value[rows, :longest] for key, value in inputs.items()}
-    return model(batch, tasks=[], embedding=False)["task_embedding"]
 
 
 def _embed(model, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -75,7 +53,7 @@ def _embed(model, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
 def train_branch(model, texts: Sequence[str], labels: Sequence[str], seed: int, bf16: bool = False) -> None:
     """Train ``model.branch`` on SetFit pairs of the examples (seeded: dropout, order, pairs)."""
     torch.manual_seed(seed)
-    inputs = _inputs(model, texts)  # the frozen bottom once per text
+    inputs = frozen_inputs(model, texts)  # the frozen bottom once per text
     planned = pairs(labels, ITERATIONS, seed)
     plan = torch.tensor([(a, b) for a, b, _ in planned])  # (P, 2)
     targets = torch.tensor([target for *_, target in planned])  # (P,)
@@ -90,7 +68,7 @@ def train_branch(model, texts: Sequence[str], labels: Sequence[str], seed: int, 
             chosen = order[start : start + BATCH_SIZE]
             rows, where = torch.unique(plan[chosen], return_inverse=True)  # each text once per step
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                unit = _task_embeddings(model, inputs, rows).float()  # (R, H)
+                unit = branch_embeddings(model, inputs, rows)  # (R, H)
             cosine = (unit[where[:, 0]] * unit[where[:, 1]]).sum(-1)
             loss = torch.nn.functional.mse_loss(cosine, targets[chosen])
             loss.backward()
@@ -100,58 +78,14 @@ def train_branch(model, texts: Sequence[str], labels: Sequence[str], seed: int, 
     model.eval()
 
 
-def balanced_pair_loss(unit: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-    """Mean (cos - 1)^2 over same-label pairs plus mean cos^2 over the others, each pair once (i < j); a group
-    without pairs adds nothing. ``unit``: (B, H) unit rows, ``gold``: (B,) label ids."""
-    cosine = unit @ unit.T  # (B, B)
-    same = gold[:, None] == gold[None, :]
-    upper = torch.ones_like(same).triu(1)
-    loss = cosine.new_zeros(())
-    for chosen, target in ((same & upper, 1.0), (~same & upper, 0.0)):
-        if chosen.any():
-            loss = loss + (cosine[chosen] - target).pow(2).mean()
-    return loss
-
-
-def train_branch_in_batch(model, texts: Sequence[str], labels: Sequence[str], seed: int, bf16: bool = False,
-                          anchors: bool = False) -> None:
-    """Train ``model.branch`` on every pair inside batches of IN_BATCH_SIZE texts (seeded: dropout, order).
-    ``anchors``: every batch also holds each label's name as a text of that label."""
-    torch.manual_seed(seed)
-    names = sorted(set(labels))
-    inputs = _inputs(model, [*texts, *names] if anchors else texts)  # the frozen bottom once per text
-    gold = torch.tensor([names.index(label) for label in labels] + (list(range(len(names))) if anchors else []))
-    extra = torch.arange(len(texts), len(texts) + len(names)) if anchors else torch.empty(0, dtype=torch.long)
-    per_epoch = math.ceil(len(texts) / IN_BATCH_SIZE)
-    steps = IN_BATCH_EPOCHS * per_epoch
-    optimizer = torch.optim.AdamW(model.branch.parameters(), lr=IN_BATCH_LR)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(WARMUP * steps), steps)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(IN_BATCH_EPOCHS):
-        order = torch.randperm(len(texts), generator=generator)
-        for step in range(per_epoch):
-            rows = torch.cat([order[step::per_epoch], extra])  # batches of equal size (within one text)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                unit = _task_embeddings(model, inputs, rows).float()  # (B, H)
-            balanced_pair_loss(unit, gold[rows]).backward()
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-    model.eval()
-
-
 def fit_and_predict(texts: Sequence[str], labels: Sequence[str], test_texts: Sequence[str], seed: int,
-                    bf16: bool = False, in_batch: bool = False, anchors: bool = False) -> tuple[list[str], float]:
+                    bf16: bool = False) -> tuple[list[str], float]:
     """(predicted labels of ``test_texts``, training wall seconds: branch, embeddings and logistic head)."""
     from mtst import MultiTaskModel
 
     model = MultiTaskModel.from_backbone(None, branch_at=BRANCH_AT, precision="fp32")
     started = time.perf_counter()
-    if in_batch:
-        train_branch_in_batch(model, texts, labels, seed, bf16, anchors)
-    else:
-        train_branch(model, texts, labels, seed, bf16)
+    train_branch(model, texts, labels, seed, bf16)
     head = LogisticRegression(max_iter=1000).fit(_embed(model, texts), list(labels))
     seconds = time.perf_counter() - started
     return head.predict(_embed(model, test_texts)).tolist(), seconds

@@ -81,17 +81,30 @@ def mtst_few_shot(dataset: Dataset, texts, labels, test: Split, seed: int, metho
     return _head_predictions(model, test), fit.seconds, {"method": fit.method, "descriptions": descriptions}
 
 
-def contrastive(dataset: Dataset, texts, labels, test: Split, seed: int, bf16: bool = False, in_batch: bool = False,
-                anchors: bool = False):
+def contrastive(dataset: Dataset, texts, labels, test: Split, seed: int, bf16: bool = False):
     from benchmarks.fewshot import contrastive as recipe
     from mtst.model.cpu_paths import cpu_has_native_bf16
 
     if bf16 and not cpu_has_native_bf16():
         raise Skipped("this CPU has no native bf16 (AVX512-BF16 or AMX)")
-    predicted, seconds = recipe.fit_and_predict(texts, labels, test.texts, seed, bf16, in_batch, anchors)
-    names = ("IN_BATCH_SIZE", "IN_BATCH_EPOCHS", "IN_BATCH_LR") if in_batch else ("ITERATIONS", "EPOCHS", "LR")
-    settings = {key: getattr(recipe, key) for key in ("BRANCH_AT", *names)}
-    return predicted, seconds, {**settings, "bf16": bf16, "in_batch": in_batch, "anchors": anchors}
+    predicted, seconds = recipe.fit_and_predict(texts, labels, test.texts, seed, bf16)
+    settings = {key: getattr(recipe, key) for key in ("BRANCH_AT", "ITERATIONS", "EPOCHS", "LR")}
+    return predicted, seconds, {**settings, "bf16": bf16}
+
+
+def mtst_contrastive(dataset: Dataset, texts, labels, test: Split, seed: int):
+    """``fit_few_shot(method="contrastive")`` on a fresh model with a branch at 2: the library's whole fit (branch,
+    then the cosine logistic head on its states), bf16 where native, scored by ``predict``."""
+    from mtst import MultiTaskModel
+    from mtst.model.cpu_paths import cpu_has_native_bf16
+    from mtst.training import few_shot_branch
+    from mtst.training.few_shot import fit_few_shot
+
+    model = MultiTaskModel.from_backbone(None, branch_at=few_shot_branch.FRESH_BRANCH_AT, precision="fp32")
+    fit = fit_few_shot(model, "fewshot", texts, labels, method="contrastive", seed=seed)
+    rows = model.predict(list(test.texts), tasks=["fewshot"], batch_size=64)
+    settings = {key: getattr(few_shot_branch, key) for key in ("FRESH_BRANCH_AT", "BATCH_SIZE", "EPOCHS", "LR")}
+    return [row["fewshot"]["label"] for row in rows], fit.seconds, {**settings, "bf16": bool(cpu_has_native_bf16())}
 
 
 def setfit(dataset: Dataset, texts, labels, test: Split, seed: int):
@@ -120,9 +133,8 @@ METHODS = {"majority": majority, "zero-shot": zero_shot, "zero-shot-descriptions
            "mtst-logistic": partial(mtst_few_shot, method="logistic"),
            "mtst-logistic-descriptions": partial(mtst_few_shot, method="logistic", described=True),
            "mtst-contrastive": contrastive, "mtst-contrastive-bf16": partial(contrastive, bf16=True),
-           "mtst-in-batch-bf16": partial(contrastive, bf16=True, in_batch=True),
-           "mtst-in-batch-names-bf16": partial(contrastive, bf16=True, in_batch=True, anchors=True), "setfit": setfit}
+           "mtst-few-shot-contrastive": mtst_contrastive, "setfit": setfit}
 SHOTLESS = ("majority", "zero-shot", "zero-shot-descriptions")
 # the speed ratio to SetFit is reported for these
 MTST = ("mtst-prototype", "mtst-logistic", "mtst-logistic-descriptions", "mtst-contrastive", "mtst-contrastive-bf16",
-        "mtst-in-batch-bf16", "mtst-in-batch-names-bf16")
+        "mtst-few-shot-contrastive")

@@ -1,9 +1,11 @@
-"""How the in-batch recipe's settings were picked (contrastive.IN_BATCH_*): on GoEmotions, none of the benchmark's
+"""How mtst's few-shot branch training got its settings (mtst.training.few_shot_branch): on GoEmotions, none of the
+benchmark's
 datasets, so the benchmark's numbers are not tuned on. Single-label rows of the 4-way sentiment groups ("ge4") and
 of the 8 most frequent emotions but neutral ("ge8"); 3 draws of 8 or 16 per class from train, 1,000 dev rows scored.
 
     .venv/bin/python -m benchmarks.fewshot.pick_in_batch ge8 8 '[{"lr": 3e-4, "batch": 16, "epochs": 10}]'
     .venv/bin/python -m benchmarks.fewshot.pick_in_batch ge4 8 '[{"recipe": "pairs"}, {"recipe": "frozen"}]'
+    .venv/bin/python -m benchmarks.fewshot.pick_in_batch ge4 16 '[{"anchors": true}, {"recipe": "library"}]'
 
 Prints accuracy (mean +/- std over the draws) and training seconds per setting; the runs and what they picked are in
 benchmarks/README.md.
@@ -23,6 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from benchmarks.common import DATA
 from benchmarks.fewshot import contrastive
 from benchmarks.fewshot.data import Split, draw
+from mtst.training import few_shot_branch
+from mtst.training.few_shot import fit_few_shot
 
 DRAWS = 3
 SCORED = 1000
@@ -56,14 +60,19 @@ def fit_and_score(train: Split, scored: Split, shots: int, seed: int, setting: d
     model = MultiTaskModel.from_backbone(None, branch_at=contrastive.BRANCH_AT, precision="fp32")
     started = time.perf_counter()
     recipe = setting.get("recipe", "in-batch")
+    if recipe == "library":  # fit_few_shot(method="contrastive") as shipped: the names, then mtst's head
+        fit = fit_few_shot(model, "task", texts, labels, method="contrastive", seed=seed)
+        predicted = [row["task"]["label"] for row in model.predict(scored.texts, tasks=["task"], batch_size=64)]
+        return 100 * float(np.mean(np.asarray(predicted) == np.asarray(scored.labels))), fit.seconds
     if recipe == "pairs":
         contrastive.train_branch(model, texts, labels, seed, bf16=True)
     elif recipe == "in-batch":
-        with mock.patch.multiple(contrastive, IN_BATCH_LR=setting.get("lr", contrastive.IN_BATCH_LR),
-                                 IN_BATCH_SIZE=setting.get("batch", contrastive.IN_BATCH_SIZE),
-                                 IN_BATCH_EPOCHS=setting.get("epochs", contrastive.IN_BATCH_EPOCHS)):
-            contrastive.train_branch_in_batch(model, texts, labels, seed, bf16=True,
-                                              anchors=setting.get("anchors", False))
+        names = sorted(set(labels))
+        with mock.patch.multiple(few_shot_branch, LR=setting.get("lr", few_shot_branch.LR),
+                                 BATCH_SIZE=setting.get("batch", few_shot_branch.BATCH_SIZE),
+                                 EPOCHS=setting.get("epochs", few_shot_branch.EPOCHS)):
+            few_shot_branch.train_branch(model, texts, labels, names if setting.get("anchors") else None, names,
+                                         seed, bf16=True)
     head = LogisticRegression(max_iter=1000).fit(contrastive._embed(model, texts), labels)  # "frozen": no training
     seconds = time.perf_counter() - started
     predicted = head.predict(contrastive._embed(model, scored.texts))

@@ -31,10 +31,11 @@ ABOUT = {
     "mtst-contrastive": "SetFit's pair recipe training only a fresh model's task branch (layers 3-6), then "
                         "LogisticRegression on its task embeddings (benchmarks/fewshot/contrastive.py)",
     "mtst-contrastive-bf16": "the same with the branch trained under bf16 autocast (CPUs with native bf16 only)",
-    "mtst-in-batch-bf16": "the same loss on every pair inside batches of 16 texts (10 epochs, bf16), settings "
-                          "picked on GoEmotions, not on these datasets (benchmarks/fewshot/contrastive.py)",
-    "mtst-in-batch-names-bf16": "the same with each label's name in every batch as one more text of that label "
-                                "(picked on GoEmotions too)",
+    "mtst-few-shot-contrastive": "`fit_few_shot(..., method=\"contrastive\")` on a fresh model with a branch at 2: "
+                                 "mtst.training.few_shot_branch (SetFit's loss on every pair inside batches of 16 "
+                                 "texts plus the label names, 10 epochs, bf16 here; settings picked on GoEmotions, "
+                                 "not on these datasets), then mtst's logistic head on the branch's states: what "
+                                 "`auto` picks where the branch is free",
     "setfit": "SetFit 1.2.0, default TrainingArguments (seed = draw), the same all-MiniLM-L6-v2 directory, own venv",
 }
 

@@ -67,17 +67,14 @@ def test_pairs_alternate_same_and_different_labels_as_setfit():
     assert plan == contrastive.pairs(labels, iterations=2, seed=0)
 
 
-@pytest.mark.parametrize("train", [contrastive.train_branch, contrastive.train_branch_in_batch])
-def test_contrastive_training_moves_the_branch_only_and_is_seeded(tiny_st_dir, monkeypatch, train):
+def test_contrastive_training_moves_the_branch_only_and_is_seeded(tiny_st_dir, monkeypatch):
     monkeypatch.setattr(contrastive, "ITERATIONS", 2)
-    monkeypatch.setattr(contrastive, "IN_BATCH_EPOCHS", 2)
-    monkeypatch.setattr(contrastive, "IN_BATCH_SIZE", 4)  # two steps per epoch on six texts
     texts, labels = ["good film", "great movie", "bad film", "awful movie", "fine", "poor"], list("ppnnpn")
 
     def trained():
         model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        train(model, texts, labels, seed=0)
+        contrastive.train_branch(model, texts, labels, seed=0)
         return model, before
 
     model, before = trained()
@@ -96,40 +93,6 @@ def test_contrastive_training_in_bf16_keeps_fp32_weights_and_moves_them_differen
     fp32, bf16 = (dict(model.branch.named_parameters()) for model in models)
     assert all(p.dtype == torch.float32 for p in bf16.values())
     assert any(not torch.equal(p, fp32[name]) for name, p in bf16.items())  # bf16 matmuls round differently
-
-
-def test_the_in_batch_loss_weights_same_and_different_pairs_equally_each_pair_once():
-    gold = torch.tensor([0, 0, 1, 1, 1])
-    unit = torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
-    cosine = unit @ unit.T
-    same = [(0, 1), (2, 3), (2, 4), (3, 4)]
-    other = [(i, j) for i in range(5) for j in range(i + 1, 5) if (i, j) not in same]
-    expected = (sum((cosine[i, j] - 1) ** 2 for i, j in same) / len(same)
-                + sum(cosine[i, j] ** 2 for i, j in other) / len(other))
-    assert torch.allclose(contrastive.balanced_pair_loss(unit, gold), expected)
-    collapsed = torch.nn.functional.normalize(torch.ones(5, 8), dim=-1)  # every pair at cosine 1
-    assert torch.allclose(contrastive.balanced_pair_loss(collapsed, gold), torch.tensor(1.0))
-    assert contrastive.balanced_pair_loss(collapsed, torch.zeros(5, dtype=torch.long)).abs() < 1e-6  # no "other"
-
-
-def test_label_name_anchors_join_every_in_batch_step(tiny_st_dir, monkeypatch):
-    monkeypatch.setattr(contrastive, "IN_BATCH_EPOCHS", 2)
-    monkeypatch.setattr(contrastive, "IN_BATCH_SIZE", 4)
-    texts, labels = ["good film", "great movie", "bad film", "awful movie", "fine", "poor"], list("ppnnpn")
-    seen, embed = [], contrastive._task_embeddings
-
-    def recording(model, inputs, rows):
-        seen.append((rows.tolist(), len(inputs["input_ids"])))
-        return embed(model, inputs, rows)
-
-    monkeypatch.setattr(contrastive, "_task_embeddings", recording)
-    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
-    contrastive.train_branch_in_batch(model, texts, labels, seed=0, anchors=True)
-    assert len(seen) == 2 * 2  # epochs x steps
-    assert all(count == len(texts) + 2 for _, count in seen)  # the two names were embedded with the texts
-    assert all(rows[-2:] == [6, 7] for rows, _ in seen)  # each label's name, as the last rows of every step
-    covered = [row for rows, _ in seen[:2] for row in rows[:-2]]
-    assert sorted(covered) == list(range(len(texts)))  # one epoch covers each example once
 
 
 def _result(dataset: str, method: str, shots: int, draw_index: int, accuracy: float, seconds: float) -> dict:

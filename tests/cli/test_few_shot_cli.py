@@ -84,16 +84,34 @@ def test_model_default_loads_the_shipped_model(files, tmp_path, monkeypatch, tin
     assert asked == [None] and (tmp_path / "out" / "mtst_config.json").is_file()
 
 
+def test_a_backbone_gets_a_fresh_branch_that_auto_trains_for_the_new_task(files, tiny_st_dir, tmp_path,
+                                                                          monkeypatch):
+    from mtst.training import few_shot_branch
+
+    monkeypatch.setattr(few_shot_branch, "EPOCHS", 2)
+    monkeypatch.setattr(few_shot_branch, "FRESH_BRANCH_AT", 1)  # the tiny encoder has 2 layers
+    _, examples, _ = files
+    result = invoke("--backbone", tiny_st_dir, "--task", f"intent={examples}", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "intent: fitted with method contrastive on 6 examples" in result.stdout
+    loaded, backbone = MultiTaskModel.load(tmp_path / "out"), MultiTaskModel.from_backbone(tiny_st_dir)
+    assert loaded.tasks == ["intent"] and loaded.config.heads["intent"].task_path and loaded.branch is not None
+    texts = [t for t, _ in EXAMPLES]
+    assert torch.equal(torch.from_numpy(loaded.encode(texts)), torch.from_numpy(backbone.encode(texts)))
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--task", "intent"], "expected TASK=PATH"),
     (["--task", "topic={examples}"], "few-shot fitting is for zero_shot_classification"),
     (["--task", "intent={examples}", "--method", "setfit"], "unknown --method 'setfit'"),
     (["--task", "intent={examples}", "--model", "no/such/dir"], "model directory not found"),
+    (["--task", "intent={examples}", "--backbone", "no/such/dir"], "backbone directory not found"),
+    (["--task", "intent={examples}", "--backbone", "default", "--model", "{model_dir}"], "not both"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(files, tmp_path, args, message):
     model_dir, examples, _ = files
-    args = [str(arg).format(examples=examples) for arg in args]
-    model = [] if "--model" in args else ["--model", model_dir]
+    args = [str(arg).format(examples=examples, model_dir=model_dir) for arg in args]
+    model = [] if "--model" in args or "--backbone" in args else ["--model", model_dir]
     result = invoke(*model, *args, "-o", tmp_path / "out")
     assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
     assert not (tmp_path / "out").exists()

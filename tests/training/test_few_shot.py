@@ -1,5 +1,6 @@
 """Few-shot heads (mtst.training.few_shot): deterministic for a seed, the embedding and other heads bit-identical,
-better than zero-shot when label names say nothing, warm updates, save/load, one-line errors, export parity."""
+better than zero-shot when label names say nothing, warm updates, save/load, one-line errors, export parity; the
+same for contrastive training of a free task branch (mtst.training.few_shot_branch), plus its loss and anchors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 import mtst
 from mtst import MtstError, MultiTaskModel
+from mtst.training import few_shot_branch
 from mtst.training.few_shot import FewShotFit, choose_method, fit_few_shot, update_few_shot
 
 # Label names the tiny encoder cannot relate to the texts; each label's texts come from its own words.
@@ -174,3 +176,137 @@ def test_the_prior_weight_is_large_for_a_telling_label_text_and_small_for_a_misl
     assert held_out_prior_weight(centres, x, gold, 0.05) >= 8  # the label texts point at the class centres
     misleading = centres[[1, 2, 0]]  # each label's text describes another label
     assert held_out_prior_weight(misleading, x, gold, 0.05) == PRIOR_WEIGHTS[0]
+
+
+
+# ---- contrastive training of a free task branch -------------------------------------------------
+@pytest.fixture
+def fresh(tiny_st_dir, monkeypatch) -> MultiTaskModel:
+    """The tiny encoder with a task branch above layer 1 and no heads: the branch is free (4 epochs: fast)."""
+    monkeypatch.setattr(few_shot_branch, "EPOCHS", 4)
+    return MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
+
+
+def state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in model.state_dict().items()}
+
+
+def test_contrastive_trains_the_branch_for_the_head_and_never_moves_the_embedding(fresh):
+    embeddings, before = fresh.encode(PROBE), state(fresh)
+    fit = fit_few_shot(fresh, "intent", *draw(8, seed=1))  # auto: the branch is free
+    changed = {key for key, value in fresh.state_dict().items() if key in before and not torch.equal(value,
+                                                                                                     before[key])}
+    assert fit.method == "contrastive" and fresh.config.heads["intent"].task_path
+    assert fresh.heads["intent"].reads == "task_embedding"
+    assert changed and all(key.startswith("branch.") for key in changed)
+    assert all(value.requires_grad for value in fresh.branch.parameters())  # as the model had them
+    assert np.array_equal(fresh.encode(PROBE), embeddings)
+
+
+def test_contrastive_fits_are_deterministic_for_a_seed_and_differ_across_seeds(tiny_st_dir, monkeypatch):
+    monkeypatch.setattr(few_shot_branch, "EPOCHS", 4)
+
+    def fitted(seed: int) -> MultiTaskModel:
+        model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
+        fit_few_shot(model, "intent", *draw(8, seed=1), method="contrastive", seed=seed)
+        return model
+
+    first, again, other = fitted(3), fitted(3), fitted(4)
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in first.state_dict().items())
+    assert first.config.heads["intent"].temperature == again.config.heads["intent"].temperature
+    assert not torch.equal(first.heads["intent"].label_vectors, other.heads["intent"].label_vectors)
+
+
+def test_contrastive_beats_zero_shot_when_label_names_say_nothing(fresh):
+    fresh.add_head("intent", "zero_shot_classification", ["x", "y", "z"])
+    held_out = draw(30, seed=99)
+    zero_shot = accuracy(fresh, *held_out)
+    fit_few_shot(fresh, "intent", *draw(8, seed=1), method="contrastive")
+    few_shot = accuracy(fresh, *held_out)
+    assert few_shot >= 90 and few_shot > zero_shot + 30
+
+
+def test_an_update_keeps_the_branch_and_moves_only_the_label_vectors(fresh):
+    fit_few_shot(fresh, "intent", *draw(8, seed=1), method="contrastive")
+    before, embeddings = state(fresh), fresh.encode(PROBE)
+    fit = update_few_shot(fresh, "intent", *draw(2, seed=2))
+    changed = {key for key, value in fresh.state_dict().items() if not torch.equal(value, before[key])}
+    assert fit.method == "logistic" and changed == {"heads.intent.label_vectors"}
+    assert np.array_equal(fresh.encode(PROBE), embeddings) and fresh.config.heads["intent"].task_path
+
+
+def test_a_taken_missing_or_empty_branch_is_refused_in_one_line_with_nothing_changed(fresh, bare_model,
+                                                                                      tiny_st_dir):
+    fresh.add_head("topic", "sentence_classification", ["a", "b"])  # reads the branch
+    before = state(fresh)
+    with pytest.raises(MtstError, match="would retrain the task branch that topic read; use method 'logistic'"):
+        fit_few_shot(fresh, "intent", *draw(4, seed=1), method="contrastive")
+    assert "intent" not in fresh.config.heads
+    assert all(torch.equal(value, before[key]) for key, value in fresh.state_dict().items())
+    assert fit_few_shot(fresh, "intent", *draw(4, seed=1)).method == "logistic"  # auto keeps the branch
+    with pytest.raises(MtstError, match="has none; start from MultiTaskModel.from_backbone"):
+        fit_few_shot(bare_model, "intent", *draw(4, seed=1), method="contrastive")
+    empty = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=2)  # above the tiny encoder's last layer
+    with pytest.raises(MtstError, match="has no layers"):
+        fit_few_shot(empty, "intent", *draw(4, seed=1), method="contrastive")
+    assert fit_few_shot(empty, "intent", *draw(4, seed=1)).method == "logistic"
+
+
+def test_the_auto_rule_trains_only_a_free_branch():
+    assert {choose_method(n, branch_is_free=True) for n in (8, 16)} == {"contrastive"}
+    assert {choose_method(n) for n in (8, 16, 64)} == {"logistic"}
+
+
+def test_save_load_and_onnx_export_keep_a_contrastive_head(fresh, tmp_path):
+    from mtst.inference.backends import load_predictor
+    from mtst.inference.export import export_model
+
+    fit_few_shot(fresh, "intent", *draw(8, seed=1), method="contrastive")
+    want = fresh.predict(PROBE, tasks=["intent"])
+    loaded = MultiTaskModel.load(fresh.save(tmp_path / "m"), precision="fp32")
+    assert loaded.config.heads["intent"].task_path and loaded.predict(PROBE, tasks=["intent"]) == want
+    exported = load_predictor(export_model(tmp_path / "m", tmp_path / "onnx"))
+    for w, g in zip(want, exported.predict(PROBE, tasks=["intent"]), strict=True):
+        assert w["intent"]["label"] == g["intent"]["label"]
+        assert np.allclose(list(w["intent"]["distribution"].values()), list(g["intent"]["distribution"].values()),
+                           atol=1e-4)
+
+
+def test_task_path_is_refused_on_a_trained_head_type(fresh):
+    from mtst.model.config import HeadConfig
+    from mtst.model.tasks import task_type
+
+    config = HeadConfig(type="sentence_classification", labels=["a", "b"], input_dim=32, task_path=True)
+    with pytest.raises(MtstError, match="task_path are for zero-shot heads"):
+        task_type(config.type).check(config)
+
+
+def test_the_loss_weighs_same_and_different_pairs_equally_each_pair_once():
+    gold = torch.tensor([0, 0, 1, 1, 1])
+    unit = torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    cosine = unit @ unit.T
+    same = [(0, 1), (2, 3), (2, 4), (3, 4)]
+    other = [(i, j) for i in range(5) for j in range(i + 1, 5) if (i, j) not in same]
+    expected = (sum((cosine[i, j] - 1) ** 2 for i, j in same) / len(same)
+                + sum(cosine[i, j] ** 2 for i, j in other) / len(other))
+    assert torch.allclose(few_shot_branch.balanced_pair_loss(unit, gold), expected)
+    collapsed = torch.nn.functional.normalize(torch.ones(5, 8), dim=-1)  # every pair at cosine 1
+    assert torch.allclose(few_shot_branch.balanced_pair_loss(collapsed, gold), torch.tensor(1.0))
+    assert few_shot_branch.balanced_pair_loss(collapsed, torch.zeros(5, dtype=torch.long)).abs() < 1e-6
+
+
+def test_each_label_text_joins_every_step_and_an_epoch_covers_each_example_once(fresh, monkeypatch):
+    monkeypatch.setattr(few_shot_branch, "EPOCHS", 2)
+    monkeypatch.setattr(few_shot_branch, "BATCH_SIZE", 4)  # two steps per epoch on six texts
+    texts, labels = ["good film", "great movie", "bad film", "awful movie", "fine", "poor"], list("ppnnpn")
+    seen, embed = [], few_shot_branch.branch_embeddings
+
+    def recording(model, inputs, rows):
+        seen.append((rows.tolist(), len(inputs["input_ids"])))
+        return embed(model, inputs, rows)
+
+    monkeypatch.setattr(few_shot_branch, "branch_embeddings", recording)
+    few_shot_branch.train_branch(fresh, texts, labels, ["negative", "positive"], ["n", "p"], seed=0)
+    assert len(seen) == 2 * 2 and all(count == len(texts) + 2 for _, count in seen)
+    assert all(rows[-2:] == [6, 7] for rows, _ in seen)  # each label's text, last in every step
+    assert sorted(row for rows, _ in seen[:2] for row in rows[:-2]) == list(range(len(texts)))

@@ -1,7 +1,8 @@
 """``mtst few-shot``: fit a zero-shot head's label vectors from a few labelled examples (``--task intent=ex.csv``)
 and save the model to a new directory (the input directory is never changed). A task the model lacks is added as a
 zero-shot head; an existing zero-shot task is updated, warm-started from what it knew, unless ``--from-scratch``.
-Only that head's label vectors and temperature change. Method: mtst.training.few_shot.
+Only that head's label vectors and temperature change, and with method contrastive (``--backbone``: a fresh model
+whose task branch it trains) that branch. Method: mtst.training.few_shot.
 """
 
 from __future__ import annotations
@@ -46,23 +47,28 @@ def read_descriptions(path: Path) -> dict[str, str]:
 
 
 def run_few_shot(model_dir: str, task_argument: str, output: Path, descriptions: Path | None = None,
-                 method: str = "auto", from_scratch: bool = False, seed: int = 0) -> str:
-    """Load, fit (or update) one task from its examples, save to ``output``; returns what the fit did."""
+                 method: str = "auto", from_scratch: bool = False, seed: int = 0, backbone: str | None = None) -> str:
+    """Load (or build on ``backbone``), fit (or update) one task from its examples, save to ``output``; returns
+    what the fit did."""
     from mtst.data.readers import read_examples
-    from mtst.model.multitask import MultiTaskModel
     from mtst.training.few_shot import METHODS, fit_few_shot, update_few_shot
 
-    shipped = model_dir == DEFAULT_MODEL
-    if not shipped and not Path(model_dir).is_dir():
-        raise MtstError(f"model directory not found: {model_dir}; give a saved mtst model or 'default'")
-    if not shipped and Path(output).resolve() == Path(model_dir).resolve():
+    if backbone is not None and model_dir != DEFAULT_MODEL:
+        raise MtstError("give --model (a saved mtst model) or --backbone (an encoder to start from), not both")
+    source_dir = model_dir if backbone is None else backbone
+    shipped = source_dir == DEFAULT_MODEL
+    if not shipped and not Path(source_dir).is_dir():
+        raise MtstError(f"model directory not found: {source_dir}; give a saved mtst model or 'default'"
+                        if backbone is None else f"backbone directory not found: {source_dir}; give a "
+                        "sentence-transformers or Hugging Face encoder directory, or 'default'")
+    if not shipped and Path(output).resolve() == Path(source_dir).resolve():
         raise MtstError("--output must be a new directory, not the model being fitted")
     if method not in METHODS:
         raise MtstError(f"unknown --method '{method}'; choose one of {', '.join(METHODS)}")
     task, source = parse_task(task_argument)
     examples = read_examples(source, token=False)  # read everything before the model loads: errors come fast
     texts = read_descriptions(descriptions) if descriptions is not None else None
-    model = MultiTaskModel.load(None if shipped else model_dir, precision="fp32")
+    model = _starting_model(None if shipped else source_dir, backbone is not None)
     warm = task in model.config.heads and not from_scratch
     if warm and (texts is not None or method != "auto"):
         raise MtstError(f"task '{task}' exists, so its head is updated from what it knows; --descriptions and "
@@ -79,6 +85,16 @@ def run_few_shot(model_dir: str, task_argument: str, output: Path, descriptions:
             f"saved to {output}")
 
 
+def _starting_model(path: str | None, fresh: bool):
+    """A saved mtst model (None: the shipped one), or (``fresh``) an encoder with a new task branch and no heads."""
+    from mtst.model.multitask import MultiTaskModel
+    from mtst.training.few_shot_branch import FRESH_BRANCH_AT
+
+    if fresh:
+        return MultiTaskModel.from_backbone(path, branch_at=FRESH_BRANCH_AT, precision="fp32")
+    return MultiTaskModel.load(path, precision="fp32")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``few-shot`` command to the mtst CLI."""
 
@@ -92,7 +108,11 @@ def register(app: typer.Typer) -> None:
         descriptions: Annotated[Path | None, typer.Option(
             "--descriptions", help="A csv/tsv/jsonl file of label, description rows: the label texts of a new "
                                    "head.")] = None,
-        method: Annotated[str, typer.Option(help="auto | prototype | logistic.")] = "auto",
+        backbone: Annotated[str | None, typer.Option(
+            "--backbone", help="Start from this encoder instead of a saved model: a sentence-transformers or Hugging "
+                               "Face directory, or 'default' (all-MiniLM-L6-v2), with a new task branch after layer 2 "
+                               "that method auto then trains (contrastive).")] = None,
+        method: Annotated[str, typer.Option(help="auto | prototype | logistic | contrastive.")] = "auto",
         from_scratch: Annotated[bool, typer.Option(
             "--from-scratch", help="Refit an existing zero-shot task from its label texts instead of updating it."
         )] = False,
@@ -105,4 +125,4 @@ def register(app: typer.Typer) -> None:
 
         check("train", "mtst few-shot")  # reading data files and fitting need the train extra's libraries
         torch_threads(threads)
-        typer.echo(run_few_shot(model, task, output, descriptions, method, from_scratch, seed))
+        typer.echo(run_few_shot(model, task, output, descriptions, method, from_scratch, seed, backbone))

@@ -68,6 +68,9 @@ class HeadConfig(StrictModel):
     crf: bool = False  # token heads: a BIO-constrained CRF over the words (mtst.model.crf): its loss and Viterbi
     # Zero-shot heads: one line per label, embedded as "label: description" (else the label name alone)
     descriptions: list[str] | None = None
+    # Zero-shot heads: read the task branch's pooled states instead of the exact sentence embedding (set by few-shot
+    # contrastive training, which trains the branch for this head: mtst.training.few_shot_branch)
+    task_path: bool = False
     # Sentence heads: decoding's softmax(logits / temperature) (None: the head's default; calibration fits it) and
     # the probability below which the label is None (abstention; None: off)
     temperature: float | None = Field(None, gt=0)

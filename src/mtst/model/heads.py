@@ -142,12 +142,17 @@ class ZeroShotHead(SentenceClassificationHead):
     once when the head is added (mtst.model.tasks.ZeroShotClassification) and saved with the heads, so an
     exported graph holds it. No trainable parameters."""
 
-    reads = "sentence_embedding"
     DEFAULT_TEMPERATURE = 0.05  # cosines lie in [-1, 1]: 1 / 20, the scale of sentence-transformers' ranking loss
 
     def __init__(self, config: HeadConfig):
         Head.__init__(self, config)
         self.register_buffer("label_vectors", torch.zeros(len(config.labels), config.input_dim))
+
+    @property
+    def reads(self) -> str:
+        """The exact sentence embedding, or the task branch's pooled states once few-shot contrastive training
+        has trained the branch for this head (``config.task_path``)."""
+        return "task_embedding" if self.config.task_path else "sentence_embedding"
 
     def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
         unit = nn.functional.normalize(features, p=2, dim=-1)  # (B, H)

@@ -69,8 +69,9 @@ class TaskType:
             raise MtstError(f"a {self.name} head needs at least 2 labels, got {len(config.labels)}")
         if not self.predicts and config.labels:
             raise MtstError(f"a {self.name} task has no labels (it scores sentence pairs); drop 'labels'")
-        if config.descriptions is not None and not self.takes_descriptions:
-            raise MtstError(f"descriptions are for zero-shot heads; a {self.name} head learns its labels")
+        if (config.descriptions is not None or config.task_path) and not self.takes_descriptions:
+            raise MtstError(f"descriptions and task_path are for zero-shot heads; a {self.name} head learns its "
+                            "labels")
         if config.thresholds is not None and (not self.multi_label or len(config.thresholds) != len(config.labels)):
             raise MtstError(f"thresholds are for multi-label heads, one per label: got {len(config.thresholds)} for a "
                             f"{self.name} head with {len(config.labels)} labels")
@@ -118,6 +119,7 @@ class ZeroShotClassification(TaskType):
     name = "zero_shot_classification"
     head = ZeroShotHead
     takes_descriptions = True
+    reads = "sentence_embedding"  # as added; a head that few-shot contrastive training moved reads the task path
 
     def check(self, config: HeadConfig) -> None:
         super().check(config)

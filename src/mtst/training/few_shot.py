@@ -1,11 +1,11 @@
 """Few-shot heads: a zero-shot head (mtst.model.heads.ZeroShotHead) that improves as labelled examples arrive.
 
 A zero-shot head knows its labels by their names only; a few examples per label tell it more. Fitting moves the
-head's (C, H) ``label_vectors`` buffer and its ``config.temperature``, nothing else: the encoder, ``encode`` and
-every other head stay bit-identical, and the head is still one matrix product in the same forward pass, so save,
-load, export and every runtime work unchanged.
+head's (C, H) ``label_vectors`` buffer and its ``config.temperature``, nothing else (method contrastive also trains a
+task branch that no other head reads): the encoder, ``encode`` and every other head stay bit-identical, and the head
+is still one matrix product in the same forward pass, so save, load, export and every runtime work unchanged.
 
-Methods (``choose_method`` picks one from the number of examples per label):
+Methods (``choose_method`` picks one from the number of examples per label and the model):
     prototype  each label's vector = normalise(its prior vector * w + the sum of its examples' unit embeddings):
                a class mean that starts from the zero-shot vector, worth w examples; w is chosen per fit by
                leave-one-out on the examples themselves (``held_out_prior_weight``), so a label text that describes
@@ -13,13 +13,17 @@ Methods (``choose_method`` picks one from the number of examples per label):
     logistic   from the prototypes, minimise the mean cross-entropy of softmax(cos(x, W) / T) plus an anchor
                l2 * ||W - W_init||^2, full-batch L-BFGS on the cached embeddings (float64, deterministic on the
                CPU); W's rows are normalised at the end.
-Both store T (``config.temperature``) fitted on leave-one-out prototype cosines (``held_out_temperature``): the
+    contrastive  trains the model's task branch first (mtst.training.few_shot_branch: SetFit's loss on every pair
+               in a batch, the label texts as anchors), then fits "logistic" on the branch's pooled states, which
+               the head reads from then on (``config.task_path``). Only for a model whose branch no other head reads:
+               ``encode`` and the other heads still never move, but the branch is this head's.
+All store T (``config.temperature``) fitted on leave-one-out prototype cosines (``held_out_temperature``): the
 honest estimate a handful of examples allows. The logistic fit runs at that T; its anchor's strength is
 scikit-learn's default LogisticRegression (C = 1: 0.5 ||w||^2 against the summed loss) counted in logit units,
 w = W / T: l2 = 0.5 / (N * T^2), weaker as examples arrive. A label without examples keeps its vector exactly.
 
 ``update_few_shot`` is the same fit on new examples only, warm-started from and anchored to the head's current
-vectors and temperature (the label texts are not embedded again).
+vectors and temperature (the label texts are not embedded again, the branch does not train again).
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from mtst.errors import MtstError
 from mtst.model.heads import ZeroShotHead
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import ZeroShotClassification, task_type
+from mtst.training.few_shot_branch import check_branch_is_free, train_branch
 
 ZERO_SHOT = ZeroShotClassification.name
-METHODS = ("auto", "prototype", "logistic")
+METHODS = ("auto", "prototype", "logistic", "contrastive")
 PRIOR_WEIGHT = 1.0  # prototypes() default: the prior vector counts as one example
 PRIOR_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # what held_out_prior_weight chooses from
 LBFGS_STEPS = 100  # iterations of one full-batch L-BFGS run: converges on a few hundred examples
@@ -58,10 +63,12 @@ class FewShotFit:
     prior_weight: float = PRIOR_WEIGHT  # how many examples the prior vector counted as (held_out_prior_weight)
 
 
-def choose_method(examples_per_class: float) -> str:
-    """The method "auto" fits with, from the mean number of examples per label that has any (the one rule to change
-    when the benchmark in benchmarks/fewshot says a size needs another method)."""
-    return "logistic"
+def choose_method(examples_per_class: float, branch_is_free: bool = False) -> str:
+    """The method "auto" fits with, from the mean number of examples per label that has any and whether the model
+    has a task branch no other head reads (the one rule to change when the benchmark in benchmarks/fewshot says a
+    size needs another method). Contrastive training led the frozen logistic head on 5 of 6 cells at 8 and 16 per
+    class (docs/few-shot.md); where the branch is taken, only the frozen methods keep the other heads as they are."""
+    return "contrastive" if branch_is_free else "logistic"
 
 
 def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels: Sequence[str], *,
@@ -71,12 +78,15 @@ def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels:
 
     A task the model lacks is added as a zero-shot head whose labels are the sorted names in ``labels`` (and in
     ``descriptions`` when it maps label -> description). ``descriptions`` (one per label in the head's label order,
-    or a mapping) replace the head's. ``method``: "auto" (``choose_method``), "prototype" or "logistic".
+    or a mapping) replace the head's. ``method``: "auto" (``choose_method``), "prototype", "logistic" or
+    "contrastive" (trains the model's task branch for this head; its weights go on from where they are).
     """
     started = time.perf_counter()
     _check_examples(texts, labels)
     if method not in METHODS:
         raise MtstError(f"unknown few-shot method '{method}'; choose one of {', '.join(METHODS)}")
+    if method == "contrastive":
+        check_branch_is_free(model, task)  # before anything is added or changed
     if task not in model.config.heads:
         names = sorted(set(labels) | (set(descriptions) if isinstance(descriptions, Mapping) else set()))
         if len(names) < 2:
@@ -88,8 +98,16 @@ def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels:
         config = head.config.model_copy(update={"descriptions": _in_order(descriptions, head.labels, task)})
         task_type(config.type).check(config)  # one description per label
         head.config.descriptions = config.descriptions
-    prior = _embed(model, ZeroShotClassification.label_texts(head.config))  # the zero-shot vectors (C, H)
-    return _fit(model, task, prior, texts, labels, method, seed, head.DEFAULT_TEMPERATURE, False, started)
+    if method == "auto":
+        method = choose_method(_per_label(head, labels), _branch_is_free(model, task))
+    label_texts = ZeroShotClassification.label_texts(head.config)
+    if method == "contrastive":
+        train_branch(model, texts, labels, label_texts, head.labels, seed)
+    head.config.task_path = method == "contrastive"  # the same object as model.config.heads[task]
+    prior = _embed(model, label_texts, head.config.task_path)  # the zero-shot vectors (C, H)
+    fit_as = "logistic" if method == "contrastive" else method
+    fit = _fit(model, task, prior, texts, labels, fit_as, seed, head.DEFAULT_TEMPERATURE, False, started)
+    return replace(fit, method=method)
 
 
 def update_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels: Sequence[str], *,
@@ -115,10 +133,9 @@ def _fit(model: MultiTaskModel, task: str, prior: torch.Tensor, texts: Sequence[
          method: str, seed: int, temperature: float, warm: bool, started: float) -> FewShotFit:
     head = model.heads[task]
     gold = torch.tensor([head.labels.index(label) for label in labels])  # (N,)
-    counts = torch.bincount(gold, minlength=len(head.labels))  # (C,)
     if method == "auto":
-        method = choose_method(len(gold) / int((counts > 0).sum()))
-    x = _embed(model, texts)  # (N, H) unit rows
+        method = choose_method(_per_label(head, labels))  # an update: the frozen methods only
+    x = _embed(model, texts, head.config.task_path)  # (N, H) unit rows
     weight = held_out_prior_weight(prior, x, gold, temperature)
     start = prototypes(prior, x, gold, weight)
     temperature = held_out_temperature(prior, x, gold, temperature, weight)
@@ -207,6 +224,19 @@ def logistic(start: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, temperatu
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+def _per_label(head: ZeroShotHead, labels: Sequence[str]) -> float:
+    """The mean number of examples per label that has any."""
+    return len(labels) / len(set(labels) & set(head.labels))
+
+
+def _branch_is_free(model: MultiTaskModel, task: str) -> bool:
+    try:
+        check_branch_is_free(model, task)
+    except MtstError:
+        return False
+    return True
+
+
 def _check_examples(texts: Sequence[str], labels: Sequence[str]) -> None:
     if isinstance(texts, str) or isinstance(labels, str):
         raise MtstError("few-shot fitting takes lists of texts and labels, not one string")
@@ -242,16 +272,37 @@ def _in_order(descriptions: Sequence[str] | Mapping[str, str] | None, names: lis
     return [descriptions[name] for name in names]
 
 
-def _embed(model: MultiTaskModel, texts: Sequence[str]) -> torch.Tensor:
-    """(N, H) float64 unit embeddings from ``model.encode`` on the exact fp32 path (bf16 is switched off for the
-    call), on the CPU."""
+def _embed(model: MultiTaskModel, texts: Sequence[str], task_path: bool = False) -> torch.Tensor:
+    """(N, H) float64 unit embeddings on the exact fp32 path (bf16 is switched off for the call), on the CPU: from
+    ``model.encode``, or (``task_path``) the task branch's pooled states, what a contrastive head reads."""
     previous = model.cpu_path
     if previous.precision != "fp32":
         model.use_cpu_path(replace(previous, precision="fp32"))
     try:
-        vectors = model.encode(list(texts), normalize_embeddings=True, convert_to_tensor=True,
-                               show_progress_bar=False)
+        if task_path:
+            vectors = _task_path_embeddings(model, texts)
+        else:
+            vectors = model.encode(list(texts), normalize_embeddings=True, convert_to_tensor=True,
+                                   show_progress_bar=False)
     finally:
         if previous.precision != "fp32":
             model.use_cpu_path(previous)
     return vectors.detach().cpu().double().clone()  # a normal tensor: encode's comes from inference mode
+
+
+def _task_path_embeddings(model: MultiTaskModel, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """(N, H) unit pooled task-path states of ``texts`` in input order (length-sorted batches, eval mode)."""
+    device = next(model.parameters()).device
+    out = torch.empty(len(texts), model.config.encoder.hidden_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for indices, features in model.tokenizer.sorted_batches(model.tokenizer(list(texts), ids_only=True),
+                                                                    batch_size):
+                batch = {key: value.to(device) for key, value in features.items() if key != "word_ids"}
+                pooled = model(batch, tasks=[], embedding=False)["task_embedding"]
+                out[indices] = nn.functional.normalize(pooled.float(), p=2, dim=-1).cpu()
+    finally:
+        model.train(was_training)
+    return out
