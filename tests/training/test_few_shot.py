@@ -253,7 +253,7 @@ def test_a_taken_missing_or_empty_branch_is_refused_in_one_line_with_nothing_cha
 
 
 def test_the_auto_rule_trains_only_a_free_branch():
-    assert {choose_method(n, branch_is_free=True) for n in (8, 16)} == {"contrastive"}
+    assert {choose_method(n, free_branch=True) for n in (8, 16)} == {"contrastive"}
     assert {choose_method(n) for n in (8, 16, 64)} == {"logistic"}
 
 

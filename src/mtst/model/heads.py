@@ -96,11 +96,8 @@ class SentenceClassificationHead(Head):
         out = []
         for row in probs:
             best = max(range(len(row)), key=row.__getitem__)
-            out.append({
-                "label": None if threshold is not None and row[best] < threshold else self.labels[best],
-                "score": row[best],
-                "distribution": dict(zip(self.labels, row, strict=True)),
-            })
+            out.append({"label": None if threshold is not None and row[best] < threshold else self.labels[best],
+                        "score": row[best], "distribution": dict(zip(self.labels, row, strict=True))})
         return out
 
 
@@ -137,10 +134,11 @@ class MultiLabelHead(SentenceClassificationHead):
 
 
 class ZeroShotHead(SentenceClassificationHead):
-    """Cosine of the backbone's exact sentence embedding with each label's text embedding: logits (B, C) are the
-    cosines, decoded as softmax(cosine / temperature). The label matrix (C, H) is a buffer (unit rows), filled
-    once when the head is added (mtst.model.tasks.ZeroShotClassification) and saved with the heads, so an
-    exported graph holds it. No trainable parameters."""
+    """Cosine of a sentence's embedding with each label's text embedding: logits (B, C) are the cosines, decoded as
+    softmax(cosine / temperature). It reads the backbone's exact embedding, or with ``config.task_path`` the task
+    branch's pooled states (few-shot contrastive training trained that branch for it). The label matrix (C, H) is a
+    buffer (unit rows), filled when the head is added (mtst.model.tasks.ZeroShotClassification) and saved with the
+    heads, so an exported graph holds it. No trainable parameters."""
 
     DEFAULT_TEMPERATURE = 0.05  # cosines lie in [-1, 1]: 1 / 20, the scale of sentence-transformers' ranking loss
 
@@ -150,8 +148,6 @@ class ZeroShotHead(SentenceClassificationHead):
 
     @property
     def reads(self) -> str:
-        """The exact sentence embedding, or the task branch's pooled states once few-shot contrastive training
-        has trained the branch for this head (``config.task_path``)."""
         return "task_embedding" if self.config.task_path else "sentence_embedding"
 
     def forward(self, features: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:

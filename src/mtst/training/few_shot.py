@@ -40,7 +40,7 @@ from mtst.errors import MtstError
 from mtst.model.heads import ZeroShotHead
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import ZeroShotClassification, task_type
-from mtst.training.few_shot_branch import check_branch_is_free, train_branch
+from mtst.training.few_shot_branch import branch_is_free, check_branch_is_free, task_path_embeddings, train_branch
 
 ZERO_SHOT = ZeroShotClassification.name
 METHODS = ("auto", "prototype", "logistic", "contrastive")
@@ -63,12 +63,12 @@ class FewShotFit:
     prior_weight: float = PRIOR_WEIGHT  # how many examples the prior vector counted as (held_out_prior_weight)
 
 
-def choose_method(examples_per_class: float, branch_is_free: bool = False) -> str:
+def choose_method(examples_per_class: float, free_branch: bool = False) -> str:
     """The method "auto" fits with, from the mean number of examples per label that has any and whether the model
     has a task branch no other head reads (the one rule to change when the benchmark in benchmarks/fewshot says a
     size needs another method). Contrastive training led the frozen logistic head on 5 of 6 cells at 8 and 16 per
     class (docs/few-shot.md); where the branch is taken, only the frozen methods keep the other heads as they are."""
-    return "contrastive" if branch_is_free else "logistic"
+    return "contrastive" if free_branch else "logistic"
 
 
 def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels: Sequence[str], *,
@@ -99,7 +99,7 @@ def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels:
         task_type(config.type).check(config)  # one description per label
         head.config.descriptions = config.descriptions
     if method == "auto":
-        method = choose_method(_per_label(head, labels), _branch_is_free(model, task))
+        method = choose_method(_per_label(head, labels), branch_is_free(model, task))
     label_texts = ZeroShotClassification.label_texts(head.config)
     if method == "contrastive":
         train_branch(model, texts, labels, label_texts, head.labels, seed)
@@ -229,14 +229,6 @@ def _per_label(head: ZeroShotHead, labels: Sequence[str]) -> float:
     return len(labels) / len(set(labels) & set(head.labels))
 
 
-def _branch_is_free(model: MultiTaskModel, task: str) -> bool:
-    try:
-        check_branch_is_free(model, task)
-    except MtstError:
-        return False
-    return True
-
-
 def _check_examples(texts: Sequence[str], labels: Sequence[str]) -> None:
     if isinstance(texts, str) or isinstance(labels, str):
         raise MtstError("few-shot fitting takes lists of texts and labels, not one string")
@@ -280,7 +272,7 @@ def _embed(model: MultiTaskModel, texts: Sequence[str], task_path: bool = False)
         model.use_cpu_path(replace(previous, precision="fp32"))
     try:
         if task_path:
-            vectors = _task_path_embeddings(model, texts)
+            vectors = task_path_embeddings(model, texts)
         else:
             vectors = model.encode(list(texts), normalize_embeddings=True, convert_to_tensor=True,
                                    show_progress_bar=False)
@@ -288,21 +280,3 @@ def _embed(model: MultiTaskModel, texts: Sequence[str], task_path: bool = False)
         if previous.precision != "fp32":
             model.use_cpu_path(previous)
     return vectors.detach().cpu().double().clone()  # a normal tensor: encode's comes from inference mode
-
-
-def _task_path_embeddings(model: MultiTaskModel, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-    """(N, H) unit pooled task-path states of ``texts`` in input order (length-sorted batches, eval mode)."""
-    device = next(model.parameters()).device
-    out = torch.empty(len(texts), model.config.encoder.hidden_size)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for indices, features in model.tokenizer.sorted_batches(model.tokenizer(list(texts), ids_only=True),
-                                                                    batch_size):
-                batch = {key: value.to(device) for key, value in features.items() if key != "word_ids"}
-                pooled = model(batch, tasks=[], embedding=False)["task_embedding"]
-                out[indices] = nn.functional.normalize(pooled.float(), p=2, dim=-1).cpu()
-    finally:
-        model.train(was_training)
-    return out

@@ -38,7 +38,7 @@ def check_branch_is_free(model: MultiTaskModel, task: str) -> None:
     if model.branch is None:
         raise MtstError("few-shot method 'contrastive' trains a task branch and this model has none; start from "
                         "MultiTaskModel.from_backbone(path, branch_at=2) or use method 'logistic'")
-    if not any(True for _ in model.branch.parameters()):
+    if next(model.branch.parameters(), None) is None:
         raise MtstError(f"few-shot method 'contrastive' trains the task branch, and this one has no layers (it "
                         f"starts after the encoder's last, layer {model.branch.at}); build the model with a smaller "
                         "branch_at, or use method 'logistic'")
@@ -47,6 +47,14 @@ def check_branch_is_free(model: MultiTaskModel, task: str) -> None:
         raise MtstError(f"few-shot method 'contrastive' would retrain the task branch that {', '.join(readers)} "
                         "read; use method 'logistic' (the frozen embedding) or a model whose branch carries no "
                         "other head, e.g. MultiTaskModel.from_backbone(path, branch_at=2)")
+
+
+def branch_is_free(model: MultiTaskModel, task: str) -> bool:
+    try:
+        check_branch_is_free(model, task)
+    except MtstError:
+        return False
+    return True
 
 
 def balanced_pair_loss(unit: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
@@ -121,3 +129,21 @@ def train_branch(model: MultiTaskModel, texts: Sequence[str], labels: Sequence[s
             model.train(was_training)
             for p, flag in zip(parameters, trainable, strict=True):
                 p.requires_grad_(flag)
+
+
+def task_path_embeddings(model: MultiTaskModel, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """(N, H) unit pooled task-path states of ``texts`` in input order (length-sorted batches, eval mode)."""
+    device = next(model.parameters()).device
+    out = torch.empty(len(texts), model.config.encoder.hidden_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for indices, features in model.tokenizer.sorted_batches(model.tokenizer(list(texts), ids_only=True),
+                                                                    batch_size):
+                batch = {key: value.to(device) for key, value in features.items() if key != "word_ids"}
+                pooled = model(batch, tasks=[], embedding=False)["task_embedding"]
+                out[indices] = nn.functional.normalize(pooled.float(), p=2, dim=-1).cpu()
+    finally:
+        model.train(was_training)
+    return out
