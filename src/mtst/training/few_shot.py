@@ -67,7 +67,8 @@ def choose_method(examples_per_class: float, free_branch: bool = False) -> str:
     """The method "auto" fits with, from the mean number of examples per label that has any and whether the model
     has a task branch no other head reads (the one rule to change when the benchmark in benchmarks/fewshot says a
     size needs another method). Contrastive training led the frozen logistic head on 5 of 6 cells at 8 and 16 per
-    class (docs/few-shot.md); where the branch is taken, only the frozen methods keep the other heads as they are."""
+    class and on all 3 at 64 (docs/few-shot.md); where the branch is taken, only the frozen methods keep the other
+    heads as they are."""
     return "contrastive" if free_branch else "logistic"
 
 
