@@ -1,7 +1,7 @@
 """How mtst's few-shot branch training got its settings (mtst.training.few_shot_branch): on GoEmotions, none of the
-benchmark's
-datasets, so the benchmark's numbers are not tuned on. Single-label rows of the 4-way sentiment groups ("ge4") and
-of the 8 most frequent emotions but neutral ("ge8"); 3 draws of 8 or 16 per class from train, 1,000 dev rows scored.
+benchmark's datasets, so the benchmark's numbers are not tuned on. Single-label rows of the 4-way sentiment groups
+("ge4") and of the 8 most frequent emotions but neutral ("ge8"); 3 draws of 8 or 16 per class from train, 1,000 dev
+rows scored.
 
     .venv/bin/python -m benchmarks.fewshot.pick_in_batch ge8 8 '[{"lr": 3e-4, "batch": 16, "epochs": 10}]'
     .venv/bin/python -m benchmarks.fewshot.pick_in_batch ge4 8 '[{"recipe": "pairs"}, {"recipe": "frozen"}]'
