@@ -299,14 +299,43 @@ def test_each_label_text_joins_every_step_and_an_epoch_covers_each_example_once(
     monkeypatch.setattr(few_shot_branch, "EPOCHS", 2)
     monkeypatch.setattr(few_shot_branch, "BATCH_SIZE", 4)  # two steps per epoch on six texts
     texts, labels = ["good film", "great movie", "bad film", "awful movie", "fine", "poor"], list("ppnnpn")
-    seen, embed = [], few_shot_branch.branch_embeddings
+    seen, embed = [], few_shot_branch.grouped_branch_embeddings
 
     def recording(model, inputs, rows):
         seen.append((rows.tolist(), len(inputs["input_ids"])))
         return embed(model, inputs, rows)
 
-    monkeypatch.setattr(few_shot_branch, "branch_embeddings", recording)
+    monkeypatch.setattr(few_shot_branch, "grouped_branch_embeddings", recording)
     few_shot_branch.train_branch(fresh, texts, labels, ["negative", "positive"], ["n", "p"], seed=0)
     assert len(seen) == 2 * 2 and all(count == len(texts) + 2 for _, count in seen)
     assert all(rows[-2:] == [6, 7] for rows, _ in seen)  # each label's text, last in every step
     assert sorted(row for rows, _ in seen[:2] for row in rows[:-2]) == list(range(len(texts)))
+
+
+def test_length_groups_cover_each_row_once_and_trade_padding_against_calls():
+    lengths = [4, 40, 3, 12, 3, 11, 38, 5]
+    for overhead in (0, 16, 64, 10_000):
+        groups = few_shot_branch.length_groups(lengths, overhead)
+        assert sorted(row for group in groups for row in group) == list(range(len(lengths)))
+        spans = [(min(lengths[row] for row in group), max(lengths[row] for row in group)) for group in groups]
+        assert all(high <= spans[i + 1][0] for i, (_, high) in enumerate(spans[:-1]))  # shortest group first
+    assert len(few_shot_branch.length_groups(lengths, 10_000)) == 1  # calls cost more than any padding
+    assert len(few_shot_branch.length_groups(lengths, 0)) == len(set(lengths))  # padding costs, calls do not
+    assert few_shot_branch.length_groups(lengths, 16) == [[2, 4, 0, 7], [5, 3], [6, 1]]
+    assert few_shot_branch.length_groups([], 16) == []
+
+
+def test_grouped_and_trained_embeddings_are_what_one_padded_batch_and_the_head_path_give(fresh, monkeypatch):
+    texts = ["a", "the stock market fell today and the team won the game", "cat", "dog sat on the mat"]
+    inputs, rows = few_shot_branch.frozen_inputs(fresh.eval(), texts), torch.tensor([3, 0, 1, 2])
+    calls, embed = [], few_shot_branch.branch_embeddings
+    monkeypatch.setattr(few_shot_branch, "branch_embeddings", lambda *args: calls.append(args[2]) or embed(*args))
+    monkeypatch.setattr(few_shot_branch, "CALL_OVERHEAD", 0)  # one call per length here
+    with torch.no_grad():
+        grouped = few_shot_branch.grouped_branch_embeddings(fresh, inputs, rows)
+        padded = embed(fresh, inputs, rows)
+    assert len(calls) == 3 and torch.allclose(grouped, padded, atol=1e-5)  # "a" and "cat" share a length
+    fit_few_shot(fresh, "intent", *draw(4, seed=1), method="contrastive")
+    trained = few_shot_branch.trained_embeddings(fresh, few_shot_branch.frozen_inputs(fresh, texts))
+    assert trained.dtype == torch.float64 and trained.shape == (4, fresh.config.encoder.hidden_size)
+    assert torch.allclose(trained.float(), few_shot_branch.task_path_embeddings(fresh, texts), atol=1e-5)

@@ -40,7 +40,13 @@ from mtst.errors import MtstError
 from mtst.model.heads import ZeroShotHead
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import ZeroShotClassification, task_type
-from mtst.training.few_shot_branch import branch_is_free, check_branch_is_free, task_path_embeddings, train_branch
+from mtst.training.few_shot_branch import (
+    branch_is_free,
+    check_branch_is_free,
+    task_path_embeddings,
+    train_branch,
+    trained_embeddings,
+)
 
 ZERO_SHOT = ZeroShotClassification.name
 METHODS = ("auto", "prototype", "logistic", "contrastive")
@@ -102,12 +108,14 @@ def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels:
     if method == "auto":
         method = choose_method(_per_label(head, labels), branch_is_free(model, task))
     label_texts = ZeroShotClassification.label_texts(head.config)
-    if method == "contrastive":
-        train_branch(model, texts, labels, label_texts, head.labels, seed)
     head.config.task_path = method == "contrastive"  # the same object as model.config.heads[task]
-    prior = _embed(model, label_texts, head.config.task_path)  # the zero-shot vectors (C, H)
+    if method == "contrastive":  # the branch's new states of the examples, then of the label texts
+        vectors = trained_embeddings(model, train_branch(model, texts, labels, label_texts, head.labels, seed))
+        prior, x = vectors[len(texts):], vectors[:len(texts)]
+    else:
+        prior, x = _embed(model, label_texts), None  # the zero-shot vectors (C, H)
     fit_as = "logistic" if method == "contrastive" else method
-    fit = _fit(model, task, prior, texts, labels, fit_as, seed, head.DEFAULT_TEMPERATURE, False, started)
+    fit = _fit(model, task, prior, texts, labels, fit_as, seed, head.DEFAULT_TEMPERATURE, False, started, x)
     return replace(fit, method=method)
 
 
@@ -131,12 +139,14 @@ update = update_few_shot  # mtst.update(model, task, texts, labels)
 
 # ---- the fit ---------------------------------------------------------------------------------
 def _fit(model: MultiTaskModel, task: str, prior: torch.Tensor, texts: Sequence[str], labels: Sequence[str],
-         method: str, seed: int, temperature: float, warm: bool, started: float) -> FewShotFit:
+         method: str, seed: int, temperature: float, warm: bool, started: float,
+         x: torch.Tensor | None = None) -> FewShotFit:
     head = model.heads[task]
     gold = torch.tensor([head.labels.index(label) for label in labels])  # (N,)
     if method == "auto":
         method = choose_method(_per_label(head, labels))  # an update: the frozen methods only
-    x = _embed(model, texts, head.config.task_path)  # (N, H) unit rows
+    if x is None:
+        x = _embed(model, texts, head.config.task_path)  # (N, H) unit rows
     weight = held_out_prior_weight(prior, x, gold, temperature)
     start = prototypes(prior, x, gold, weight)
     temperature = held_out_temperature(prior, x, gold, temperature, weight)
