@@ -298,14 +298,18 @@ EXPERIMENTS["side"] = [_side(r) for r in (8, 4, 2)]
 # a later branch point, narrower FFNs) that starts from the shipped k = 2 model's top branch layers and heads and
 # trains toward its outputs (mtst.training.distillation). bf16 autocast: this CPU has AVX512-BF16 (2.1x faster steps,
 # CoNLL within seed noise of fp32: docs/training-guide.md).
-def _distilled(k: int, ffn: int, layers: int | None = None, steps: int = 8000, heads: int | None = None) -> Variant:
+def _distilled(k: int, ffn: int, layers: int | None = None, steps: int = 8000, heads: int | None = None,
+               augment: int = 0) -> Variant:
     from mtst.model.storage import DEFAULT_MODEL_DIR
 
     base = _branch_with_ner_head(2, "windowed-shape-crf")
     shape = {"branch_at": k, "branch_layers": layers, "branch_intermediate_size": ffn, "branch_attention_heads": heads}
     settings = merge(base.overrides, {"model": shape, "run": {"mixed_precision": "bf16"},
                                       "distillation": {"teacher": str(DEFAULT_MODEL_DIR)}})
+    if augment:  # only then: the other variants' configs stay as they were run
+        settings = merge(settings, {"distillation": {"augment": augment}})
     shape_name = f"k{k}{f'-{layers}layers' if layers else ''}{f'-heads{heads}' if heads else ''}-ffn{ffn}"
+    shape_name += f"-augment{augment}" if augment else ""
     return Variant(f"joint-all-{steps}steps-bf16-distil-{shape_name}", ALL,
                    settings, steps=steps, train_sizes=FULL_DATA, eval_every=1000, keep_model=True,
                    task_overrides=base.task_overrides)
@@ -314,9 +318,10 @@ def _distilled(k: int, ffn: int, layers: int | None = None, steps: int = 8000, h
 # Three slim layers cost 1.36-1.38x whatever their FFN width (attention dominates); with 4 of 12 heads they cost
 # 1.28x: depth (what sentiment wants) at the two-layer student's price. The 16,000-step student asks whether
 # sentiment only lacks steps (its dev accuracy still rose at step 8,000); it is off the issue's 8,000-step budget,
-# so it is a diagnosis, not a frontier point.
+# so it is a diagnosis, not a frontier point. The augment1 student adds one masked copy of each topic and sentiment
+# example for the teacher to label (Tang et al. 2019): a larger transfer set at the same steps and task mix.
 EXPERIMENTS["distil"] = [_distilled(4, 384), _distilled(4, 768), _distilled(5, 1536), _distilled(2, 384, layers=2),
-                         _distilled(3, 384, heads=4), _distilled(4, 384, steps=16000)]
+                         _distilled(3, 384, heads=4), _distilled(4, 384, steps=16000), _distilled(4, 384, augment=1)]
 
 
 # ---- one run's config -------------------------------------------------------------------------------------------

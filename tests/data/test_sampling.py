@@ -85,3 +85,12 @@ def test_bad_inputs():
         TaskSampler({"a": 5}, batch_size=1, world_size=2)
     with pytest.raises(MtstError, match="tasks"):
         TaskSampler({"a": 5}, batch_size=2).load_state_dict(TaskSampler({"b": 5}, batch_size=2).state_dict())
+
+
+def test_mix_sizes_set_the_task_mix_while_indices_run_over_every_item():
+    # distillation's masked copies (mtst.training.augment): "a" holds 3x its examples, its share stays as it was
+    plain = TaskSampler({"a": 9, "b": 4}, batch_size=3, strategy="temperature", seed=2)
+    mixed = TaskSampler({"a": 27, "b": 4}, batch_size=3, strategy="temperature", seed=2, mix_sizes={"a": 9, "b": 4})
+    assert mixed.probs.tolist() == pytest.approx(plain.probs.tolist())
+    assert [mixed.next_task() for _ in range(50)] == [plain.next_task() for _ in range(50)]
+    assert sorted(i for _ in range(9) for i in mixed.take("a")) == list(range(27))  # one epoch: copies included

@@ -3,11 +3,13 @@ the loss, a distilled run (logged, resumable, the embedding untouched), export p
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from helpers import make_config, perturb, read_jsonl
 from mtst import MtstError, MultiTaskModel
@@ -18,9 +20,11 @@ from mtst.inference.backends import load_predictor
 from mtst.inference.export import export_model
 from mtst.model.branch import TaskBranch, ffn_importance, head_importance, prune_ffn, prune_heads
 from mtst.model.config import EncoderConfig
+from mtst.model.tokenization import NO_WORD
+from mtst.training.augment import mask_copies, with_masked_copies
 from mtst.training.config import DistillationSection
 from mtst.training.distillation import TeacherTargets, load_teacher, soft_label_loss, start_from_teacher
-from mtst.training.recipe import train
+from mtst.training.recipe import Recipe, train
 
 SENTENCES = ["john lives in paris", "the team won the game today", "acme corp stock fell"]
 SLIM = {"branch_at": 1, "branch_intermediate_size": 16, "branch_attention_heads": 1}  # the tiny encoder: 2 layers,
@@ -215,6 +219,102 @@ def test_the_dry_run_of_a_distilled_run_names_the_teacher_and_probes(tmp_path, t
     from mtst.training.dry_run import plan_run
 
     config = _distilled_config(tmp_path, tiny_st_dir, teacher_dir)
+    config.distillation.augment = 1
     plan = plan_run(config)
-    assert plan.seconds_per_step is not None  # the probe trained toward the teacher, on its labels
+    assert plan.seconds_per_step is not None  # the probe trained toward the teacher, on its labels and the copies
     assert any(line.startswith(f"distillation from {teacher_dir}") for line in plan.lines(config))
+    assert any(line.startswith("distillation augment: 1 masked copies (p=0.1)") for line in plan.lines(config))
+
+
+# ---- masked-copy augmentation (mtst.training.augment) ----------------------------------------------------------
+TOPICS = Examples(["john lives in paris", "the team won the game today", "acme corp stock fell", "x"],
+                  ["world", "sports", "business", "world"], ["t:1", "t:2", "t:3", "t:4"])
+
+
+def _topics(model: MultiTaskModel):
+    return encode_task(model.tokenizer, TOPICS, ["world", "sports", "business"], "sentence_classification")
+
+
+def test_masked_copies_follow_their_originals_and_mask_only_real_tokens(tiny_model):
+    data, mask_id = _topics(tiny_model), tiny_model.tokenizer.tokenizer.mask_token_id
+    augmented = mask_copies(data, 2, 0.3, mask_id, seed=5)
+    n = len(data)
+    assert len(augmented) == 3 * n and len(data) == n  # the input is not changed
+    assert augmented.items[:n] == data.items and augmented.label_ids[:n] == data.label_ids
+    for index in range(n, 3 * n):
+        copy, original = augmented.items[index], data.items[index % n]
+        assert augmented.label_ids[index] == data.label_ids[index % n]
+        assert len(copy.input_ids) == len(original.input_ids) and copy.word_ids == original.word_ids
+        changed = [i for i, (a, b) in enumerate(zip(copy.input_ids, original.input_ids, strict=True)) if a != b]
+        assert changed, index  # at least one mask per copy: never a plain duplicate
+        assert all(copy.input_ids[i] == mask_id and original.word_ids[i] != NO_WORD for i in changed)
+        assert (copy.input_ids[0], copy.input_ids[-1]) == (original.input_ids[0], original.input_ids[-1])  # CLS, SEP
+    one_word = augmented.items[n + 3]  # "x": its only real token is always the one masked
+    assert one_word.input_ids[1:-1] == [mask_id]
+
+
+def test_masked_copies_are_the_same_for_a_seed_and_differ_across_seeds(tiny_model):
+    data, mask_id = _topics(tiny_model), tiny_model.tokenizer.tokenizer.mask_token_id
+    state = torch.get_rng_state()
+    first = mask_copies(data, 3, 0.3, mask_id, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream (new heads' weights) is untouched
+    assert mask_copies(data, 3, 0.3, mask_id, seed=1).items == first.items
+    assert mask_copies(data, 3, 0.3, mask_id, seed=2).items != first.items
+
+
+def test_only_the_distilled_sentence_tasks_get_copies(tiny_model):
+    tokenizer = tiny_model.tokenizer
+    words = Examples([s.split() for s in SENTENCES], [["O"] * len(s.split()) for s in SENTENCES], ["n:1"] * 3)
+    pairs = Examples([(SENTENCES[0], SENTENCES[1])], ["0.5"], ["p:1"])
+    encoded = {"topic": _topics(tiny_model),
+               "ner": encode_task(tokenizer, words, tiny_model.heads["ner"].labels, "token_classification"),
+               "sts": encode_task(tokenizer, pairs, [], "scored_pairs")}
+    section = DistillationSection(teacher="unused", augment=2, mask_probability=0.5)
+    augmented = with_masked_copies(tiny_model, encoded, section, seed=0)
+    assert {task: len(data) for task, data in augmented.items()} == {"topic": 12, "ner": 3, "sts": 1}
+    assert augmented["ner"] is encoded["ner"] and augmented["sts"] is encoded["sts"] and len(encoded["topic"]) == 4
+    assert with_masked_copies(tiny_model, encoded, section.model_copy(update={"augment": 0}), seed=0) is encoded
+    assert with_masked_copies(tiny_model, encoded, None, seed=0) is encoded
+
+
+def test_a_tokenizer_without_a_mask_token_is_one_clear_error(tiny_model):
+    tiny_model.tokenizer.tokenizer.mask_token = None  # as in a GPT-style tokenizer (this model is the test's own)
+    section = DistillationSection(teacher="unused", augment=1)
+    with pytest.raises(MtstError, match="needs a mask token.*augment: 0"):
+        with_masked_copies(tiny_model, {"topic": _topics(tiny_model)}, section, seed=0)
+
+
+@pytest.mark.parametrize("bad", [{"augment": -1}, {"mask_probability": 0.0}, {"mask_probability": 1.0}])
+def test_augment_settings_out_of_range_are_refused(bad):
+    with pytest.raises(ValidationError, match=next(iter(bad))):
+        DistillationSection(teacher="unused", **bad)
+
+
+def test_an_augmented_run_distils_the_copies_at_the_same_steps_and_mix(tmp_path, tiny_st_dir, teacher_dir, caplog):
+    sections = {"optimizer": {"max_steps": 8}, "run": {"checkpoint_every_steps": 3}}
+    plain = Recipe(_distilled_config(tmp_path / "plain", tiny_st_dir, teacher_dir, **sections))
+    plain.setup()
+    config = _distilled_config(tmp_path / "a", tiny_st_dir, teacher_dir, **sections)
+    config.distillation.augment = 1
+    augmented = Recipe(config)
+    with caplog.at_level("INFO", logger="mtst"):
+        augmented.setup()
+    assert "distillation: 10 masked copies of 10 topic examples (p=0.1)" in caplog.text
+    assert (augmented.total_steps, augmented.steps_per_epoch) == (plain.total_steps, plain.steps_per_epoch)
+    assert torch.equal(augmented.sampler.probs, plain.sampler.probs)  # the mix of the original counts
+    assert augmented.sampler.sizes == {"topic": 20, "ner": 6}
+    sampler = copy.deepcopy(augmented.sampler)
+    assert sorted(i for _ in range(5) for i in sampler.take("topic")) == list(range(20))  # copies are drawn too
+    teacher = augmented.batch_losses.teacher
+    assert [len(teacher.logits[task]) for task in ("topic", "ner")] == [20, 6]
+    assert any(not torch.equal(teacher.logits["topic"][i], teacher.logits["topic"][i + 10]) for i in range(10))
+    assert augmented.cache is not None and len(augmented.cache.rows["topic"]) == 20
+    full = augmented.train()
+    assert full.steps == plain.total_steps
+    config_b = _distilled_config(tmp_path / "b", tiny_st_dir, teacher_dir, **sections)
+    config_b.distillation.augment = 1
+    resumed = train(config_b, resume=Path(train(config_b, stop_after_steps=5).output_dir))  # rebuilds the copies
+    a = MultiTaskModel.load(Path(full.output_dir) / "final")
+    b = MultiTaskModel.load(Path(resumed.output_dir) / "final")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key

@@ -41,11 +41,15 @@ def task_probabilities(sizes: Mapping[str, int], strategy: str, temperature: flo
 
 
 class TaskSampler:
-    """Yields ``(task, indices)``; each batch holds ``batch_size`` indices of one task (this rank's slice)."""
+    """Yields ``(task, indices)``; each batch holds ``batch_size`` indices of one task (this rank's slice).
+
+    ``sizes``: the items each task's indices run over; ``mix_sizes`` (default: ``sizes``): the example counts the
+    task probabilities follow, so items added for distillation (mtst.training.augment) leave the task mix as it was.
+    """
 
     def __init__(self, sizes: Mapping[str, int], batch_size: int, strategy: str = "proportional",
                  temperature: float = 2.0, weights: Mapping[str, float | None] | None = None, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, mix_sizes: Mapping[str, int] | None = None):
         empty = [name for name, n in sizes.items() if n < 1]
         if empty:
             raise MtstError(f"task '{empty[0]}' has no training examples; check its data file")
@@ -55,7 +59,7 @@ class TaskSampler:
         self.sizes = dict(sizes)
         self.batch_size, self.strategy, self.seed = batch_size, strategy, seed
         self.rank, self.world_size = rank, world_size
-        probs = task_probabilities(sizes, strategy, temperature, weights)
+        probs = task_probabilities(sizes if mix_sizes is None else mix_sizes, strategy, temperature, weights)
         self.probs = torch.tensor([probs[name] for name in self.tasks], dtype=torch.float64)
         self.generator = torch.Generator().manual_seed(seed)
         self.batches = 0  # batches drawn so far (round robin position)

@@ -146,6 +146,10 @@ class DistillationSection(StrictModel):
     weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # on T^2 * KL(teacher || student) of the label distributions
     temperature: float = Field(2.0, gt=0)
     hidden_weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # on the MSE of the task paths' token states
+    # masked copies of each training example of the distilled sentence tasks (not token or pair tasks), labelled by
+    # the teacher: a larger transfer set (mtst.training.augment); 0 = off. Steps and task mix stay the original's
+    augment: int = Field(0, ge=0)
+    mask_probability: float = Field(0.1, gt=0, lt=1)  # each real word-piece of a copy becomes the mask token
 
 
 class EvaluationSection(StrictModel):

@@ -43,9 +43,14 @@ class Plan:
                 f"recipe: branch_at {_branch_at(model)}, lr {opt.lr:g} (layer decay {opt.layer_decay:g}), head lr "
                 f"{opt.head_lr if opt.head_lr is not None else opt.lr:g}, warm-up {opt.warmup_ratio:g}, "
                 f"{config.sampling.strategy} sampling, checkpoints {'on' if config.run.checkpoints else 'off'}"]
-        if config.distillation is not None:
-            out.append(f"distillation from {config.distillation.teacher}: its outputs on the training data are "
-                       "computed once at setup (one teacher pass, not in the estimate)")
+        distil = config.distillation
+        if distil is not None:
+            out.append(f"distillation from {distil.teacher}: its outputs on the training data are computed once at "
+                       "setup (one teacher pass, not in the estimate)")
+        if distil is not None and distil.augment:
+            out.append(f"distillation augment: {distil.augment} masked copies (p={distil.mask_probability:g}) of each "
+                       "distilled sentence-task example join the batches and the teacher pass; steps and task mix as "
+                       "above")
         if self.estimated_seconds is not None:
             out.append(f"estimated time on this machine: {self.estimated_seconds / 60:.1f} min "
                        f"({self.seconds_per_step:.2f} s/step over a {PROBE_STEPS}-step probe; evaluation and the "

@@ -23,6 +23,7 @@ from mtst.data.splits import read_task_splits
 from mtst.errors import MtstError
 from mtst.progress import TrainingProgress
 from mtst.training.anchor import EmbeddingAnchor, build_anchor
+from mtst.training.augment import with_masked_copies
 from mtst.training.batch_losses import BatchLosses
 from mtst.training.build import (
     build_model,
@@ -66,8 +67,7 @@ class Recipe:
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
         self.run_dir = Path(resume) if resume else Path(self.config.run.output_dir)
-        self.metric = config.evaluation.metric or MEAN_KEY
-        self.step = 0
+        self.step, self.metric = 0, config.evaluation.metric or MEAN_KEY
         self.tracker = BestTracker(config.evaluation.greater_is_better, config.evaluation.patience)
         self.files = RunFiles(self.run_dir, self.main, self.rank)
 
@@ -93,6 +93,8 @@ class Recipe:
         self.examples_per_step = cfg.optimizer.batch_size * cfg.optimizer.grad_accumulation
         self.steps_per_epoch, self.total_steps, self.eval_every = training_schedule(
             cfg, sum(sizes.values()), self.examples_per_step, trains)
+        # after sizes: masked copies for the teacher join the batches, not the number of steps or the task mix
+        self.encoded = with_masked_copies(self.model, self.encoded, cfg.distillation if trains else None, cfg.run.seed)
         self.sampler = self._setup_sampler(sizes)
         self._setup_run_dir()
         # what only training steps use; cache, anchor, optimizer and scheduler are None when nothing trains
@@ -118,9 +120,9 @@ class Recipe:
         return GradualUnfreezer(self.model, every, self.config.freezing.gradual_unfreeze_unit) if every else None
 
     def _setup_sampler(self, sizes: dict[str, int]) -> TaskSampler:
-        cfg = self.config
-        return TaskSampler(sizes, cfg.optimizer.batch_size, cfg.sampling.strategy, cfg.sampling.temperature,
-                           {t.name: t.sampling_weight for t in cfg.tasks}, cfg.run.seed, self.rank, self.world)
+        cfg, items = self.config, {name: len(encoded) for name, encoded in self.encoded.items()}
+        return TaskSampler(items, cfg.optimizer.batch_size, cfg.sampling.strategy, cfg.sampling.temperature,
+                           {t.name: t.sampling_weight for t in cfg.tasks}, cfg.run.seed, self.rank, self.world, sizes)
 
     def _setup_run_dir(self) -> None:
         """A new run's directory with its config.yaml (labels written in); a resumed run keeps its own."""
@@ -265,11 +267,9 @@ class Recipe:
 
     # ---- cleanup ------------------------------------------------------------------------
     def _finish(self, result: TrainResult, start: float) -> TrainResult:
-        result.steps = self.step
         tracker = self.tracker
-        result.best_metric, result.best_step = tracker.best, tracker.best_step
-        result.best_metrics = tracker.best_metrics
-        result.wall_seconds = round(time.perf_counter() - start, 1)
+        result.steps, result.best_metric, result.best_step = self.step, tracker.best, tracker.best_step
+        result.best_metrics, result.wall_seconds = tracker.best_metrics, round(time.perf_counter() - start, 1)
         if self.main and not result.interrupted:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._save_model("final")
