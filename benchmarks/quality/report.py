@@ -189,7 +189,9 @@ def frontier_points() -> list[dict]:
                                          ("5-ffn1536", "1 layer above 5", "branch-k5"),
                                          ("2-2layers-ffn384", "2 layers above 2, FFN 384", "branch-k2-2layers-ffn384"),
                                          ("3-heads4-ffn384", "3 layers above 3, 4 heads, FFN 384",
-                                          "branch-k3-heads4-ffn384"))]
+                                          "branch-k3-heads4-ffn384"),
+                                         ("4-ffn384-augment1", "2 layers above 4, FFN 384, masked copies",
+                                          "branch-k4-ffn384"))]
     named += [("branch", "frozen-shipped", "frozen encoder (older default)", "frozen-encoder"),
               ("long", "joint-all-8000steps-bf16-anchor10", "full fine-tune + anchor 10", "frozen-encoder"),
               ("long", "joint-all-8000steps-bf16", "full fine-tune", "frozen-encoder")]
