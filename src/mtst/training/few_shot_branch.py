@@ -6,6 +6,8 @@ backbone's bit for bit; the frozen bottom runs once per text; and each step scor
 BATCH_SIZE texts instead of sampled pairs: 120 pairs for the price of 16 embeddings, where a SetFit batch of 16 pairs
 embeds up to 32 texts. Each label's text (its name, or "name: description") joins every batch as one more example
 of its label: it anchors the branch to what the labels mean (GoEmotions, 8 per class: +2.6 and +8.5 points).
+Each step runs its texts in groups of similar length (``length_groups``), and the head is then fitted on the cached
+bottom's branch states (``trained_embeddings``): on SST-2 at 8 per class that took a fit from 1.0 s to 0.6 s.
 
 Settings picked on GoEmotions (4-way sentiment groups and 8 emotions), none of the benchmark's datasets
 (benchmarks/fewshot/pick_in_batch.py). bf16 autocast where the CPU has native bf16 (AVX512-BF16, AMX): about 2x
@@ -32,6 +34,7 @@ LR = 3e-4  # few, cheap steps of the branch alone: GoEmotions preferred it to 5e
 WARMUP = 0.1  # of the steps, then linear decay to 0
 CALL_OVERHEAD = 64  # tokens that one more forward call is worth (length_groups)
 EMBED_ROWS = 64  # rows per call of trained_embeddings
+FUSED_ADAMW = ("cpu", "cuda")  # devices whose fused AdamW kernel torch ships
 
 
 def check_branch_is_free(model: MultiTaskModel, task: str) -> None:
@@ -159,7 +162,7 @@ def train_branch(model: MultiTaskModel, texts: Sequence[str], labels: Sequence[s
     with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state is left as it was
         torch.manual_seed(seed)
         inputs = frozen_inputs(model, [*texts, *anchors])
-        optimizer = torch.optim.AdamW(parameters, lr=LR, fused=True)  # one kernel: half the update time
+        optimizer = torch.optim.AdamW(parameters, lr=LR, fused=device.type in FUSED_ADAMW)  # half the update time
         schedule = get_linear_schedule_with_warmup(optimizer, int(WARMUP * steps), steps)
         for p in parameters:
             p.requires_grad_(True)
