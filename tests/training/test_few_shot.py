@@ -339,3 +339,14 @@ def test_grouped_and_trained_embeddings_are_what_one_padded_batch_and_the_head_p
     trained = few_shot_branch.trained_embeddings(fresh, few_shot_branch.frozen_inputs(fresh, texts))
     assert trained.dtype == torch.float64 and trained.shape == (4, fresh.config.encoder.hidden_size)
     assert torch.allclose(trained.float(), few_shot_branch.task_path_embeddings(fresh, texts), atol=1e-5)
+
+
+def test_the_frozen_bottom_runs_in_chunks_with_the_same_states(fresh, monkeypatch):
+    texts = ["a", "the stock market fell today", "cat", "dog sat on the mat", "team won"]
+    whole = few_shot_branch.frozen_inputs(fresh, texts)
+    monkeypatch.setattr(few_shot_branch, "BOTTOM_ROWS", 2)
+    calls, bottom = [], fresh.shared_states
+    monkeypatch.setattr(fresh, "shared_states", lambda ids, mask: calls.append(len(ids)) or bottom(ids, mask))
+    chunked = few_shot_branch.frozen_inputs(fresh, texts)
+    assert calls == [2, 2, 1] and torch.equal(chunked["input_ids"], whole["input_ids"])
+    assert torch.allclose(chunked["shared_states"], whole["shared_states"], atol=1e-5)

@@ -34,6 +34,7 @@ LR = 3e-4  # few, cheap steps of the branch alone: GoEmotions preferred it to 5e
 WARMUP = 0.1  # of the steps, then linear decay to 0
 CALL_OVERHEAD = 64  # tokens that one more forward call is worth (length_groups)
 EMBED_ROWS = 64  # rows per call of trained_embeddings
+BOTTOM_ROWS = 512  # rows per call of the frozen bottom in frozen_inputs (memory: attention grows with rows)
 FUSED_ADAMW = ("cpu", "cuda")  # devices whose fused AdamW kernel torch ships
 
 
@@ -78,7 +79,8 @@ def balanced_pair_loss(unit: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
 
 def frozen_inputs(model: MultiTaskModel, texts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Token ids, mask and the branch's frozen bottom (``shared_states``, eval mode) of ``texts``, padded together:
-    computed once, reused by every step."""
+    computed once, reused by every step; the bottom runs BOTTOM_ROWS texts at a time, so thousands of examples do
+    not build one attention tensor of them all."""
     device = next(model.parameters()).device
     features = model.tokenizer.collate(model.tokenizer(list(texts), ids_only=True))
     inputs = {key: features[key].to(device) for key in ("input_ids", "attention_mask")}
@@ -86,7 +88,8 @@ def frozen_inputs(model: MultiTaskModel, texts: Sequence[str]) -> dict[str, torc
     model.eval()
     try:
         with torch.no_grad():
-            inputs["shared_states"] = model.shared_states(inputs["input_ids"], inputs["attention_mask"])
+            inputs["shared_states"] = torch.cat([model.shared_states(ids, mask) for ids, mask in zip(
+                inputs["input_ids"].split(BOTTOM_ROWS), inputs["attention_mask"].split(BOTTOM_ROWS), strict=True)])
     finally:
         model.train(was_training)
     return inputs
