@@ -137,7 +137,7 @@ def test_an_idle_retiming_is_its_own_table_beside_the_main_one(tmp_path):
 def test_the_calibration_table_averages_each_method_over_its_draws():
     from benchmarks.fewshot.calibration import table
 
-    runs = [{"accuracy": 80.0, "ece": 0.1, "mean_top_probability": 0.9, "temperature": 0.05},
-            {"accuracy": 70.0, "ece": 0.3, "mean_top_probability": 0.7, "temperature": 0.05}]
+    runs = [{"accuracy": 80.0, "ece": 0.1, "mean_top_probability": 0.9, "temperature": 0.05, "seconds": 1.0},
+            {"accuracy": 70.0, "ece": 0.3, "mean_top_probability": 0.7, "temperature": 0.05, "seconds": 2.0}]
     row = table({"sst2/8/contrastive": runs}).splitlines()[-1]
-    assert row == "| sst2 | 8 | contrastive | 75.0 | 0.200 | 0.800 | 2 |"
+    assert row == "| sst2 | 8 | contrastive | 75.0 | 0.200 | 0.800 | 1.50 | 2 |"

@@ -115,3 +115,21 @@ def test_bad_input_is_one_line_and_writes_nothing(files, tmp_path, args, message
     result = invoke(*model, *args, "-o", tmp_path / "out")
     assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_cross_fit_temperature_sets_another_temperature_and_is_refused_on_an_update(files, tiny_st_dir, tmp_path,
+                                                                                    monkeypatch):
+    from mtst.training import few_shot_branch
+
+    monkeypatch.setattr(few_shot_branch, "EPOCHS", 2)
+    monkeypatch.setattr(few_shot_branch, "FRESH_BRANCH_AT", 1)  # the tiny encoder has 2 layers
+    _, examples, _ = files
+    temperatures = []
+    for flag, out in (([], "plain"), (["--cross-fit-temperature"], "crossed")):
+        result = invoke("--backbone", tiny_st_dir, "--task", f"intent={examples}", *flag, "-o", tmp_path / out)
+        assert result.exit_code == 0, result.output
+        temperatures.append(MultiTaskModel.load(tmp_path / out).config.heads["intent"].temperature)
+    assert temperatures[0] != temperatures[1]
+    result = invoke("--model", tmp_path / "crossed", "--task", f"intent={examples}", "--cross-fit-temperature",
+                    "-o", tmp_path / "again")
+    assert result.exit_code == 1 and "add --from-scratch" in result.output and not (tmp_path / "again").exists()

@@ -166,7 +166,7 @@ def test_a_fit_drops_a_confidence_curve_fitted_at_the_old_temperature(model):
 
 
 def test_the_prior_weight_is_large_for_a_telling_label_text_and_small_for_a_misleading_one():
-    from mtst.training.few_shot import PRIOR_WEIGHTS, held_out_prior_weight
+    from mtst.training.few_shot_head import PRIOR_WEIGHTS, held_out_prior_weight
 
     generator = torch.Generator().manual_seed(0)
     centres = torch.nn.functional.normalize(torch.randn(3, 16, generator=generator, dtype=torch.double), dim=-1)
@@ -350,3 +350,37 @@ def test_the_frozen_bottom_runs_in_chunks_with_the_same_states(fresh, monkeypatc
     chunked = few_shot_branch.frozen_inputs(fresh, texts)
     assert calls == [2, 2, 1] and torch.equal(chunked["input_ids"], whole["input_ids"])
     assert torch.allclose(chunked["shared_states"], whole["shared_states"], atol=1e-5)
+
+
+def test_halves_split_every_label_evenly_and_cover_each_example_once():
+    from mtst.training.few_shot_crossfit import halves
+
+    gold = [0, 0, 0, 1, 1, 2, 2, 2, 2, 0]
+    first, second = halves(gold, seed=3)
+    assert sorted(first + second) == list(range(len(gold))) and abs(len(first) - len(second)) <= 1
+    for label in set(gold):
+        a, b = sum(gold[i] == label for i in first), sum(gold[i] == label for i in second)
+        assert abs(a - b) <= 1
+    assert halves(gold, seed=3) == (first, second) and halves(gold, seed=4) != (first, second)
+
+
+def test_a_cross_fitted_temperature_changes_only_the_temperature(tiny_st_dir, monkeypatch):
+    monkeypatch.setattr(few_shot_branch, "EPOCHS", 4)
+    fits = {}
+    for cross_fit in (False, True, True):
+        model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
+        fit_few_shot(model, "intent", *draw(6, seed=1), method="contrastive", cross_fit_temperature=cross_fit)
+        fits.setdefault(cross_fit, []).append(model)
+    plain, (crossed, again) = fits[False][0], fits[True]
+    assert all(torch.equal(value, crossed.state_dict()[key]) for key, value in plain.state_dict().items())
+    t_plain, t_crossed = (m.config.heads["intent"].temperature for m in (plain, crossed))
+    assert t_crossed != t_plain and t_crossed == again.config.heads["intent"].temperature
+
+
+def test_a_cross_fitted_temperature_needs_two_examples_and_changes_nothing_without(fresh):
+    fresh.add_head("intent", "zero_shot_classification", ["x", "y", "z"])
+    before, config = state(fresh), fresh.config.heads["intent"].model_copy()
+    with pytest.raises(MtstError, match="at least 2 labelled examples"):
+        fit_few_shot(fresh, "intent", ["stock fell"], ["x"], method="contrastive", cross_fit_temperature=True)
+    assert all(torch.equal(value, before[key]) for key, value in fresh.state_dict().items())
+    assert fresh.config.heads["intent"] == config

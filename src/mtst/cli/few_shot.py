@@ -47,7 +47,8 @@ def read_descriptions(path: Path) -> dict[str, str]:
 
 
 def run_few_shot(model_dir: str, task_argument: str, output: Path, descriptions: Path | None = None,
-                 method: str = "auto", from_scratch: bool = False, seed: int = 0, backbone: str | None = None) -> str:
+                 method: str = "auto", from_scratch: bool = False, seed: int = 0, backbone: str | None = None,
+                 cross_fit: bool = False) -> str:
     """Load (or build on ``backbone``), fit (or update) one task from its examples, save to ``output``; returns
     what the fit did."""
     from mtst.data.readers import read_examples
@@ -70,14 +71,14 @@ def run_few_shot(model_dir: str, task_argument: str, output: Path, descriptions:
     texts = read_descriptions(descriptions) if descriptions is not None else None
     model = _starting_model(None if shipped else source_dir, backbone is not None)
     warm = task in model.config.heads and not from_scratch
-    if warm and (texts is not None or method != "auto"):
-        raise MtstError(f"task '{task}' exists, so its head is updated from what it knows; --descriptions and "
-                        "--method apply to a fit from scratch: add --from-scratch")
+    if warm and (texts is not None or method != "auto" or cross_fit):
+        raise MtstError(f"task '{task}' exists, so its head is updated from what it knows; --descriptions, --method "
+                        "and --cross-fit-temperature apply to a fit from scratch: add --from-scratch")
     if warm:
         fit = update_few_shot(model, task, examples.texts, examples.labels, seed=seed)
     else:
         fit = fit_few_shot(model, task, examples.texts, examples.labels, descriptions=texts, method=method,
-                           seed=seed)
+                           seed=seed, cross_fit_temperature=cross_fit)
     model.save(output)  # written beside, then swapped in: never half-written
     how = "updated" if warm else "fitted"
     return (f"{task}: {how} with method {fit.method} on {fit.examples} examples in {fit.seconds:.2f} s "
@@ -117,6 +118,9 @@ def register(app: typer.Typer) -> None:
             "--from-scratch", help="Refit an existing zero-shot task from its label texts instead of updating it."
         )] = False,
         seed: Annotated[int, typer.Option(help="Random seed of the fit.")] = 0,
+        cross_fit_temperature: Annotated[bool, typer.Option(
+            "--cross-fit-temperature", help="Method contrastive: fit the temperature on examples held out of two "
+                                            "half-trainings (calibrated scores, 2-3x the time).")] = False,
         threads: ThreadsOpt = None,
     ) -> None:
         """Fit a zero-shot head from a few labelled examples (adds the task, or updates it); save a copy."""
@@ -125,4 +129,5 @@ def register(app: typer.Typer) -> None:
 
         check("train", "mtst few-shot")  # reading data files and fitting need the train extra's libraries
         torch_threads(threads)
-        typer.echo(run_few_shot(model, task, output, descriptions, method, from_scratch, seed, backbone))
+        typer.echo(run_few_shot(model, task, output, descriptions, method, from_scratch, seed, backbone,
+                                cross_fit_temperature))

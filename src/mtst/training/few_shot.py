@@ -18,7 +18,9 @@ Methods (``choose_method`` picks one from the number of examples per label and t
                the head reads from then on (``config.task_path``). Only for a model whose branch no other head reads:
                ``encode`` and the other heads still never move, but the branch is this head's.
 All store T (``config.temperature``) fitted on leave-one-out prototype cosines (``held_out_temperature``): the
-honest estimate a handful of examples allows. The logistic fit runs at that T; its anchor's strength is
+honest estimate a handful of examples allows, except after contrastive training, whose branch has seen every example
+(``cross_fit_temperature`` fits T on held-out halves: mtst.training.few_shot_crossfit). The arithmetic on the
+embeddings lives in mtst.training.few_shot_head. The logistic fit runs at that T; its anchor's strength is
 scikit-learn's default LogisticRegression (C = 1: 0.5 ||w||^2 against the summed loss) counted in logit units,
 w = W / T: l2 = 0.5 / (N * T^2), weaker as examples arrive. A label without examples keeps its vector exactly.
 
@@ -28,18 +30,17 @@ vectors and temperature (the label texts are not embedded again, the branch does
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from torch import nn
 
 from mtst.errors import MtstError
 from mtst.model.heads import ZeroShotHead
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import ZeroShotClassification, task_type
+from mtst.training import few_shot_crossfit
 from mtst.training.few_shot_branch import (
     branch_is_free,
     check_branch_is_free,
@@ -47,13 +48,11 @@ from mtst.training.few_shot_branch import (
     train_branch,
     trained_embeddings,
 )
+from mtst.training.few_shot_head import PRIOR_WEIGHT, head_vectors
 
 ZERO_SHOT = ZeroShotClassification.name
 METHODS = ("auto", "prototype", "logistic", "contrastive")
-PRIOR_WEIGHT = 1.0  # prototypes() default: the prior vector counts as one example
-PRIOR_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # what held_out_prior_weight chooses from
-LBFGS_STEPS = 100  # iterations of one full-batch L-BFGS run: converges on a few hundred examples
-TEMPERATURE_RANGE = (0.005, 1.0)  # where a fitted T may lie (cosines are in [-1, 1])
+T0 = ZeroShotHead.DEFAULT_TEMPERATURE  # where a new head's temperature starts
 
 
 @dataclass(frozen=True)
@@ -80,13 +79,15 @@ def choose_method(examples_per_class: float, free_branch: bool = False) -> str:
 
 def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels: Sequence[str], *,
                  descriptions: Sequence[str] | Mapping[str, str] | None = None, method: str = "auto",
-                 seed: int = 0) -> FewShotFit:
+                 seed: int = 0, cross_fit_temperature: bool = False) -> FewShotFit:
     """Fit ``task``'s label vectors from labelled examples, from scratch: from the embeddings of its label texts.
 
     A task the model lacks is added as a zero-shot head whose labels are the sorted names in ``labels`` (and in
     ``descriptions`` when it maps label -> description). ``descriptions`` (one per label in the head's label order,
     or a mapping) replace the head's. ``method``: "auto" (``choose_method``), "prototype", "logistic" or
     "contrastive" (trains the model's task branch for this head; its weights go on from where they are).
+    ``cross_fit_temperature``: a contrastive fit's T from examples held out of two half-trainings (2-3x the time;
+    mtst.training.few_shot_crossfit); the other methods' leave-one-out T already holds each example out.
     """
     started = time.perf_counter()
     _check_examples(texts, labels)
@@ -94,6 +95,9 @@ def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels:
         raise MtstError(f"unknown few-shot method '{method}'; choose one of {', '.join(METHODS)}")
     if method == "contrastive":
         check_branch_is_free(model, task)  # before anything is added or changed
+    if cross_fit_temperature and len(texts) < 2:
+        raise MtstError("a cross-fitted temperature needs at least 2 labelled examples (one per half); add examples "
+                        "or leave cross_fit_temperature off")
     if task not in model.config.heads:
         names = sorted(set(labels) | (set(descriptions) if isinstance(descriptions, Mapping) else set()))
         if len(names) < 2:
@@ -109,13 +113,19 @@ def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels:
         method = choose_method(_per_label(head, labels), branch_is_free(model, task))
     label_texts = ZeroShotClassification.label_texts(head.config)
     head.config.task_path = method == "contrastive"  # the same object as model.config.heads[task]
+    cross_fitted = None
+    if method == "contrastive" and cross_fit_temperature:
+        cross_fitted = few_shot_crossfit.cross_fitted_temperature(model, texts, labels, label_texts, head.labels, seed,
+                                                                  lambda *fit: head_vectors(*fit, "logistic", T0)[0])
     if method == "contrastive":  # the branch's new states of the examples, then of the label texts
         vectors = trained_embeddings(model, train_branch(model, texts, labels, label_texts, head.labels, seed))
         prior, x = vectors[len(texts):], vectors[:len(texts)]
     else:
         prior, x = _embed(model, label_texts), None  # the zero-shot vectors (C, H)
     fit_as = "logistic" if method == "contrastive" else method
-    fit = _fit(model, task, prior, texts, labels, fit_as, seed, head.DEFAULT_TEMPERATURE, False, started, x)
+    fit = _fit(model, task, prior, texts, labels, fit_as, seed, T0, False, started, x)
+    if cross_fitted is not None:
+        head.config.temperature = cross_fitted
     return replace(fit, method=method)
 
 
@@ -147,12 +157,7 @@ def _fit(model: MultiTaskModel, task: str, prior: torch.Tensor, texts: Sequence[
         method = choose_method(_per_label(head, labels))  # an update: the frozen methods only
     if x is None:
         x = _embed(model, texts, head.config.task_path)  # (N, H) unit rows
-    weight = held_out_prior_weight(prior, x, gold, temperature)
-    start = prototypes(prior, x, gold, weight)
-    temperature = held_out_temperature(prior, x, gold, temperature, weight)
-    with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state is left as it was
-        torch.manual_seed(seed)
-        vectors = logistic(prior if warm else start, x, gold, temperature) if method == "logistic" else start
+    vectors, temperature, weight = head_vectors(prior, x, gold, method, temperature, warm, seed)
     with torch.no_grad():
         head.label_vectors.copy_(vectors.to(head.label_vectors.device, head.label_vectors.dtype))
     model.config.heads[task].temperature = temperature  # the same object as head.config: save() keeps it
@@ -160,78 +165,6 @@ def _fit(model: MultiTaskModel, task: str, prior: torch.Tensor, texts: Sequence[
     accuracy = 100 * float(((x @ vectors.T).argmax(dim=-1) == gold).double().mean())
     return FewShotFit(task=task, method=method, examples=len(gold), seconds=time.perf_counter() - started,
                       train_accuracy=accuracy, prior_weight=weight)
-
-
-def prototypes(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, weight: float = PRIOR_WEIGHT
-               ) -> torch.Tensor:
-    """(C, H) unit rows: normalise(prior * weight + the sum of each label's (N, H) unit embeddings); a label
-    without examples keeps its prior row exactly."""
-    sums = torch.zeros_like(prior).index_add_(0, gold, x)  # (C, H)
-    counts = torch.bincount(gold, minlength=len(prior))
-    mixed = nn.functional.normalize(prior * weight + sums, p=2, dim=-1)
-    return torch.where((counts > 0)[:, None], mixed, prior)
-
-
-def held_out_cosines(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, weight: float) -> torch.Tensor:
-    """(N, C) cosines of each example with prototypes built without it (leave-one-out: its own label's prototype
-    is recomputed without it)."""
-    cosines = x @ prototypes(prior, x, gold, weight).T  # (N, C)
-    own = prior[gold] * weight + torch.zeros_like(prior).index_add_(0, gold, x)[gold] - x  # (N, H)
-    cosines[torch.arange(len(gold)), gold] = (x * own).sum(dim=-1) / own.norm(dim=-1).clamp_min(1e-12)
-    return cosines
-
-
-def held_out_prior_weight(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, temperature: float) -> float:
-    """How many examples the prior vector (the label text's, or what the head knew) is worth: the PRIOR_WEIGHTS
-    entry whose leave-one-out prototypes classify the examples best (accuracy, then NLL at ``temperature``; ties
-    go to the larger weight). Chosen on the user's own examples, so it carries to data nobody tuned on: a label
-    text that describes its examples well earns a large weight, a bare or misleading name a small one."""
-    def score(weight: float) -> tuple[float, float, float]:
-        cosines = held_out_cosines(prior, x, gold, weight)
-        accuracy = float((cosines.argmax(dim=-1) == gold).double().mean())
-        return accuracy, -float(nn.functional.cross_entropy(cosines / temperature, gold)), weight
-
-    return max(score(weight) for weight in PRIOR_WEIGHTS)[2]
-
-
-def held_out_temperature(prior: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, start: float,
-                         weight: float = PRIOR_WEIGHT) -> float:
-    """T minimising the NLL of each example against prototypes built without it (``held_out_cosines``), plus a unit
-    Gaussian prior on log T around ``start``; inside TEMPERATURE_RANGE. Fitting T on the training examples
-    themselves drove it to the lower bound (they are separable in H dimensions) and up to doubled the held-out NLL
-    on synthetic data; this stayed near the best T."""
-    from scipy.optimize import minimize_scalar
-
-    logits = held_out_cosines(prior, x, gold, weight)
-    low, high = (math.log(bound) for bound in TEMPERATURE_RANGE)
-    log_start = min(max(math.log(start), low), high)
-
-    def objective(log_t: float) -> float:
-        nll = nn.functional.cross_entropy(logits / math.exp(log_t), gold, reduction="sum")
-        return float(nll) + 0.5 * (log_t - log_start) ** 2
-
-    return math.exp(float(minimize_scalar(objective, bounds=(low, high), method="bounded").x))
-
-
-def logistic(start: torch.Tensor, x: torch.Tensor, gold: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cosine logistic regression at ``temperature`` from ``start`` (C, H) on (N, H) embeddings, anchored to
-    ``start``: (C, H) unit rows. Rows of labels without examples stay as they start."""
-    l2 = 0.5 / (len(gold) * temperature**2)  # scikit-learn's C = 1 in logit units (see the module docstring)
-    free = (torch.bincount(gold, minlength=len(start)) > 0)[:, None]  # (C, 1)
-    weights = start.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([weights], lr=1.0, max_iter=LBFGS_STEPS, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        rows = torch.where(free, weights, start)  # (C, H)
-        logits = x @ nn.functional.normalize(rows, p=2, dim=-1).T / temperature  # (N, C)
-        loss = nn.functional.cross_entropy(logits, gold) + l2 * (rows - start).pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        return torch.where(free, nn.functional.normalize(weights, p=2, dim=-1), start)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
