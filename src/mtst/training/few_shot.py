@@ -114,10 +114,11 @@ def fit_few_shot(model: MultiTaskModel, task: str, texts: Sequence[str], labels:
     label_texts = ZeroShotClassification.label_texts(head.config)
     head.config.task_path = method == "contrastive"  # the same object as model.config.heads[task]
     cross_fitted = None
-    if method == "contrastive" and cross_fit_temperature:
-        cross_fitted = few_shot_crossfit.cross_fitted_temperature(model, texts, labels, label_texts, head.labels, seed,
-                                                                  lambda *fit: head_vectors(*fit, "logistic", T0)[0])
     if method == "contrastive":  # the branch's new states of the examples, then of the label texts
+        if cross_fit_temperature:  # from where the branch starts, before it trains on them all
+            cross_fitted = few_shot_crossfit.cross_fitted_temperature(
+                model, texts, labels, label_texts, head.labels, seed,
+                lambda *fit: head_vectors(*fit, "logistic", T0, False, seed)[0])
         vectors = trained_embeddings(model, train_branch(model, texts, labels, label_texts, head.labels, seed))
         prior, x = vectors[len(texts):], vectors[:len(texts)]
     else:
