@@ -45,8 +45,9 @@ def cross_fitted_temperature(model: MultiTaskModel, texts: Sequence[str], labels
     gold = [list(names).index(label) for label in labels]
     start = {key: value.clone() for key, value in model.branch.state_dict().items()}
     cosines, truth = [], []
+    first, second = halves(gold, seed)
     try:
-        for kept, held in (halves(gold, seed), halves(gold, seed)[::-1]):
+        for kept, held in ((first, second), (second, first)):
             model.branch.load_state_dict(start)
             inputs = train_branch(model, [texts[i] for i in kept], [labels[i] for i in kept], label_texts, names,
                                   seed)
