@@ -57,7 +57,7 @@ def test_the_fastest_path_that_passes_is_chosen_and_cached(ov_dir, bf16_cpu, mon
     monkeypatch.setattr(export_probe, "passes", lambda report: True)
     entry = choose_export_path(ov_dir, threads=1, sentences=SENTENCES)
     assert entry["path"] == {"kernels": "openvino", "precision": "bf16", "encode_batch_size": 128,
-                             "predict_batch_size": 32}
+                             "predict_batch_size": 32, "encode_max_tokens": None, "predict_max_tokens": None}
     assert entry["runs"] == {"fp32": "f32", "bf16": "bf16"}
     assert set(entry["parity"]) == {"openvino-fp32", "openvino-bf16"}
     assert cached_export_path(ov_dir) == entry

@@ -87,7 +87,7 @@ def test_the_probe_refuses_a_faster_candidate_whose_labels_flip(tiny_model, monk
         return vectors, labels
 
     monkeypatch.setattr(cpu_probe, "outputs", flipping)
-    monkeypatch.setattr(cpu_probe, "candidates", lambda flags, onednn: [("torch", "fp32"), ("torch", "bf16")])
+    monkeypatch.setattr(cpu_probe, "candidates", lambda *facts: [("torch", "fp32"), ("torch", "bf16")])
     monkeypatch.setattr(cpu_probe, "alternating_rounds", lambda calls, rounds, summary=None: {
         key: (0.1 if key[1] == "bf16" else 1.0) for key in calls})  # bf16 "measured" 10x faster
     result = tiny_model.choose_cpu_path(["a short one", "Anna lives in Berlin .", "three words here"])
@@ -100,8 +100,10 @@ def test_the_probe_refuses_a_faster_candidate_whose_labels_flip(tiny_model, monk
 
 def test_a_real_probe_on_the_tiny_model_keeps_its_choice_for_later_loads(tiny_model):
     texts = ["a short one", "Anna lives in Berlin .", "a longer sentence with a few more words in it"] * 4
-    result = cpu_probe.probe(tiny_model, texts, rounds=1, batch_sizes=(4,))
+    result = cpu_probe.probe(tiny_model, texts, rounds=1, batchings=((4, None), (8, 40)))
     assert result["path"].name in result["parity"] and result["parity"]["torch-fp32"]["passed"]
+    assert result["path"].batching("encode") in ((4, None), (8, 40))
+    assert f"{result['path'].name} encode 8/40t" in result["timings"]
     assert resolve("auto", tiny_model.config) == (result["path"], "cached")
     assert resolve("fp32", tiny_model.config) == (CpuPath(), "requested")  # an explicit precision wins
 
@@ -160,9 +162,49 @@ def test_bf16_runs_under_autocast_and_gives_float32_close_to_fp32(tiny_model):
 
 
 def test_only_native_bf16_cpus_get_a_bf16_candidate():
-    assert ("torch", "bf16") not in cpu_probe.candidates(["avx2", "avx512f"], onednn=True)
+    assert ("torch", "bf16") not in cpu_probe.candidates(["avx2", "avx512f"], onednn=True, onednn_bf16=True)
     assert ("torch", "bf16") in cpu_probe.candidates(["amx_bf16"], onednn=False)
     assert ("onednn", "fp32") not in cpu_probe.candidates(["amx_bf16"], onednn=False)
+    assert ("onednn", "bf16") in cpu_probe.candidates(["amx_bf16"], onednn=True, onednn_bf16=True)
+    assert ("onednn", "bf16") not in cpu_probe.candidates(["amx_bf16"], onednn=True, onednn_bf16=False)
+
+
+def test_a_token_budget_batching_is_chosen_with_its_kernels():
+    table = {("torch", "bf16", "encode", (64, None)): 1.0, ("torch", "bf16", "encode", (256, 2048)): 0.7,
+             ("torch", "bf16", "predict", (32, None)): 2.0, ("torch", "bf16", "predict", (256, 1024)): 2.1}
+    path = choose(table, {("torch", "bf16")})
+    assert path == CpuPath("torch", "bf16", 256, 32, 2048, None)
+    assert path.batching("encode") == (256, 2048) and path.batching("predict") == (32, None)
+    assert cpu_paths.batching_label((256, 2048)) == "256/2048t" and cpu_paths.batching_label(64) == "64"
+
+
+def passes_of(model, **options) -> list[int]:
+    """The rows of each pass ``encode`` makes over 7 sentences of different lengths."""
+    sizes = []
+    real = TorchRuntime.embed
+
+    def embed(runtime, batch, normalize):
+        sizes.append(len(batch["input_ids"]))
+        return real(runtime, batch, normalize)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TorchRuntime, "embed", embed)
+        model.encode([" ".join(["word"] * n) for n in range(1, 8)], **options)
+    return sorted(sizes)
+
+
+def test_encode_without_a_batch_size_takes_the_measured_batching_only(tiny_model):
+    assert passes_of(tiny_model) == [7]  # nothing measured: 32 rows, as sentence-transformers
+    remember(cpu_paths.key_for(tiny_model.config), CpuPath("torch", "fp32", 4, 32, 18, None), {})
+    tiny_model.use_precision("auto")  # cached: at most 4 rows and 18 padded tokens per pass
+    assert tiny_model.cpu_path_source == "cached"
+    assert passes_of(tiny_model) == [2, 2, 3]  # 3 to 9 tokens: (9, 8), (7, 6), (5, 4, 3)
+    assert passes_of(tiny_model, batch_size=7) == [7]  # a batch size given: as given, no measured budget
+    tiny_model.max_tokens = 100
+    assert passes_of(tiny_model) == [3, 4]  # the user's token budget wins over the measured one
+    tiny_model.use_precision("fp32")
+    tiny_model.max_tokens = None
+    assert passes_of(tiny_model) == [7]
 
 
 def test_a_model_with_nothing_cached_measures_its_path_once_on_first_use(tiny_st_dir, monkeypatch):

@@ -3,6 +3,7 @@ path untouched."""
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -13,9 +14,18 @@ from transformers.activations import GELUActivation
 
 from mtst import MultiTaskModel
 from mtst.errors import MtstError
-from mtst.model.onednn import FusedGELU, OneDNNLinear, kernels_from_environment, onednn_usable, use_onednn
+from mtst.model.cpu_paths import CpuPath
+from mtst.model.onednn import (
+    FusedGELU,
+    OneDNNLinear,
+    kernels_from_environment,
+    onednn_bf16_usable,
+    onednn_usable,
+    use_onednn,
+)
 
 needs_onednn = pytest.mark.skipif(not onednn_usable(), reason="torch build without oneDNN's linear op")
+needs_onednn_bf16 = pytest.mark.skipif(not onednn_bf16_usable(), reason="no oneDNN bf16 linear op here")
 SENTENCES = ["the cat sat on the mat", "john visited paris today", "stock fell", "a great film !", ""]
 
 
@@ -124,8 +134,45 @@ def test_inference_mode_takes_the_onednn_op(monkeypatch):
         assert torch.equal(layer(x), expected) and calls == []
     with torch.inference_mode():
         assert torch.allclose(layer(x), expected, atol=1e-6) and calls == ["none"]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert layer(x).dtype == torch.bfloat16 and calls == ["none"], "autocast keeps torch's own path"
+        with torch.autocast("cpu", dtype=torch.float16):
+            assert layer(x).dtype == torch.float16 and calls == ["none"], "fp16 autocast keeps torch's own path"
+
+
+@needs_onednn_bf16
+def test_bf16_autocast_runs_a_packed_bf16_weight_made_once_and_again_after_a_change(monkeypatch):
+    layer = OneDNNLinear(nn.Linear(32, 16))
+    packs: list[torch.Tensor] = []
+    real = torch.ops.mkldnn._reorder_linear_weight
+
+    def pack(weight, rows):
+        packs.append(weight)
+        return real(weight, rows)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", pack)
+    x = torch.randn(4, 5, 32)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = nn.functional.linear(x, layer.weight, layer.bias)  # autocast's own bf16 product
+        first = layer(x)
+        assert first.dtype == torch.bfloat16 and len(packs) == 1 and packs[0].dtype == torch.bfloat16
+        assert torch.allclose(first.float(), expected.float(), atol=0.05, rtol=0.02)
+        assert torch.equal(layer(x), first) and len(packs) == 1, "the packed weight is kept between calls"
+    with torch.no_grad():
+        layer.weight.mul_(2)  # training or load_state_dict changes the weight in place
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert len(packs) == 1 and not torch.allclose(layer(x).float(), first.float()) and len(packs) == 2
+    copied = copy.deepcopy(layer)  # the packed weight stays behind; the copy makes its own
+    assert "_bf16" not in vars(copied) and torch.equal(copied.weight, layer.weight)
+
+
+@needs_onednn_bf16
+def test_the_onednn_bf16_path_passes_the_gate_on_the_tiny_model(tiny_st_dir):
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
+    reference = model.encode(SENTENCES)
+    model.use_cpu_path(CpuPath("onednn", "bf16"))
+    assert any(isinstance(m, OneDNNLinear) for m in model.modules())
+    vectors = model.encode(SENTENCES)
+    cosine = (reference * vectors).sum(-1) / np.linalg.norm(reference, axis=-1) / np.linalg.norm(vectors, axis=-1)
+    assert not np.array_equal(vectors, reference) and cosine.min() > 0.999
 
 
 @needs_onednn

@@ -17,6 +17,7 @@ from sentence_transformers.util import similarity as st_similarity
 
 from mtst import MultiTaskModel
 from mtst.errors import MtstError
+from mtst.model.cpu_paths import DEFAULT_BATCH_SIZE
 from mtst.model.predictor import Predictor, TorchRuntime
 from mtst.model.st_compat import show_progress
 
@@ -58,9 +59,11 @@ def test_a_sentence_transformers_snippet_runs_unchanged_with_the_same_numbers(tm
 def test_encode_keywords_and_defaults_are_sentence_transformers():
     ours = inspect.signature(Predictor.encode).parameters
     theirs = inspect.signature(SentenceTransformer.encode).parameters
-    for name in ("batch_size", "show_progress_bar", "convert_to_numpy", "convert_to_tensor", "normalize_embeddings",
-                 "device", "precision"):
+    for name in ("show_progress_bar", "convert_to_numpy", "convert_to_tensor", "normalize_embeddings", "device",
+                 "precision"):
         assert ours[name].default == theirs[name].default, name
+    # batch_size None: the batching measured fastest on this CPU (mtst.model.cpu_paths), else sentence-transformers'
+    assert ours["batch_size"].default is None and DEFAULT_BATCH_SIZE == theirs["batch_size"].default
     assert inspect.signature(MultiTaskModel.encode) == inspect.signature(Predictor.encode)  # one surface
 
 

@@ -84,7 +84,8 @@ PoolingOpt = Annotated[str | None, typer.Option(help="mean | cls | max (default:
 NormalizeOpt = Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings.",
                                                    show_default=False)]
 MaxLenOpt = Annotated[int | None, typer.Option(help="Truncate inputs to this many tokens.")]
-BatchOpt = Annotated[int, typer.Option(help="Sentences per forward pass.")]
+BatchOpt = Annotated[int | None, typer.Option(help="Sentences per forward pass (default: the batching `mtst bench "
+                                                  "--probe` measured fastest here, else 32).", show_default=False)]
 BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx | openvino (all but torch need --model).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference (default: all available cores).",
                                                 show_default=False)]

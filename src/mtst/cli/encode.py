@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         pooling: PoolingOpt = None,
         normalize: NormalizeOpt = None,
         max_seq_length: MaxLenOpt = None,
-        batch_size: BatchOpt = 64,
+        batch_size: BatchOpt = None,
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: all of the model's).")] = None,
         embedding: Annotated[bool, typer.Option("--embedding", help="Add each sentence's embedding.")] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSON lines to this file.")] = None,
-        batch_size: BatchOpt = 32,
+        batch_size: BatchOpt = None,
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         backbone: BackboneOpt = None,
         pooling: PoolingOpt = None,
         max_seq_length: MaxLenOpt = None,
-        batch_size: BatchOpt = 64,
+        batch_size: BatchOpt = None,
         backend: BackendOpt = "auto",
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,

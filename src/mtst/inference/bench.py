@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mtst.model.cpu_paths import CpuPath, cpu_facts, library_versions
+from mtst.model.cpu_paths import CpuPath, batching_label, cpu_facts, library_versions
 from mtst.model.cpu_probe import calibration_sentences, candidates
-from mtst.model.onednn import onednn_usable
+from mtst.model.onednn import onednn_bf16_usable, onednn_usable
+from mtst.model.predictor import as_predictor
 from mtst.model.timing import alternating_rounds
 
 REFERENCE = "sentence-transformers"
@@ -56,26 +57,31 @@ class BenchResult:
 
 
 def torch_paths(model) -> list[BenchPath]:
-    """Each torch candidate at batch 64 (encode) / 32 (predict), then the path mtst chose with its batch sizes."""
-    chosen = model.cpu_path
+    """Each torch candidate at batch 64 (encode) / 32 (predict), then the path mtst chose, called as a user calls
+    it (no ``batch_size``: the batching it measured fastest, else 32)."""
+    chosen, runtime = model.cpu_path, as_predictor(model).runtime
     paths = []
-    for kind in candidates(cpu_facts()["flags"], onednn_usable()):
+    for kind in candidates(cpu_facts()["flags"], onednn_usable(), onednn_bf16_usable()):
         name = f"torch {kind[1]}" if kind[0] == "torch" else f"torch {kind[0]} {kind[1]}"  # "torch onednn fp32"
         paths.append(_torch_path(model, CpuPath(*kind), name))
-    paths.append(_torch_path(model, chosen, f"{CHOSEN}{chosen.name}", f"batch {chosen.encode_batch_size} / "
-                             f"{chosen.predict_batch_size}, {model.cpu_path_source}"))
+    rows = {call: batching_label(runtime.batching(call)) for call in ("encode", "predict")}
+    paths.append(_torch_path(model, chosen, f"{CHOSEN}{chosen.name}",
+                             f"batch {rows['encode']} / {rows['predict']}, {model.cpu_path_source}", by_default=True))
     model.use_cpu_path(chosen)
     return paths
 
 
-def _torch_path(model, path: CpuPath, name: str, note: str = "") -> BenchPath:
+def _torch_path(model, path: CpuPath, name: str, note: str = "", by_default: bool = False) -> BenchPath:
+    """``path`` at its batch sizes, or (``by_default``) with no batch size given."""
+    encode_rows, predict_rows = (None, None) if by_default else (path.encode_batch_size, path.predict_batch_size)
+
     def encode(texts: list[str]):
         model.use_cpu_path(path)
-        return model.encode(texts, batch_size=path.encode_batch_size)
+        return model.encode(texts, batch_size=encode_rows)
 
     def predict(texts: list[str]):
         model.use_cpu_path(path)
-        return model.predict(texts, batch_size=path.predict_batch_size, include_embedding=True)
+        return model.predict(texts, batch_size=predict_rows, include_embedding=True)
 
     return BenchPath(name, encode, predict, note)
 

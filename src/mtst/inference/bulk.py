@@ -85,7 +85,7 @@ def _resumable_rows(manifest: Path, partial: Path, expected: dict) -> int:
     return int(state.get("done", 0))
 
 
-def encode_file(predictor, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
+def encode_file(predictor, input_path: str | Path, output_path: str | Path, batch_size: int | None = None,
                 chunk_size: int = 4096, normalize: bool | None = None, show_progress: bool = False,
                 on_chunk: Advance | None = None, workers: Workers | None = None) -> Path:
     """Encode every line of ``input_path`` into ``output_path`` (.npy, float32 (N, H)), resumably.
@@ -176,7 +176,7 @@ def _chunks(lines: Iterator[str], start: int, chunk_size: int) -> Iterator[tuple
         start += len(chunk)
 
 
-def _encode_here(predictor, partial: Path, chunks: Iterator[tuple[int, list[str]]], batch_size: int,
+def _encode_here(predictor, partial: Path, chunks: Iterator[tuple[int, list[str]]], batch_size: int | None,
                  normalize: bool | None, commit: Callable[[int, int], None]) -> None:
     array = open_memmap(partial, mode="r+")
     try:

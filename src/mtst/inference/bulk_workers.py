@@ -47,7 +47,7 @@ class WorkerPool:
     At most two chunks per worker are in flight, so memory stays bounded and no worker waits for text.
     """
 
-    def __init__(self, workers: Workers, partial: Path, batch_size: int, normalize: bool | None, model_id: str):
+    def __init__(self, workers: Workers, partial: Path, batch_size: int | None, normalize: bool | None, model_id: str):
         context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
         self.tasks, self.results = context.Queue(), context.Queue()
         self.model_id = model_id
@@ -112,7 +112,7 @@ class WorkerPool:
             return message[1], message[2]
 
 
-def _worker(rank: int, spec: ModelSpec, partial: str, batch_size: int, normalize: bool | None, tasks, results,
+def _worker(rank: int, spec: ModelSpec, partial: str, batch_size: int | None, normalize: bool | None, tasks, results,
             parent_pid: int) -> None:
     """One process: load the predictor, then encode chunks into the shared memory map until told to stop."""
     os.environ["OMP_NUM_THREADS"] = str(spec.threads)  # before torch / onnxruntime start their thread pools

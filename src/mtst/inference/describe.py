@@ -51,14 +51,14 @@ def describe(directory: Path | None) -> dict:
 
 def _cpu_path(config) -> str:
     """How torch runs this model on this CPU with precision "auto": the probe's cached choice, else the default."""
-    from mtst.model.cpu_paths import cached_entry, key_for
+    from mtst.model.cpu_paths import batching_label, cached_entry, cached_path, key_for
 
-    entry = cached_entry(key_for(config))
-    if entry is None:
+    key = key_for(config)
+    entry, path = cached_entry(key), cached_path(key)
+    if entry is None or path is None:
         return "torch-fp32 (default; not measured on this CPU: mtst bench --probe)"
-    path = entry["path"]
-    return (f"{path['kernels']}-{path['precision']}, batch {path['encode_batch_size']} / {path['predict_batch_size']} "
-            f"(measured {entry.get('measured_utc', '?')} UTC on this CPU)")
+    rows = " / ".join(batching_label(path.batching(call)) for call in ("encode", "predict"))
+    return f"{path.name}, batch {rows} (measured {entry.get('measured_utc', '?')} UTC on this CPU)"
 
 
 def _branch_facts(directory: Path, branch_at: int | None) -> dict:

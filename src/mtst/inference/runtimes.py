@@ -20,6 +20,7 @@ from torch import nn
 from mtst.errors import MtstError, first_line
 from mtst.inference.export import INPUT_NAMES, SHAPE_INPUT, file_sha256, read_export_info
 from mtst.model.config import CONFIG_FILE, ModelConfig
+from mtst.model.cpu_paths import DEFAULT_BATCH_SIZE
 from mtst.model.heads import Head
 from mtst.model.storage import HEADS_FILE, load_weights
 from mtst.model.tasks import task_type
@@ -115,6 +116,9 @@ class ExportedRuntime:
         return self.run_graph(feeds)["sentence_embedding"]
 
     # ---- the Runtime protocol ------------------------------------------------------------------
+    def batching(self, call: str) -> tuple[int, int | None]:
+        return DEFAULT_BATCH_SIZE, None  # max_tokens (DEFAULT_MAX_TOKENS unless set) cuts long passes
+
     def running(self) -> AbstractContextManager:
         return nullcontext()
 

@@ -45,11 +45,11 @@ class PredictOptions:
     embedding: bool = True
     tasks: tuple[str, ...] | None = ()
     text_column: str = "text"
-    batch_size: int = 64  # sentences per forward pass, inside a chunk
+    batch_size: int | None = None  # sentences per forward pass, inside a chunk (None: as encode / predict choose)
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise MtstError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise MtstError(f"chunk_size must be at least 1, got {self.chunk_size}")

@@ -12,7 +12,11 @@ import torch
 
 from mtst.errors import MtstError
 from mtst.model.cpu_paths import (
+    BATCHINGS,
+    QUICK_BATCHINGS,
     CpuPath,
+    as_batching,
+    batching_label,
     choose,
     cpu_facts,
     key_for,
@@ -22,13 +26,13 @@ from mtst.model.cpu_paths import (
     passes,
     remember,
 )
-from mtst.model.onednn import kernels_from_environment, onednn_usable
+from mtst.model.onednn import kernels_from_environment, onednn_bf16_usable, onednn_usable
 from mtst.model.predictor import as_predictor
 from mtst.model.timing import alternating_rounds
 from mtst.model.tokenization import map_batches
 
-BATCH_SIZES = (32, 64, 128)
-TIMED_SENTENCES = 128  # of the calibration sentences: enough for a few batches, a second or so per pass
+BATCH_SIZES = (32, 64, 128)  # what the OpenVINO export probe times (mtst.inference.export_probe)
+TIMED_SENTENCES = 128  # of the calibration sentences: the kernels' race at batch 64, a second or so per pass
 QUICK_SENTENCES = 200  # quick probe (first use): the gate's sentences (one flipped label in 200 still passes)
 
 
@@ -39,11 +43,13 @@ def calibration_sentences() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def candidates(flags: list[str], onednn: bool) -> list[tuple[str, str]]:
-    """(kernels, precision) worth timing here: oneDNN where usable, bf16 where native. bf16 always runs torch's
-    kernels (the oneDNN op steps aside under autocast), so there is no "onednn-bf16"."""
+def candidates(flags: list[str], onednn: bool, onednn_bf16: bool = False) -> list[tuple[str, str]]:
+    """(kernels, precision) worth timing here: oneDNN where usable, bf16 where native (oneDNN's packed bf16
+    weights where its bf16 op works, ``onednn_bf16``)."""
     kinds = [("torch", "fp32")] + ([("onednn", "fp32")] if onednn else [])
-    return kinds + ([("torch", "bf16")] if native_bf16(flags) else [])
+    if not native_bf16(flags):
+        return kinds
+    return kinds + [("torch", "bf16")] + ([("onednn", "bf16")] if onednn and onednn_bf16 else [])
 
 
 def outputs(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, list[dict]]:
@@ -65,15 +71,16 @@ def outputs(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, 
     return vectors, rows
 
 
-def probe(model, sentences: list[str] | None = None, rounds: int = 2, batch_sizes=BATCH_SIZES,
+def probe(model, sentences: list[str] | None = None, rounds: int = 2, batchings=BATCHINGS,
           save: bool = True, quick: bool = False) -> dict:
     """Gate each candidate against fp32 torch, time those at batch 64 (the fastest of 3 alternating rounds: other
-    jobs only add time), then the winner's ``batch_sizes`` (``rounds``); apply and (``save``) cache the choice.
+    jobs only add time), then the winner's ``batchings`` (rows, or rows with a token budget: ``rounds``) on every
+    gate sentence (batching needs many sentences of many lengths); apply and (``save``) cache the choice.
 
-    ``quick`` (the automatic first-use probe, ~10 s on 2 idle cores): the gate on QUICK_SENTENCES, timing on half
-    of TIMED_SENTENCES, fastest of 2 rounds, batch 64 only.
+    ``quick`` (the automatic first-use probe, ~10 s on 2 idle cores): the gate on QUICK_SENTENCES, the kernels
+    timed on half of TIMED_SENTENCES, fastest of 2 rounds, then QUICK_BATCHINGS once.
 
-    Returns {"path": the CpuPath chosen, "timings": {"kernels-precision encode|predict batch": sentences/s},
+    Returns {"path": the CpuPath chosen, "timings": {"kernels-precision encode|predict batching": sentences/s},
     "parity": {"kernels-precision": gate report and "passed"}, "cpu", "versions"}; the model keeps the choice.
     """
     if next(model.parameters()).device.type != "cpu":
@@ -82,9 +89,9 @@ def probe(model, sentences: list[str] | None = None, rounds: int = 2, batch_size
     texts = sentences or calibration_sentences()[: QUICK_SENTENCES if quick else None]
     timed = texts[: TIMED_SENTENCES // 2 if quick else TIMED_SENTENCES]
     if quick:
-        rounds, batch_sizes = 1, (64,)
+        rounds, batchings = 1, QUICK_BATCHINGS
     cpu = cpu_facts()
-    kinds = candidates(cpu["flags"], onednn_usable())
+    kinds = candidates(cpu["flags"], onednn_usable(), onednn_bf16_usable())
     if os.environ.get("MTST_ONEDNN", "").strip():  # the user fixed the kernels: only paths on those
         kinds = [kind for kind in kinds if kind[0] == kernels_from_environment()] or [kinds[0]]
     before = model.cpu_path
@@ -96,19 +103,20 @@ def probe(model, sentences: list[str] | None = None, rounds: int = 2, batch_size
             model.use_cpu_path(CpuPath(*kind))
             report = parity(reference, outputs(model, texts))
             reports[kind] = {**report, "passed": kind == ("torch", "fp32") or passes(report)}  # fp32: the reference
-        # kernels x precision at one batch size, fastest of 3 rounds; then the winner's batch sizes
-        took = alternating_rounds(_calls(model, timed, kinds, (64,)), 2 if quick else 3, summary=min)
+        # kernels x precision at batch 64, fastest of 3 rounds; then the winner's batchings
+        took = alternating_rounds(_calls(model, timed, kinds, ((64, None),)), 2 if quick else 3, summary=min)
         kind = choose(took, {kind for kind, report in reports.items() if report["passed"]})
-        sizes = alternating_rounds(_calls(model, timed, [(kind.kernels, kind.precision)], batch_sizes), rounds, min)
+        sizes = alternating_rounds(_calls(model, texts, [(kind.kernels, kind.precision)], batchings), rounds, min)
         path = choose(sizes, {(kind.kernels, kind.precision)})
-        took.update(sizes)
     except BaseException:
         model.use_cpu_path(before)
         raise
     model.use_cpu_path(path)
     model.cpu_path_source = "measured"
+    rates = {**{key: len(timed) / seconds for key, seconds in took.items()},
+             **{key: len(texts) / seconds for key, seconds in sizes.items()}}  # a batching timed on every text
     result = {"path": path, "cpu": cpu, "versions": library_versions(),
-              "timings": {f"{k}-{p} {c} {s}": round(len(timed) / t, 1) for (k, p, c, s), t in took.items()},
+              "timings": {f"{k}-{p} {c} {batching_label(s)}": round(r, 1) for (k, p, c, s), r in rates.items()},
               "parity": {f"{k}-{p}": report for (k, p), report in reports.items()}}
     if save:
         details = {key: result[key] for key in ("cpu", "versions", "timings", "parity")}
@@ -116,26 +124,32 @@ def probe(model, sentences: list[str] | None = None, rounds: int = 2, batch_size
     return result
 
 
-def _calls(model, texts: list[str], kinds: list[tuple[str, str]], batch_sizes) -> dict:
-    """(kernels, precision, "encode" | "predict", batch size) -> a call timing it (a warm-up runs first)."""
+def _calls(model, texts: list[str], kinds: list[tuple[str, str]], batchings) -> dict:
+    """(kernels, precision, "encode" | "predict", batching) -> a call timing it (a warm-up runs first)."""
     model.use_cpu_path(CpuPath(*kinds[0]))
     model.encode(texts[:32], show_progress_bar=False)  # first-call allocations
     calls = {}
     for kind in kinds:
-        for size in batch_sizes:
-            calls[(*kind, "encode", size)] = _timed(model, kind, lambda s=size: model.encode(
-                texts, batch_size=s, show_progress_bar=False))
-            calls[(*kind, "predict", size)] = _timed(model, kind, lambda s=size: model.predict(
-                texts, batch_size=s, include_embedding=True, show_progress_bar=False))
+        for batching in batchings:
+            rows, tokens = as_batching(batching)
+            calls[(*kind, "encode", batching)] = _timed(model, kind, tokens, lambda r=rows: model.encode(
+                texts, batch_size=r, show_progress_bar=False))
+            calls[(*kind, "predict", batching)] = _timed(model, kind, tokens, lambda r=rows: model.predict(
+                texts, batch_size=r, include_embedding=True, show_progress_bar=False))
     return calls
 
 
-def _timed(model, kind: tuple[str, str], call):
-    """``call`` with the model switched to ``kind`` first (a no-op when it runs ``kind`` already)."""
+def _timed(model, kind: tuple[str, str], max_tokens: int | None, call):
+    """``call`` with the model switched to ``kind`` first (a no-op when it runs ``kind`` already) and passes cut
+    at ``max_tokens`` padded tokens."""
 
     def run():
         model.use_cpu_path(CpuPath(*kind))
-        with torch.inference_mode():
-            call()
+        before, model.max_tokens = model.max_tokens, max_tokens
+        try:
+            with torch.inference_mode():
+                call()
+        finally:
+            model.max_tokens = before
 
     return run

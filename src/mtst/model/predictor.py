@@ -60,6 +60,10 @@ class Runtime(Protocol):
         """Entered while heads decode a batch's logits."""
         ...
 
+    def batching(self, call: str) -> tuple[int, int | None]:
+        """(rows, padded-token budget) per pass for "encode" | "predict" when the caller gives no batch size."""
+        ...
+
     def embed(self, batch: dict[str, torch.Tensor], normalize: bool) -> np.ndarray: ...
 
     def run(self, batch: dict[str, torch.Tensor], tasks: Sequence[str], include_embedding: bool) -> dict: ...
@@ -117,8 +121,17 @@ class Predictor:
             raise MtstError(f"the {self.backend} runtime runs on the CPU; device '{device}' needs the torch backend")
         return self
 
-    def encode(self, sentences: Sequence[str] | str, batch_size: int = 32, show_progress_bar: bool | None = None,
-               convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,
+    def passes(self, call: str, batch_size: int | None) -> tuple[int, int | None]:
+        """(rows, padded-token budget) per pass: ``batch_size`` with ``max_tokens``; None: the runtime's batching
+        for ``call`` (a measured CPU path's, mtst.model.cpu_paths; else 32 rows), ``max_tokens`` winning."""
+        if batch_size is not None:
+            return batch_size, self.max_tokens
+        rows, tokens = self.runtime.batching(call)
+        return rows, tokens if self.max_tokens is None else self.max_tokens
+
+    def encode(self, sentences: Sequence[str] | str, batch_size: int | None = None,
+               show_progress_bar: bool | None = None, convert_to_numpy: bool = True, convert_to_tensor: bool = False,
+               normalize_embeddings: bool = False,
                device: str | None = None, precision: str = "float32", normalize: bool | None = None,
                chunking: bool = False, stride: int | None = None, **renamed) -> np.ndarray | torch.Tensor | list:
         """Sentences -> embeddings (N, H) float32 numpy, in input order (one string -> one (H,) vector).
@@ -127,8 +140,9 @@ class Predictor:
         normalises does so anyway), ``convert_to_tensor`` gives one tensor, ``convert_to_numpy=False`` a list of
         tensors, ``device`` moves the model first, ``precision`` quantises as ST's ``quantize_embeddings``.
         ``show_progress_bar`` None shows one when the "mtst" logger is at INFO or DEBUG. Batches are sorted by
-        token length. ``normalize`` (mtst's own) overrides the model's L2 normalisation: False gives the raw pooled
-        vectors even of a normalising model, which sentence-transformers' keywords cannot ask for. ``show_progress``
+        token length; ``batch_size`` None takes the batching measured fastest on this CPU (``passes``), else 32.
+        ``normalize`` (mtst's own) overrides the model's L2 normalisation: False gives the raw pooled vectors even
+        of a normalising model, which sentence-transformers' keywords cannot ask for. ``show_progress``
         and ``convert_to`` still work for one release (deprecated). Texts are truncated at the backbone's own limit
         (``embedding_max_seq_length``), as sentence-transformers does; ``chunking=True`` embeds a longer text as the
         mean of its overlapping chunks' embeddings (windows sharing ``stride`` tokens: mtst.model.windows),
@@ -158,11 +172,11 @@ class Predictor:
             if chunking:
                 chunks, owners = chunked_rows(self.tokenizer(texts, max_length=0),
                                               limit or self.config.encoder.max_seq_length, stride)
-                vectors = map_items(self.tokenizer, chunks, owners, batch_size, self.max_tokens, show, embed)
+                vectors = map_items(self.tokenizer, chunks, owners, *self.passes("encode", batch_size), show, embed)
                 rows = mean_vectors(vectors, owners, len(texts), normalize)
             else:
-                rows = map_batches(self.tokenizer, texts, batch_size, self.max_tokens, show, embed, ids_only=True,
-                                   max_length=limit)
+                rows = map_batches(self.tokenizer, texts, *self.passes("encode", batch_size), show, embed,
+                                   ids_only=True, max_length=limit)
         result = np.stack(rows) if rows else np.zeros((0, self.config.encoder.hidden_size), dtype=np.float32)
         result = result if precision == "float32" else quantize(result, precision)
         if convert_to_tensor:
@@ -179,7 +193,7 @@ class Predictor:
         """(N,) scores of ``embeddings1[i]`` against ``embeddings2[i]`` (``similarity_fn_name``)."""
         return similarity_pairwise(embeddings1, embeddings2, check_similarity_fn(self.similarity_fn_name))
 
-    def predict(self, sentences: Sequence[str] | str, tasks: Sequence[str] | None = None, batch_size: int = 32,
+    def predict(self, sentences: Sequence[str] | str, tasks: Sequence[str] | None = None, batch_size: int | None = None,
                 include_embedding: bool = False, show_progress_bar: bool | None = None, device: str | None = None,
                 stride: int | None = None, chunking: bool = False, **renamed) -> list[dict] | dict:
         """Per sentence: ``{"text", task: prediction, ..., ["embedding"]}`` from one pass of the runtime (one
@@ -227,7 +241,7 @@ class Predictor:
             return rows
 
         with self.runtime.running():
-            done = map_items(self.tokenizer, rows_items, owners, batch_size, self.max_tokens, show, run)
+            done = map_items(self.tokenizer, rows_items, owners, *self.passes("predict", batch_size), show, run)
         with self.runtime.decoding():  # a long text's token tasks: decoded once, on logits stitched per word
             results = stitched_rows(done, len(texts), windows, items, {task: heads[task] for task in token_tasks})
         if chunking:

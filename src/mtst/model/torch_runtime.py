@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mtst.model.config import ModelConfig
+from mtst.model.cpu_paths import DEFAULT_BATCH_SIZE, MEASURED
 from mtst.model.devices import model_device, to_device
 from mtst.model.heads import Head
 from mtst.model.tokenization import TextTokenizer
@@ -60,6 +61,13 @@ class TorchRuntime:
     def _bf16(self) -> bool:
         path = getattr(self.model, "cpu_path", None)
         return path is not None and path.precision == "bf16" and next(self.model.parameters()).is_cpu
+
+    def batching(self, call: str) -> tuple[int, int | None]:
+        """A measured (or cached) CPU path's batching for ``call``; 32 rows otherwise and off the CPU."""
+        path = getattr(self.model, "cpu_path", None)
+        if path is None or self.model.cpu_path_source not in MEASURED or not next(self.model.parameters()).is_cpu:
+            return DEFAULT_BATCH_SIZE, None
+        return path.batching(call)
 
     def decoding(self) -> AbstractContextManager:
         return torch.autocast("cpu", enabled=False)  # heads decode float32 logits in float32
