@@ -18,6 +18,7 @@ from mtst.inference.export_probe import (
     export_key,
     inference_precision,
 )
+from mtst.inference.runtimes import DEFAULT_MAX_TOKENS
 from mtst.model import cpu_paths
 from mtst.model.cpu_paths import CpuPath, cpu_facts, native_bf16, remember
 
@@ -39,8 +40,8 @@ def onnx_dir(model_dir, tmp_path_factory):
 
 
 def fake_rounds(calls: dict, rounds: int, summary=None) -> dict:
-    """bf16 twice as fast as fp32; encode fastest at batch 128, predict at batch 32."""
-    best = {"encode": 128, "predict": 32}
+    """bf16 twice as fast as fp32; encode fastest at 256 rows / 2,048 tokens, predict at batch 32."""
+    best = {"encode": (256, 2048), "predict": (32, None)}
     return {key: (0.5 if key[1] == "bf16" else 1.0) * (1.0 if key[3] == best[key[2]] else 2.0) for key in calls}
 
 
@@ -56,12 +57,15 @@ def bf16_cpu(monkeypatch):
 def test_the_fastest_path_that_passes_is_chosen_and_cached(ov_dir, bf16_cpu, monkeypatch):
     monkeypatch.setattr(export_probe, "passes", lambda report: True)
     entry = choose_export_path(ov_dir, threads=1, sentences=SENTENCES)
-    assert entry["path"] == {"kernels": "openvino", "precision": "bf16", "encode_batch_size": 128,
-                             "predict_batch_size": 32, "encode_max_tokens": None, "predict_max_tokens": None}
+    assert entry["path"] == {"kernels": "openvino", "precision": "bf16", "encode_batch_size": 256,
+                             "predict_batch_size": 32, "encode_max_tokens": 2048, "predict_max_tokens": None}
     assert entry["runs"] == {"fp32": "f32", "bf16": "bf16"}
     assert set(entry["parity"]) == {"openvino-fp32", "openvino-bf16"}
     assert cached_export_path(ov_dir) == entry
     assert inference_precision(ov_dir, "auto") == "bf16"
+    predictor = load_predictor(ov_dir, threads=1)  # auto: the measured batching when no batch size is given
+    assert predictor.passes("encode", None) == (256, 2048) and predictor.passes("predict", None) == (32, DEFAULT_MAX_TOKENS)
+    assert load_predictor(ov_dir, threads=1, precision="fp32").passes("encode", None) == (32, DEFAULT_MAX_TOKENS)
 
 
 def test_a_faster_path_that_fails_the_gate_is_refused(ov_dir, bf16_cpu, monkeypatch):
@@ -139,5 +143,5 @@ def test_bench_probes_its_openvino_export_and_shows_the_choice(model_dir, tmp_pa
     from mtst.inference.bench import export_paths
 
     paths = {path.name: path for path in export_paths(model_dir, tmp_path, int8=False, probe_texts=SENTENCES)}
-    assert "probe chose bf16, batch 128 / 32" in paths["openvino fp32"].note
+    assert "probe chose bf16, batch 256/2048t / 32" in paths["openvino fp32"].note
     assert "probe" not in paths["onnx fp32"].note  # ONNX Runtime: nothing to choose

@@ -201,7 +201,9 @@ def test_encode_without_a_batch_size_takes_the_measured_batching_only(tiny_model
     assert passes_of(tiny_model) == [2, 2, 3]  # 3 to 9 tokens: (9, 8), (7, 6), (5, 4, 3)
     assert passes_of(tiny_model, batch_size=7) == [7]  # a batch size given: as given, no measured budget
     tiny_model.max_tokens = 100
-    assert passes_of(tiny_model) == [3, 4]  # the user's token budget wins over the measured one
+    assert passes_of(tiny_model) == [2, 2, 3]  # both budgets cap a pass: the tighter one decides
+    tiny_model.max_tokens = 10
+    assert passes_of(tiny_model) == [1, 1, 1, 1, 1, 2]  # 9 | 8 | 7 | 6 | 5, 4 | 3
     tiny_model.use_precision("fp32")
     tiny_model.max_tokens = None
     assert passes_of(tiny_model) == [7]

@@ -91,9 +91,10 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", thread
     from mtst.inference.runtimes import RUNTIMES, OpenVINORuntime
 
     if wanted == "openvino":
-        from mtst.inference.export_probe import inference_precision
+        from mtst.inference.export_probe import inference_precision, measured_choice
 
-        runtime = OpenVINORuntime(path, threads=threads, inference_precision=inference_precision(path, precision))
+        runtime = OpenVINORuntime(path, threads=threads, inference_precision=inference_precision(path, precision),
+                                  measured=measured_choice(path) if precision == "auto" else None)
     else:
         runtime = RUNTIMES[wanted](path, threads=threads)
     predictor = Predictor(runtime)

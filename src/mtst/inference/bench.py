@@ -164,15 +164,17 @@ def export_paths(model_dir: Path | None, work: Path, int8: bool,
             predictor = load_predictor(out)  # precision auto: the probe's choice, when it ran
             runtime = predictor.runtime  # OpenVINO says what it runs (bf16 where native), else the export's own
             precision = getattr(runtime, "runtime_precision", None) or getattr(runtime, "precision", "?")
-            sizes = (choice["encode_batch_size"], choice["predict_batch_size"]) if choice else (64, 64)
-            note = f"runs {precision}" + (f"; probe chose {choice['precision']}, batch {sizes[0]} / {sizes[1]}"
-                                          if choice else "")
-            paths.append(BenchPath(f"{format} {quantize or 'fp32'}", _batched(predictor.encode, sizes[0]),
-                                   _batched(predictor.predict, sizes[1], include_embedding=True), note))
+            rows = (None, None) if choice else (64, 64)  # None: the measured batching, as a user's call gets it
+            note = f"runs {precision}"
+            if choice:
+                batchings = [batching_label(runtime.batching(call)) for call in ("encode", "predict")]
+                note += f"; probe chose {choice['precision']}, batch {batchings[0]} / {batchings[1]}"
+            paths.append(BenchPath(f"{format} {quantize or 'fp32'}", _batched(predictor.encode, rows[0]),
+                                   _batched(predictor.predict, rows[1], include_embedding=True), note))
     return paths
 
 
-def _batched(call, batch_size: int, **options):
+def _batched(call, batch_size: int | None, **options):
     return lambda texts: call(texts, batch_size=batch_size, **options)
 
 

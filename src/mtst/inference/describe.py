@@ -51,14 +51,12 @@ def describe(directory: Path | None) -> dict:
 
 def _cpu_path(config) -> str:
     """How torch runs this model on this CPU with precision "auto": the probe's cached choice, else the default."""
-    from mtst.model.cpu_paths import batching_label, cached_entry, cached_path, key_for
+    from mtst.model.cpu_paths import cached_entry, describe, key_for
 
-    key = key_for(config)
-    entry, path = cached_entry(key), cached_path(key)
-    if entry is None or path is None:
+    entry = cached_entry(key_for(config))
+    if entry is None:
         return "torch-fp32 (default; not measured on this CPU: mtst bench --probe)"
-    rows = " / ".join(batching_label(path.batching(call)) for call in ("encode", "predict"))
-    return f"{path.name}, batch {rows} (measured {entry.get('measured_utc', '?')} UTC on this CPU)"
+    return describe(entry)
 
 
 def _branch_facts(directory: Path, branch_at: int | None) -> dict:

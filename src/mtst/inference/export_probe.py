@@ -17,24 +17,32 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from mtst.errors import MtstError
 from mtst.inference.export import read_export_info
 from mtst.model.cpu_paths import (
+    BATCHINGS,
+    QUICK_BATCHINGS,
+    CpuPath,
+    as_batching,
+    batching_label,
     cache_key,
     cached_entry,
     choose,
     cpu_facts,
+    describe,
     library_versions,
     native_bf16,
     parity,
     passes,
+    path_of,
     remember,
     warn_if_bf16_is_emulated,
 )
-from mtst.model.cpu_probe import BATCH_SIZES, QUICK_SENTENCES, TIMED_SENTENCES, calibration_sentences, outputs
+from mtst.model.cpu_probe import QUICK_SENTENCES, calibration_sentences, outputs, under_budget
 from mtst.model.timing import alternating_rounds
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # mtst's precision -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -81,6 +89,11 @@ def cached_export_path(directory: str | Path) -> dict | None:
     return cached_entry(export_key(directory))
 
 
+def measured_choice(directory: str | Path) -> CpuPath | None:
+    """The cached choice for this export on this CPU (precision and batching), else None."""
+    return path_of(cached_export_path(directory))
+
+
 def inference_precision(directory: str | Path, precision: str) -> str | None:
     """OpenVINO's precision hint for ``precision``: "fp32" -> "f32", "bf16" -> "bf16" (with torch's warning where
     the CPU has no native bf16), "auto" -> the cached choice here, else None (OpenVINO's own default)."""
@@ -97,9 +110,7 @@ def describe_choice(directory: str | Path) -> str:
     entry = cached_export_path(directory)
     if entry is None:
         return "OpenVINO's default precision (not measured on this CPU: mtst bench --probe)"
-    path = entry["path"]
-    return (f"openvino-{path['precision']}, batch {path['encode_batch_size']} / {path['predict_batch_size']} "
-            f"(measured {entry.get('measured_utc', '?')} UTC on this CPU)")
+    return describe(entry)
 
 
 def choose_export_path(directory: str | Path, threads: int | None = None, quick: bool = False,
@@ -110,7 +121,7 @@ def choose_export_path(directory: str | Path, threads: int | None = None, quick:
     Args:
         directory: an OpenVINO export (``mtst export --format openvino``).
         threads: CPU threads for OpenVINO (default: every core this process may use).
-        quick: the gate on QUICK_SENTENCES, timing on half of TIMED_SENTENCES, batch 64 only, fastest of 2 rounds.
+        quick: the gate on QUICK_SENTENCES, then QUICK_BATCHINGS timed on them, fastest of 2 rounds.
         sentences: gate and time on these (default: the shipped calibration sentences).
         rounds: alternating rounds; each figure is the fastest (other jobs only ever add time).
     Returns:
@@ -125,8 +136,7 @@ def choose_export_path(directory: str | Path, threads: int | None = None, quick:
     if rounds < 1:
         raise MtstError(f"rounds must be at least 1, got {rounds}")
     texts = list(sentences or calibration_sentences()[: QUICK_SENTENCES if quick else None])
-    timed = texts[: TIMED_SENTENCES // 2 if quick else TIMED_SENTENCES]
-    rounds, sizes = (2, (64,)) if quick else (rounds, BATCH_SIZES)
+    rounds, batchings = (2, QUICK_BATCHINGS) if quick else (rounds, BATCHINGS)
     cpu = cpu_facts()
     precisions = ["fp32"] + (["bf16"] if native_bf16(cpu["flags"]) else [])  # elsewhere bf16 is emulated: slow
     predictors = {p: Predictor(OpenVINORuntime(directory, threads, HINTS[p])) for p in precisions}
@@ -136,25 +146,28 @@ def choose_export_path(directory: str | Path, threads: int | None = None, quick:
         report = parity(reference, reference if precision == "fp32" else outputs(predictor, texts))
         reports[precision] = {**report, "passed": precision == "fp32" or passes(report)}  # fp32: the reference
     passed = [precision for precision in precisions if reports[precision]["passed"]]
-    took = alternating_rounds(_calls(predictors, timed, passed, sizes), rounds, summary=min)
+    took = alternating_rounds(_calls(predictors, texts, passed, batchings), rounds, summary=min)
     path = choose(took, {(KERNELS, precision) for precision in passed})
     details = {"cpu": cpu, "versions": {**library_versions(), "openvino": version("openvino")},
                "runs": {p: predictor.runtime.runtime_precision for p, predictor in predictors.items()},
-               "timings": {f"{k}-{p} {c} {s}": round(len(timed) / t, 1) for (k, p, c, s), t in took.items()},
+               "timings": {f"{k}-{p} {c} {batching_label(s)}": round(len(texts) / t, 1)
+                           for (k, p, c, s), t in took.items()},
                "parity": {f"{KERNELS}-{p}": report for p, report in reports.items()}}
     key = export_key(directory)
     remember(key, path, details)
     return cached_entry(key)
 
 
-def _calls(predictors: dict, texts: list[str], precisions: list[str], batch_sizes) -> dict:
-    """(KERNELS, precision, "encode" | "predict", batch size) -> a call timing it."""
+def _calls(predictors: dict, texts: list[str], precisions: list[str], batchings) -> dict:
+    """(KERNELS, precision, "encode" | "predict", (rows, token budget)) -> a call timing it."""
     calls = {}
     for precision in precisions:
         predictor = predictors[precision]
-        for size in batch_sizes:
-            calls[(KERNELS, precision, "encode", size)] = lambda p=predictor, s=size: p.encode(
-                texts, batch_size=s, show_progress_bar=False)
-            calls[(KERNELS, precision, "predict", size)] = lambda p=predictor, s=size: p.predict(
-                texts, batch_size=s, include_embedding=True, show_progress_bar=False)
+        for batching in batchings:
+            rows, tokens = as_batching(batching)
+            encode = partial(predictor.encode, texts, batch_size=rows, show_progress_bar=False)
+            predict = partial(predictor.predict, texts, batch_size=rows, include_embedding=True,
+                              show_progress_bar=False)
+            calls[(KERNELS, precision, "encode", batching)] = under_budget(predictor, tokens, encode)
+            calls[(KERNELS, precision, "predict", batching)] = under_budget(predictor, tokens, predict)
     return calls

@@ -20,7 +20,7 @@ from torch import nn
 from mtst.errors import MtstError, first_line
 from mtst.inference.export import INPUT_NAMES, SHAPE_INPUT, file_sha256, read_export_info
 from mtst.model.config import CONFIG_FILE, ModelConfig
-from mtst.model.cpu_paths import DEFAULT_BATCH_SIZE
+from mtst.model.cpu_paths import DEFAULT_BATCH_SIZE, CpuPath
 from mtst.model.heads import Head
 from mtst.model.storage import HEADS_FILE, load_weights
 from mtst.model.tasks import task_type
@@ -203,9 +203,14 @@ class OpenVINORuntime(ExportedRuntime):
 
     backend = "openvino"
 
-    def __init__(self, directory: str | Path, threads: int | None = None, inference_precision: str | None = None):
+    def __init__(self, directory: str | Path, threads: int | None = None, inference_precision: str | None = None,
+                 measured: CpuPath | None = None):
         self.inference_precision = inference_precision
+        self.measured = measured  # the export probe's choice, whose batching encode / predict use by default
         super().__init__(directory, threads)
+
+    def batching(self, call: str) -> tuple[int, int | None]:
+        return self.measured.batching(call) if self.measured else super().batching(call)
 
     def _load(self, graph: Path) -> None:
         import openvino as ov

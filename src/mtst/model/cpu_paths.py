@@ -183,11 +183,22 @@ def cached_entry(key: str) -> dict | None:
 
 
 def cached_path(key: str) -> CpuPath | None:
-    entry = cached_entry(key)
+    return path_of(cached_entry(key))
+
+
+def path_of(entry: dict | None) -> CpuPath | None:
+    """The CpuPath of a cached entry; None for none, or for one another mtst version wrote."""
     try:
         return CpuPath(**entry["path"]) if entry else None
-    except TypeError:  # written by another mtst version
+    except TypeError:
         return None
+
+
+def describe(entry: dict) -> str:
+    """One line for ``mtst info``: a cached entry's path and batching, and when it was measured."""
+    path = path_of(entry) or CpuPath(**{key: entry["path"][key] for key in ("kernels", "precision")})
+    rows = " / ".join(batching_label(path.batching(call)) for call in ("encode", "predict"))
+    return f"{path.name}, batch {rows} (measured {entry.get('measured_utc', '?')} UTC on this CPU)"
 
 
 def remember(key: str, path: CpuPath, details: dict) -> Path:

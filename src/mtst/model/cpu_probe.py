@@ -31,8 +31,7 @@ from mtst.model.predictor import as_predictor
 from mtst.model.timing import alternating_rounds
 from mtst.model.tokenization import map_batches
 
-BATCH_SIZES = (32, 64, 128)  # what the OpenVINO export probe times (mtst.inference.export_probe)
-TIMED_SENTENCES = 128  # of the calibration sentences: the kernels' race at batch 64, a second or so per pass
+RACE_BATCHING = (256, 2048)  # the kernels race at a token budget: at 64 rows the fixed cost per pass decides more
 QUICK_SENTENCES = 200  # quick probe (first use): the gate's sentences (one flipped label in 200 still passes)
 
 
@@ -73,12 +72,13 @@ def outputs(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, 
 
 def probe(model, sentences: list[str] | None = None, rounds: int = 2, batchings=BATCHINGS,
           save: bool = True, quick: bool = False) -> dict:
-    """Gate each candidate against fp32 torch, time those at batch 64 (the fastest of 3 alternating rounds: other
-    jobs only add time), then the winner's ``batchings`` (rows, or rows with a token budget: ``rounds``) on every
-    gate sentence (batching needs many sentences of many lengths); apply and (``save``) cache the choice.
+    """Gate each candidate against fp32 torch, time those at RACE_BATCHING (the fastest of 3 alternating rounds:
+    other jobs only add time), then the winner's ``batchings`` (rows, or rows with a token budget: ``rounds``);
+    all on every gate sentence (batching needs many sentences of many lengths). Apply and (``save``) cache the
+    choice.
 
     ``quick`` (the automatic first-use probe, ~10 s on 2 idle cores): the gate on QUICK_SENTENCES, the kernels
-    timed on half of TIMED_SENTENCES, fastest of 2 rounds, then QUICK_BATCHINGS once.
+    timed on them, fastest of 2 rounds, then QUICK_BATCHINGS once.
 
     Returns {"path": the CpuPath chosen, "timings": {"kernels-precision encode|predict batching": sentences/s},
     "parity": {"kernels-precision": gate report and "passed"}, "cpu", "versions"}; the model keeps the choice.
@@ -87,7 +87,6 @@ def probe(model, sentences: list[str] | None = None, rounds: int = 2, batchings=
         raise MtstError("the CPU-path probe runs on CPU models only; this model is on "
                         f"{next(model.parameters()).device}")
     texts = sentences or calibration_sentences()[: QUICK_SENTENCES if quick else None]
-    timed = texts[: TIMED_SENTENCES // 2 if quick else TIMED_SENTENCES]
     if quick:
         rounds, batchings = 1, QUICK_BATCHINGS
     cpu = cpu_facts()
@@ -103,8 +102,8 @@ def probe(model, sentences: list[str] | None = None, rounds: int = 2, batchings=
             model.use_cpu_path(CpuPath(*kind))
             report = parity(reference, outputs(model, texts))
             reports[kind] = {**report, "passed": kind == ("torch", "fp32") or passes(report)}  # fp32: the reference
-        # kernels x precision at batch 64, fastest of 3 rounds; then the winner's batchings
-        took = alternating_rounds(_calls(model, timed, kinds, ((64, None),)), 2 if quick else 3, summary=min)
+        # kernels x precision at one batching, fastest of 3 rounds; then the winner's batchings
+        took = alternating_rounds(_calls(model, texts, kinds, (RACE_BATCHING,)), 2 if quick else 3, summary=min)
         kind = choose(took, {kind for kind, report in reports.items() if report["passed"]})
         sizes = alternating_rounds(_calls(model, texts, [(kind.kernels, kind.precision)], batchings), rounds, min)
         path = choose(sizes, {(kind.kernels, kind.precision)})
@@ -113,8 +112,7 @@ def probe(model, sentences: list[str] | None = None, rounds: int = 2, batchings=
         raise
     model.use_cpu_path(path)
     model.cpu_path_source = "measured"
-    rates = {**{key: len(timed) / seconds for key, seconds in took.items()},
-             **{key: len(texts) / seconds for key, seconds in sizes.items()}}  # a batching timed on every text
+    rates = {key: len(texts) / seconds for key, seconds in {**took, **sizes}.items()}
     result = {"path": path, "cpu": cpu, "versions": library_versions(),
               "timings": {f"{k}-{p} {c} {batching_label(s)}": round(r, 1) for (k, p, c, s), r in rates.items()},
               "parity": {f"{k}-{p}": report for (k, p), report in reports.items()}}
@@ -145,11 +143,20 @@ def _timed(model, kind: tuple[str, str], max_tokens: int | None, call):
 
     def run():
         model.use_cpu_path(CpuPath(*kind))
-        before, model.max_tokens = model.max_tokens, max_tokens
+        with torch.inference_mode():
+            call()
+
+    return under_budget(model, max_tokens, run)
+
+
+def under_budget(owner, max_tokens: int | None, call):
+    """``call`` with ``owner.max_tokens`` (a model's or a Predictor's token budget) at ``max_tokens`` meanwhile."""
+
+    def run():
+        before, owner.max_tokens = owner.max_tokens, max_tokens
         try:
-            with torch.inference_mode():
-                call()
+            return call()
         finally:
-            model.max_tokens = before
+            owner.max_tokens = before
 
     return run

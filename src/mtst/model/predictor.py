@@ -123,11 +123,13 @@ class Predictor:
 
     def passes(self, call: str, batch_size: int | None) -> tuple[int, int | None]:
         """(rows, padded-token budget) per pass: ``batch_size`` with ``max_tokens``; None: the runtime's batching
-        for ``call`` (a measured CPU path's, mtst.model.cpu_paths; else 32 rows), ``max_tokens`` winning."""
+        for ``call`` (a measured CPU path's, mtst.model.cpu_paths; else 32 rows), its budget and ``max_tokens``
+        both capping a pass."""
         if batch_size is not None:
             return batch_size, self.max_tokens
         rows, tokens = self.runtime.batching(call)
-        return rows, tokens if self.max_tokens is None else self.max_tokens
+        budgets = [budget for budget in (tokens, self.max_tokens) if budget is not None]
+        return rows, min(budgets) if budgets else None
 
     def encode(self, sentences: Sequence[str] | str, batch_size: int | None = None,
                show_progress_bar: bool | None = None, convert_to_numpy: bool = True, convert_to_tensor: bool = False,
