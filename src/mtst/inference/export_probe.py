@@ -4,9 +4,10 @@ as mtst.model.cpu_probe does for torch (the same cache file, parity gate and cho
 OpenVINO runs an fp32 export at bf16 by itself where the CPU has AVX512-BF16 / AMX (fastest on AMD Zen5, where it
 passed the gate), but what wins depends on the CPU. ``choose_export_path`` (or ``mtst bench --probe``) loads the
 export at f32 and, where bf16 is native, at bf16; gates bf16 against f32 on the calibration sentences (embedding
-cosines, every head's labels); times ``encode`` and ``predict(include_embedding=True)`` at batch 32 / 64 / 128 in
-alternating rounds; and caches the fastest that passed per CPU model, CPU flags, library versions (openvino too)
-and graph file. ``load_predictor(export, precision="auto")`` applies the cached precision; nothing is probed on load.
+cosines, every head's labels); times ``encode`` and ``predict(include_embedding=True)`` at each of
+mtst.model.cpu_paths.BATCHINGS in alternating rounds; and caches the fastest that passed per CPU model, CPU flags,
+library versions (openvino too) and graph file. ``load_predictor(export, precision="auto")`` applies the cached
+precision, and its batching where the caller gives no batch size; nothing is probed on load.
 
 Not probed: ONNX Runtime has no precision to choose (an export runs at the precision it was exported with: fp32, or
 int8 for a quantized export); nor streams, because the Predictor runs one request at a time and OpenVINO's

@@ -1,11 +1,12 @@
 """Which torch path runs CPU inference fastest on *this* CPU: chosen by measurement, kept per machine.
 
-What is fastest depends on the CPU: oneDNN's linear path won ~2x on AMD Zen5 and ~5 % on an Intel Xeon with AMX,
-where bf16 autocast (run natively by AMX) won ~2x instead. So a short probe (mtst.model.cpu_probe, on demand:
-``MultiTaskModel.choose_cpu_path()`` or ``mtst bench --probe``) times the candidates (kernels x precision x batch
-size) and keeps the fastest that passes the parity gate against fp32 torch; the choice is cached per CPU model,
-CPU flags, library versions and model architecture in the user cache dir, and ``precision="auto"`` (the default
-of ``MultiTaskModel.load`` / ``from_backbone``) applies a cached choice. Nothing is probed silently.
+What is fastest depends on the CPU: oneDNN's fp32 linear path won ~2x on AMD Zen5 and is level with torch's on an
+Intel Xeon with AMX, where bf16 (run natively by AMX) won ~2x instead and passes cut by a token budget another 1.4x.
+So a short probe (mtst.model.cpu_probe: on demand, ``MultiTaskModel.choose_cpu_path()`` or ``mtst bench --probe``,
+and a quick one on a model's first load here) times the candidates (kernels x precision, then batchings) and keeps
+the fastest that passes the parity gate against fp32 torch; the choice is cached per CPU model, CPU flags, library
+versions and model architecture in the user cache dir, and ``precision="auto"`` (the default of
+``MultiTaskModel.load`` / ``from_backbone``) applies it, its batching included when the caller gives no batch size.
 
     precision "fp32"  torch fp32, kernels from MTST_ONEDNN (as before)
               "bf16"  bf16 autocast at CPU inference (warns where the CPU has no native bf16: emulated, slow)
