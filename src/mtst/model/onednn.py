@@ -23,6 +23,7 @@ sentences/s at batch 64 (mtst bench's calibration sentences).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -99,7 +100,8 @@ def _fast_path(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     if not (x.is_cpu and weight.is_cpu and weight.dtype == torch.float32):
         return None
     if torch.is_autocast_enabled("cpu"):  # bf16 matmuls asked for; fp16 and others: autocast's nn.Linear does them
-        return "bf16" if torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in BF16_INPUTS else None
+        bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in BF16_INPUTS
+        return "bf16" if bf16 and onednn_bf16_usable() else None
     return "fp32" if x.dtype == torch.float32 else None
 
 
@@ -127,8 +129,10 @@ def onednn_usable() -> bool:
         return False
 
 
+@functools.cache
 def onednn_bf16_usable() -> bool:
-    """oneDNN's linear op runs a packed bf16 weight here and agrees with ``F.linear`` in bf16 (bf16 rounding)."""
+    """oneDNN's linear op runs a packed bf16 weight here and agrees with ``F.linear`` in bf16 (bf16 rounding);
+    checked once per process."""
     if not onednn_usable():
         return False
     try:
