@@ -35,8 +35,8 @@ class SpeedVariant:
     runtime: str  # "sentence-transformers", "backbone" (backbone_model(path)), "backbone-openvino" (its OpenVINO
     # export), or what prepare.py built: model, onnx-fp32, ...
     call: str  # "encode", "predict" (every head, decoded), "predict+embedding", "separate" (one model per task)
-    batch_size: int  # the faster batch size for each runtime on this machine
-    precision: str = "fp32"  # torch variants: MultiTaskModel.use_precision, pinned (no cached choice)
+    batch_size: int | None  # the faster batch size for each runtime on this machine (None: the probe's batching)
+    precision: str = "fp32"  # torch variants: MultiTaskModel.use_precision, pinned; "probe": choose_cpu_path()
     path: dict = field(default_factory=dict)  # "backbone": from_backbone options of the task path (branch / side)
 
 
@@ -44,6 +44,9 @@ VARIANTS = {v.name: v for v in (
     SpeedVariant("st-fp32", "sentence-transformers", "encode", 32),  # the reference
     SpeedVariant("torch-fp32", "model", "encode", 64),
     SpeedVariant("torch-bf16", "model", "encode", 64, "bf16"),  # autocast: lossless by mtst's gate where native
+    # what `encode(texts)` runs once the probe measured this machine: its kernels, precision and batching
+    SpeedVariant("torch-probed", "model", "encode", None, "probe"),
+    SpeedVariant("torch-probed-predict-embedding", "model", "predict+embedding", None, "probe"),
     SpeedVariant("onnx-fp32", "onnx-fp32", "encode", 128),
     SpeedVariant("onnx-int8", "onnx-int8", "encode", 128),  # dynamic int8, per-channel, reduce_range
     SpeedVariant("openvino-fp32", "openvino-fp32", "encode", 64),  # its default precision: bf16 where the CPU has it
@@ -95,7 +98,9 @@ def load(variant: SpeedVariant, work: Path, threads: int):
         return load_predictor(work / variant.name, threads=threads)
     model = json.loads((work / "prepared.json").read_text())["model"] if variant.runtime == "model" else None
     predictor = load_predictor(model or work / variant.runtime, threads=threads)
-    if variant.runtime == "model":
+    if variant.runtime == "model" and variant.precision == "probe":  # measured here (seconds, untimed), not cached
+        predictor.runtime.model.choose_cpu_path(save=False)
+    elif variant.runtime == "model":
         predictor.runtime.model.use_precision(variant.precision)
     return predictor
 

@@ -64,9 +64,9 @@ def test_the_fastest_path_that_passes_is_chosen_and_cached(ov_dir, bf16_cpu, mon
     assert cached_export_path(ov_dir) == entry
     assert inference_precision(ov_dir, "auto") == "bf16"
     predictor = load_predictor(ov_dir, threads=1)  # auto: the measured batching when no batch size is given
-    assert predictor.passes("encode", None) == (256, 2048)
-    assert predictor.passes("predict", None) == (32, DEFAULT_MAX_TOKENS)
-    assert load_predictor(ov_dir, threads=1, precision="fp32").passes("encode", None) == (32, DEFAULT_MAX_TOKENS)
+    assert predictor.batching("encode") == (256, 2048)
+    assert predictor.batching("predict") == (32, DEFAULT_MAX_TOKENS)
+    assert load_predictor(ov_dir, threads=1, precision="fp32").batching("encode") == (32, DEFAULT_MAX_TOKENS)
 
 
 def test_a_faster_path_that_fails_the_gate_is_refused(ov_dir, bf16_cpu, monkeypatch):

@@ -121,7 +121,7 @@ class Predictor:
             raise MtstError(f"the {self.backend} runtime runs on the CPU; device '{device}' needs the torch backend")
         return self
 
-    def passes(self, call: str, batch_size: int | None) -> tuple[int, int | None]:
+    def batching(self, call: str, batch_size: int | None = None) -> tuple[int, int | None]:
         """(rows, padded-token budget) per pass: ``batch_size`` with ``max_tokens``; None: the runtime's batching
         for ``call`` (a measured CPU path's, mtst.model.cpu_paths; else 32 rows), its budget and ``max_tokens``
         both capping a pass."""
@@ -142,7 +142,7 @@ class Predictor:
         normalises does so anyway), ``convert_to_tensor`` gives one tensor, ``convert_to_numpy=False`` a list of
         tensors, ``device`` moves the model first, ``precision`` quantises as ST's ``quantize_embeddings``.
         ``show_progress_bar`` None shows one when the "mtst" logger is at INFO or DEBUG. Batches are sorted by
-        token length; ``batch_size`` None takes the batching measured fastest on this CPU (``passes``), else 32.
+        token length; ``batch_size`` None takes the batching measured fastest on this CPU (``batching``), else 32.
         ``normalize`` (mtst's own) overrides the model's L2 normalisation: False gives the raw pooled vectors even
         of a normalising model, which sentence-transformers' keywords cannot ask for. ``show_progress``
         and ``convert_to`` still work for one release (deprecated). Texts are truncated at the backbone's own limit
@@ -174,10 +174,10 @@ class Predictor:
             if chunking:
                 chunks, owners = chunked_rows(self.tokenizer(texts, max_length=0),
                                               limit or self.config.encoder.max_seq_length, stride)
-                vectors = map_items(self.tokenizer, chunks, owners, *self.passes("encode", batch_size), show, embed)
+                vectors = map_items(self.tokenizer, chunks, owners, *self.batching("encode", batch_size), show, embed)
                 rows = mean_vectors(vectors, owners, len(texts), normalize)
             else:
-                rows = map_batches(self.tokenizer, texts, *self.passes("encode", batch_size), show, embed,
+                rows = map_batches(self.tokenizer, texts, *self.batching("encode", batch_size), show, embed,
                                    ids_only=True, max_length=limit)
         result = np.stack(rows) if rows else np.zeros((0, self.config.encoder.hidden_size), dtype=np.float32)
         result = result if precision == "float32" else quantize(result, precision)
@@ -243,7 +243,7 @@ class Predictor:
             return rows
 
         with self.runtime.running():
-            done = map_items(self.tokenizer, rows_items, owners, *self.passes("predict", batch_size), show, run)
+            done = map_items(self.tokenizer, rows_items, owners, *self.batching("predict", batch_size), show, run)
         with self.runtime.decoding():  # a long text's token tasks: decoded once, on logits stitched per word
             results = stitched_rows(done, len(texts), windows, items, {task: heads[task] for task in token_tasks})
         if chunking:
