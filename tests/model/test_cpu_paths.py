@@ -108,13 +108,15 @@ def test_a_real_probe_on_the_tiny_model_keeps_its_choice_for_later_loads(tiny_mo
     assert resolve("fp32", tiny_model.config) == (CpuPath(), "requested")  # an explicit precision wins
 
 
-def test_the_cache_key_changes_with_cpu_flags_versions_and_model():
+def test_the_cache_key_changes_with_cpu_flags_versions_model_and_probe(monkeypatch):
     key = cache_key(CPU, VERSIONS, "model-a")
     assert key == cache_key(dict(CPU), dict(VERSIONS), "model-a")
     assert key != cache_key({**CPU, "model": "Other CPU"}, VERSIONS, "model-a")
     assert key != cache_key({**CPU, "flags": ["avx2"]}, VERSIONS, "model-a")
     assert key != cache_key(CPU, {**VERSIONS, "torch": "3"}, "model-a")
     assert key != cache_key(CPU, VERSIONS, "model-b")
+    monkeypatch.setattr(cpu_paths, "PROBE_VERSION", cpu_paths.PROBE_VERSION + 1)  # the probe measures more now
+    assert key != cache_key(CPU, VERSIONS, "model-a")
 
 
 def test_the_model_fingerprint_follows_its_heads_not_its_training_state(tiny_model):

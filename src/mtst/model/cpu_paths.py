@@ -43,6 +43,7 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_fp16
 VERSIONED = ("mtst", "torch", "transformers")
 MEASURED = ("measured", "cached")  # a model's cpu_path_source when its path (and batching) was measured here
 DEFAULT_BATCH_SIZE = 32  # rows per pass where nothing was measured (sentence-transformers' default)
+PROBE_VERSION = 2  # what the probe measures; a new one measures again (2: oneDNN bf16, token budgets, used by default)
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,8 @@ def model_fingerprint(config: ModelConfig) -> str:
 
 
 def cache_key(cpu: dict, versions: dict[str, str], fingerprint: str) -> str:
-    """Changes with the CPU model, its flags, the library versions and the model architecture."""
-    text = json.dumps({"cpu": cpu, "versions": versions, "model": fingerprint}, sort_keys=True)
+    """Changes with the CPU model, its flags, the library versions, the model architecture and PROBE_VERSION."""
+    text = json.dumps({"cpu": cpu, "versions": versions, "model": fingerprint, "probe": PROBE_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
