@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -111,6 +112,23 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_st_dir, monke
     assert sorted(tmp_path.rglob("*")) == before  # no run directory, no data file, nothing
     assert "task topic (sentence_classification): train " in result.output
     assert "steps: 200 optimizer steps" in result.output and "estimated time on this machine" in result.output
+    assert "precision: fp32" in result.output
+
+
+@pytest.mark.parametrize(("native", "mode", "expected", "absent"), [
+    (True, "no", "this CPU runs bf16 natively", "37x"), (False, "no", "precision: fp32", "natively"),
+    (False, "bf16", "no native bf16 on this CPU", "runs bf16 natively"), (True, "bf16", "precision: bf16 autocast", "37x")])
+def test_the_dry_run_says_what_precision_fits_this_cpu(monkeypatch, native, mode, expected, absent):
+    import mtst.model.cpu_paths as cpu_paths
+    from mtst.training.config import TrainConfig
+    from mtst.training.dry_run import precision_line
+
+    monkeypatch.setattr(cpu_paths, "cpu_has_native_bf16", lambda: native)
+    config = TrainConfig.model_validate({"tasks": [{"name": "topic", "type": "sentence_classification",
+                                                    "data": {"train": {"path": "x.csv", "format": "csv"}}}],
+                                         "run": {"mixed_precision": mode, "device": "cpu"}})
+    line = precision_line(config)
+    assert expected in line and absent not in line
 
 
 def test_unknown_set_key_and_missing_tasks_are_one_line(tmp_path, tiny_st_dir):

@@ -51,12 +51,30 @@ class Plan:
             out.append(f"distillation augment: {distil.augment} masked copies (p={distil.mask_probability:g}) of each "
                        "distilled sentence-task example join the batches and the teacher pass; steps and task mix as "
                        "above")
+        out.append(precision_line(config))
         if self.estimated_seconds is not None:
             out.append(f"estimated time on this machine: {self.estimated_seconds / 60:.1f} min "
                        f"({self.seconds_per_step:.2f} s/step over a {PROBE_STEPS}-step probe; evaluation and the "
                        "one-off feature cache come on top)")
         out.append(f"output: {config.run.output_dir or 'a new runs/<date>-<time>-<n>'} (nothing written: dry run)")
         return out
+
+
+def precision_line(config: TrainConfig) -> str:
+    """What the steps run in, and where bf16 would be faster (a CPU that runs it natively) or slow (one that does
+    not): the dry run is where a user decides."""
+    import torch
+
+    from mtst.model.cpu_paths import cpu_has_native_bf16
+
+    on_cpu = config.run.device == "cpu" or (config.run.device == "auto" and not torch.cuda.is_available())
+    native = cpu_has_native_bf16() if on_cpu else None
+    if config.run.mixed_precision == "bf16":
+        slow = " (no native bf16 on this CPU: steps ran ~37x slower than fp32 on such a CPU)" if native is False else ""
+        return f"precision: bf16 autocast; weights, optimizer state and evaluation fp32{slow}"
+    hint = (": this CPU runs bf16 natively, and --mixed-precision bf16 trained 1.5-2.1x faster on the project's two "
+            "such CPUs with test scores within seed noise (docs/training-guide.md, budget on a CPU)") if native else ""
+    return f"precision: fp32{hint}"
 
 
 def _branch_at(model) -> int | None:
