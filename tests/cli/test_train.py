@@ -117,7 +117,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_st_dir, monke
 
 @pytest.mark.parametrize(("native", "mode", "expected", "absent"), [
     (True, "no", "this CPU runs bf16 natively", "37x"), (False, "no", "precision: fp32", "natively"),
-    (False, "bf16", "no native bf16 on this CPU", "runs bf16 natively"), (True, "bf16", "precision: bf16 autocast", "37x")])
+    (False, "bf16", "no native bf16 on this CPU", "runs bf16 natively"),
+    (True, "bf16", "precision: bf16 autocast", "37x")])
 def test_the_dry_run_says_what_precision_fits_this_cpu(monkeypatch, native, mode, expected, absent):
     import mtst.model.cpu_paths as cpu_paths
     from mtst.training.config import TrainConfig

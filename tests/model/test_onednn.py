@@ -165,6 +165,24 @@ def test_bf16_autocast_runs_a_packed_bf16_weight_made_once_and_again_after_a_cha
 
 
 @needs_onednn_bf16
+def test_the_checks_hold_when_first_made_inside_a_bf16_forward_pass():
+    onednn_bf16_usable.cache_clear()  # a process that loads a cached onednn-bf16 choice checks inside autocast
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert onednn_usable() and onednn_bf16_usable()
+
+
+@needs_onednn_bf16
+def test_a_model_with_the_onednn_bf16_path_runs_packed_weights_from_its_first_call(tiny_st_dir, monkeypatch):
+    onednn_bf16_usable.cache_clear()
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
+    model.use_cpu_path(CpuPath("onednn", "bf16"))
+    model.predict(SENTENCES, include_embedding=True)
+    blocks = [*model.encoder.layers, *model.branch.modules()]  # what predict runs (not BERT's unused pooler)
+    layers = [m for block in blocks for m in block.modules() if isinstance(m, OneDNNLinear)]
+    assert layers and all("_bf16" in vars(layer) for layer in layers), "every layer ran its packed bf16 weight"
+
+
+@needs_onednn_bf16
 def test_the_onednn_bf16_path_passes_the_gate_on_the_tiny_model(tiny_st_dir):
     model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=1, precision="fp32")
     reference = model.encode(SENTENCES)

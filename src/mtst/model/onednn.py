@@ -114,15 +114,16 @@ def kernels_from_environment() -> str:
 
 
 def onednn_usable() -> bool:
-    """oneDNN's linear op exists here and gives the same numbers as ``F.linear``."""
+    """oneDNN's linear op exists here and gives the same numbers as ``F.linear`` (checked with autocast off: the
+    check may run inside a caller's autocast)."""
     if platform.machine().lower() not in _X86 or not torch.backends.mkldnn.is_available():
         return False
     try:
         generator = torch.Generator().manual_seed(0)
         x, weight, bias = (torch.randn(shape, generator=generator) for shape in ((3, 5, 8), (4, 8), (4,)))
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
             fused = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
-        expected = nn.functional.gelu(nn.functional.linear(x, weight, bias))
+            expected = nn.functional.gelu(nn.functional.linear(x, weight, bias))
         return bool(torch.allclose(fused, expected, atol=1e-5))
     except (AttributeError, RuntimeError) as exc:  # a torch build without the op
         logger.debug("oneDNN linear unavailable: %s", exc)
@@ -139,10 +140,11 @@ def onednn_bf16_usable() -> bool:
         generator = torch.Generator().manual_seed(0)
         x, weight, bias = (torch.randn(shape, generator=generator).to(torch.bfloat16)
                            for shape in ((3, 5, 32), (16, 32), (16,)))
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):  # first called inside a forward pass
             packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACKED_ROWS)
             fused = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-        return bool(torch.allclose(fused.float(), nn.functional.linear(x, weight, bias).float(), atol=0.1, rtol=0.02))
+            expected = nn.functional.linear(x, weight, bias)
+        return bool(torch.allclose(fused.float(), expected.float(), atol=0.1, rtol=0.02))
     except (AttributeError, RuntimeError) as exc:  # a torch build without the op or without bf16 support
         logger.debug("oneDNN bf16 linear unavailable: %s", exc)
         return False
