@@ -133,9 +133,9 @@ class Predictor:
 
     def encode(self, sentences: Sequence[str] | str, batch_size: int | None = None,
                show_progress_bar: bool | None = None, convert_to_numpy: bool = True, convert_to_tensor: bool = False,
-               normalize_embeddings: bool = False,
-               device: str | None = None, precision: str = "float32", normalize: bool | None = None,
-               chunking: bool = False, stride: int | None = None, **renamed) -> np.ndarray | torch.Tensor | list:
+               normalize_embeddings: bool = False, device: str | None = None, precision: str = "float32",
+               normalize: bool | None = None, chunking: bool = False, stride: int | None = None,
+               **renamed) -> np.ndarray | torch.Tensor | list:
         """Sentences -> embeddings (N, H) float32 numpy, in input order (one string -> one (H,) vector).
 
         Keywords and defaults are sentence-transformers': ``normalize_embeddings`` L2-normalises (a model that
