@@ -29,6 +29,7 @@ from torch import nn
 
 from mtst.errors import MtstError
 from mtst.model.encoder import Encoder, run_layers
+from mtst.model.modes import eval_mode
 
 
 class TaskBranch(nn.Module):
@@ -158,17 +159,13 @@ def check_layerwise(encoder: Encoder) -> None:
     vocab = int(encoder.transformer.get_input_embeddings().num_embeddings)
     ids = torch.randint(1, vocab, (2, 7), generator=torch.Generator().manual_seed(0))
     mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])  # (2, 7): one padded row
-    was_training = encoder.training
-    encoder.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(encoder), torch.no_grad():
             expected = encoder(ids, mask)
             got = encoder(ids, mask, layers=slice(0, None))
     except (AttributeError, TypeError) as exc:
         raise MtstError(f"model.branch_at needs a BERT-style encoder (embeddings + encoder.layer); "
                         f"{type(encoder.transformer).__name__} is not one ({exc})") from exc
-    finally:
-        encoder.train(was_training)
     if not torch.equal(got, expected):
         raise MtstError(f"model.branch_at is not supported for {type(encoder.transformer).__name__}: running its "
                         "layers one by one does not reproduce its forward pass")

@@ -14,6 +14,7 @@ from mtst.model.config import ModelConfig
 from mtst.model.cpu_paths import DEFAULT_BATCH_SIZE, MEASURED
 from mtst.model.devices import model_device, to_device
 from mtst.model.heads import Head
+from mtst.model.modes import eval_mode
 from mtst.model.tokenization import TextTokenizer
 
 
@@ -50,13 +51,9 @@ class TorchRuntime:
     def running(self):
         """Eval mode and inference mode for the call (bf16 autocast when the model's CPU path says so: its
         ``cpu_path``, mtst.model.cpu_paths); the model's training mode is restored after."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self._bf16()):
-                yield
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
+                                                                           enabled=self._bf16()):
+            yield
 
     def _bf16(self) -> bool:
         path = getattr(self.model, "cpu_path", None)

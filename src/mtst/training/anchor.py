@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mtst.data.task_encoding import EncodedTask
+from mtst.model.modes import eval_mode
 from mtst.progress import progress_bar
 
 logger = logging.getLogger("mtst")
@@ -52,15 +53,11 @@ def sentence_embeddings(model: nn.Module, data: EncodedTask, batch_size: int = 6
     (padding zeroed, pooling, normalisation) so teacher and student are computed the same way."""
     device = next(model.parameters()).device
     out = torch.zeros((len(data), model.config.encoder.hidden_size), device=device)  # (N, H)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for indices, features in model.tokenizer.sorted_batches(data.items, batch_size):
             features = {k: features[k].to(device) for k in ("input_ids", "attention_mask")}
             out[indices] = model(features, tasks=[])["sentence_embedding"].float()  # (B, H)
             advance(len(indices))
-    finally:
-        model.train(was_training)
     return out
 
 

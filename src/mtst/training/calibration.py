@@ -29,6 +29,7 @@ import torch
 from mtst.data.readers import Examples
 from mtst.errors import MtstError
 from mtst.model.devices import model_device, to_device
+from mtst.model.modes import eval_mode
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import task_type
 
@@ -100,16 +101,11 @@ def sentence_logits(model: MultiTaskModel, task: str, texts: list[str], batch_si
     """(N, C) float32 logits of a sentence head, in input order, from the model's forward pass."""
     items = model.tokenizer(texts)
     rows: list[torch.Tensor] = [torch.empty(0)] * len(items)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for indices, features in model.tokenizer.sorted_batches(items, batch_size):
-                logits = model(to_device(features, model_device(model)), tasks=[task], embedding=False)["logits"]
-                for row, index in enumerate(indices):
-                    rows[index] = logits[task][row].float().cpu()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for indices, features in model.tokenizer.sorted_batches(items, batch_size):
+            logits = model(to_device(features, model_device(model)), tasks=[task], embedding=False)["logits"]
+            for row, index in enumerate(indices):
+                rows[index] = logits[task][row].float().cpu()
     return torch.stack(rows)
 
 

@@ -19,6 +19,7 @@ from mtst.data.sources import DataSource
 from mtst.data.splits import read_task_splits
 from mtst.errors import MtstError
 from mtst.model.devices import model_device, to_device
+from mtst.model.modes import eval_mode
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.tasks import spearman, task_type
 from mtst.model.windows import stitch, windowed_rows
@@ -50,16 +51,11 @@ def _predict_labels(model: MultiTaskModel, task: str, examples: Examples, batch_
         items, windows = model.tokenizer(examples.texts), {}
     logits_of: list = [None] * len(items)  # row -> (C,) or (T_row, C) CPU logits
     device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for indices, features in model.tokenizer.sorted_batches(items, batch_size):
-                out = model(to_device(features, device), tasks=[task], embedding=False)
-                for index, row in zip(indices, out["logits"][task].cpu(), strict=True):  # heads decode on the CPU
-                    logits_of[index] = row
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for indices, features in model.tokenizer.sorted_batches(items, batch_size):
+            out = model(to_device(features, device), tasks=[task], embedding=False)
+            for index, row in zip(indices, out["logits"][task].cpu(), strict=True):  # heads decode on the CPU
+                logits_of[index] = row
     predictions: list = []
     for index in range(len(examples)):
         if index in windows:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mtst.data.task_encoding import EncodedTask
+from mtst.model.modes import eval_mode
 from mtst.model.tokenization import Tokenized
 from mtst.progress import progress_bar
 
@@ -53,13 +54,11 @@ class FeatureCache:
         reads = {key: kind.reads for key, kind in kinds.items()}
         self.tokens = {key: model.branch is not None or kind.token_level for key, kind in kinds.items()}
         self.rows: dict[str, list[torch.Tensor]] = {}
-        was_training = model.training
-        model.eval()
         total = sum(len(items) for items in groups.values())
-        with torch.no_grad(), progress_bar(total, "encoding training data once", show_progress) as advance:
+        with eval_mode(model), torch.no_grad(), progress_bar(total, "encoding training data once",
+                                                             show_progress) as advance:
             for key, items in groups.items():
                 self.rows[key] = self._encode(model, items, reads[key], self.tokens[key], batch_size, advance)
-        model.train(was_training)
 
     @staticmethod
     def _encode(model: nn.Module, items: list[Tokenized], reads: str, tokens: bool, batch_size: int,

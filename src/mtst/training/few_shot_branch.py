@@ -17,8 +17,7 @@ faster steps; weights, optimizer state and the embeddings the head is fitted on 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,6 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from mtst.errors import MtstError
 from mtst.model.cpu_paths import cpu_has_native_bf16
+from mtst.model.modes import eval_mode
 from mtst.model.multitask import MultiTaskModel
 
 FRESH_BRANCH_AT = 2  # a model built for a few-shot task (mtst few-shot --backbone) branches where the shipped one does
@@ -78,18 +78,6 @@ def balanced_pair_loss(unit: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-@contextmanager
-def evaluating(model: MultiTaskModel) -> Iterator[None]:
-    """Eval mode without gradients for the block; the model's training mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def frozen_inputs(model: MultiTaskModel, texts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Token ids, mask and the branch's frozen bottom (``shared_states``, eval mode) of ``texts``, padded together:
     computed once, reused by every step; the bottom runs BOTTOM_ROWS texts at a time, so thousands of examples do
@@ -97,7 +85,7 @@ def frozen_inputs(model: MultiTaskModel, texts: Sequence[str]) -> dict[str, torc
     device = next(model.parameters()).device
     features = model.tokenizer.collate(model.tokenizer(list(texts), ids_only=True))
     inputs = {key: features[key].to(device) for key in ("input_ids", "attention_mask")}
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         inputs["shared_states"] = torch.cat([model.shared_states(ids, mask) for ids, mask in zip(
             inputs["input_ids"].split(BOTTOM_ROWS), inputs["attention_mask"].split(BOTTOM_ROWS), strict=True)])
     return inputs
@@ -142,7 +130,7 @@ def trained_embeddings(model: MultiTaskModel, inputs: dict[str, torch.Tensor]) -
     """(N, H) float64 unit task-path embeddings of every row of ``inputs`` (``frozen_inputs``), in eval mode and
     fp32: what the head reads after training, without running the frozen bottom again."""
     order = torch.argsort(inputs["attention_mask"].sum(1))
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         chunks = [grouped_branch_embeddings(model, inputs, rows) for rows in order.split(EMBED_ROWS)]
     vectors = torch.cat(chunks).index_select(0, torch.argsort(order))
     return nn.functional.normalize(vectors.double(), p=2, dim=-1).cpu()
@@ -195,7 +183,7 @@ def task_path_embeddings(model: MultiTaskModel, texts: Sequence[str], batch_size
     """(N, H) unit pooled task-path states of ``texts`` in input order (length-sorted batches, eval mode)."""
     device = next(model.parameters()).device
     out = torch.empty(len(texts), model.config.encoder.hidden_size)
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         for indices, features in model.tokenizer.sorted_batches(model.tokenizer(list(texts), ids_only=True),
                                                                 batch_size):
             batch = {key: value.to(device) for key, value in features.items() if key != "word_ids"}
