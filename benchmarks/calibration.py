@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from benchmarks.common import REPO, run_metadata, write_result
@@ -32,7 +33,7 @@ from mtst.training.calibration import expected_calibration_error, fit_confidence
 
 RESULTS = REPO / "benchmarks" / "calibration_results.json"
 TASKS = ("topic", "sentiment")
-RESAMPLES, HALVINGS, HISTOGRAM_BINS = 200, 5, 5
+RESAMPLES, HALVINGS, HISTOGRAM_BINS, BAGS = 200, 5, 5, 50
 
 
 # ---- the methods: each fits on dev (logits, gold) and returns how to turn logits into probabilities --------------
@@ -72,6 +73,40 @@ def _histogram_curve(probs: torch.Tensor, gold: torch.Tensor, bins: int) -> list
     return [(0.0, values[0]), *inner, (1.0, values[-1])]
 
 
+def _bagged_isotonic_curve(probs: torch.Tensor, gold: torch.Tensor, points: int = 101) -> list[tuple[float, float]]:
+    """The mean of BAGS isotonic curves, each fitted on a bootstrap resample of the rows, on a grid of ``points``
+    confidences: isotonic's shape with its small-sample steps averaged out."""
+    grid = torch.linspace(0.0, 1.0, points, dtype=torch.double)
+    generator = torch.Generator().manual_seed(0)
+    total = torch.zeros(points, dtype=torch.double)
+    for _ in range(BAGS):
+        rows = torch.randint(len(gold), (len(gold),), generator=generator)
+        knots = torch.tensor(fit_confidence_curve(probs[rows], gold[rows]), dtype=torch.double)
+        total += torch.from_numpy(np.interp(grid.numpy(), knots[:, 0].numpy(), knots[:, 1].numpy()))
+    return list(zip(grid.tolist(), (total / BAGS).tolist(), strict=True))
+
+
+def _top_label_platt_curve(probs: torch.Tensor, gold: torch.Tensor, points: int = 101) -> list[tuple[float, float]]:
+    """Platt scaling of the top probability: P(right) = sigmoid(a * logit(p) + b) by NLL, on a grid: a smooth
+    two-parameter curve (isotonic's shape is free, this one is a sigmoid)."""
+    confidence, best = probs.double().max(dim=-1)
+    right = (best == gold).double()
+    log_odds = torch.logit(confidence, eps=1e-6)
+    ab = torch.tensor([1.0, 0.0], dtype=torch.double, requires_grad=True)
+    optimizer = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * log_odds + ab[1], right)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    grid = torch.linspace(0.0, 1.0, points, dtype=torch.double)
+    values = torch.sigmoid(ab[0].detach() * torch.logit(grid, eps=1e-6) + ab[1].detach())
+    return list(zip(grid.tolist(), values.tolist(), strict=True))
+
+
 def fit(method: str, logits: torch.Tensor, gold: torch.Tensor) -> Callable:
     """``method`` fitted on (N, C) dev logits and (N,) gold ids -> logits to (M, C) probabilities."""
     labels = logits.shape[1]
@@ -83,12 +118,16 @@ def fit(method: str, logits: torch.Tensor, gold: torch.Tensor) -> Callable:
     scaled = _decoding(labels, temperature=temperature)(logits)
     curves = {"temperature": None, "isotonic": lambda: fit_confidence_curve(scaled, gold),
               "histogram": lambda: _histogram_curve(scaled, gold, HISTOGRAM_BINS),
+              **{f"histogram-{bins}": lambda bins=bins: _histogram_curve(scaled, gold, bins) for bins in (3, 10, 20)},
+              "bagged-isotonic": lambda: _bagged_isotonic_curve(scaled, gold),
+              "top-label-platt": lambda: _top_label_platt_curve(scaled, gold),
               "constant": lambda: [(0.0, accuracy(scaled, gold)), (1.0, accuracy(scaled, gold))]}
     curve = curves[method]() if curves[method] else None
     return _decoding(labels, temperature=temperature, confidence_curve=curve)
 
 
-METHODS = ("none", "temperature", "vector", "isotonic", "histogram", "constant")
+METHODS = ("none", "temperature", "vector", "isotonic", "histogram", "histogram-3", "histogram-10", "histogram-20",
+           "bagged-isotonic", "top-label-platt", "constant")
 SHIPPED = ("temperature", "isotonic")  # `mtst calibrate --method`; the others are measured only
 
 
