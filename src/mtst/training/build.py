@@ -18,7 +18,7 @@ from mtst.model.encoder import resolve_model_path
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.storage import read_config
 from mtst.model.tasks import task_type
-from mtst.training.config import TrainConfig
+from mtst.training.config import EMULATED_BF16, TrainConfig
 from mtst.training.freezing import apply_freezing
 from mtst.training.plan import auto_branch_at, backbone_layers
 
@@ -31,8 +31,7 @@ def check_mixed_precision(mode: str, device: torch.device) -> None:
     if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise MtstError("run.mixed_precision: bf16 is not supported by this GPU; set it to \"no\"")
     if mode == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
-        logger.warning("run.mixed_precision: bf16 on a CPU without avx512_bf16/amx_bf16: training steps were measured "
-                       "~37x slower than fp32 on such a CPU; set it to \"no\"")
+        logger.warning("run.mixed_precision: bf16 with %s; set it to \"no\"", EMULATED_BF16)
 
 
 def seed_everything(seed: int) -> None:

@@ -161,6 +161,10 @@ class EvaluationSection(StrictModel):
     batch_size: int = Field(64, ge=1)
 
 
+# what the dry run and the trainer say where bf16 is asked for on a CPU that only emulates it
+EMULATED_BF16 = "no native bf16 on this CPU (avx512_bf16 / amx_bf16): steps ran ~37x slower than fp32 on such a CPU"
+
+
 class RunSection(StrictModel):
     output_dir: Path | None = None  # None: a fresh runs/<date>-<time>-<n> per run (mtst.training.plan.new_run_dir)
     seed: int = 42

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from mtst.data.splits import infer_labels, read_task_splits
 from mtst.model.tasks import task_type
-from mtst.training.config import TrainConfig
+from mtst.training.config import EMULATED_BF16, TrainConfig
 from mtst.training.optim import training_schedule
 from mtst.training.plan import auto_branch_at, backbone_layers, training_length
 
@@ -70,7 +70,7 @@ def precision_line(config: TrainConfig) -> str:
     on_cpu = config.run.device == "cpu" or (config.run.device == "auto" and not torch.cuda.is_available())
     native = cpu_has_native_bf16() if on_cpu else None
     if config.run.mixed_precision == "bf16":
-        slow = " (no native bf16 on this CPU: steps ran ~37x slower than fp32 on such a CPU)" if native is False else ""
+        slow = f" ({EMULATED_BF16})" if native is False else ""
         return f"precision: bf16 autocast; weights, optimizer state and evaluation fp32{slow}"
     hint = (": this CPU runs bf16 natively, and --mixed-precision bf16 trained 1.5-2.1x faster on the project's two "
             "such CPUs with test scores within seed noise (docs/training-guide.md, budget on a CPU)") if native else ""
