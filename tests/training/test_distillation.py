@@ -204,6 +204,62 @@ def test_a_teacher_without_the_runs_tasks_is_one_clear_error(tmp_path, tiny_st_d
                      torch.device("cpu"))
 
 
+@pytest.fixture
+def topic_teacher_dir(tmp_path, tiny_st_dir) -> Path:
+    """Another teacher, with a topic head only (labels as the main teacher's): a task teacher."""
+    torch.manual_seed(1)
+    teacher = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0)
+    teacher.add_head("topic", "sentence_classification", ["sports", "business", "world"], hidden_dim=8)
+    perturb(teacher.branch, seed=5, scale=0.2)
+    perturb(teacher.heads, seed=6, scale=0.5)
+    return teacher.save(tmp_path / "topic-teacher")
+
+
+def test_a_task_teacher_gives_its_task_the_targets_and_the_teacher_the_others(tiny_st_dir, teacher_dir,
+                                                                                topic_teacher_dir):
+    teacher, other = (MultiTaskModel.load(path, precision="fp32") for path in (teacher_dir, topic_teacher_dir))
+    student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, **SLIM))
+    ner = Examples([s.split() for s in SENTENCES], [["O"] * len(s.split()) for s in SENTENCES], ["t:1"] * 3)
+    topic = Examples(SENTENCES, ["world", "sports", "business"], ["t:1"] * 3)
+    encoded = {"ner": encode_task(student.tokenizer, ner, teacher.heads["ner"].labels, "token_classification"),
+               "topic": encode_task(student.tokenizer, topic, teacher.heads["topic"].labels,
+                                    "sentence_classification")}
+    section = DistillationSection(teacher=str(teacher_dir), task_teachers={"topic": str(topic_teacher_dir)})
+    mixed = TeacherTargets(teacher, encoded, section, task_teachers={"topic": other})
+    alone, theirs = TeacherTargets(teacher, encoded, section), TeacherTargets(other, {"topic": encoded["topic"]},
+                                                                               section)
+    for mine, expected, not_expected in zip(mixed.logits["topic"], theirs.logits["topic"], alone.logits["topic"],
+                                            strict=True):
+        assert torch.equal(mine, expected) and not torch.allclose(mine, not_expected)
+    for mine, expected in zip(mixed.logits["ner"], alone.logits["ner"], strict=True):
+        assert torch.equal(mine, expected)
+    for mine, expected in zip(mixed.states["topic"], theirs.states["topic"], strict=True):
+        assert torch.equal(mine, expected)  # the token states too: the task teacher's path
+
+
+def test_a_run_with_a_task_teacher_names_it_and_trains(tmp_path, tiny_st_dir, teacher_dir, topic_teacher_dir):
+    from mtst.training.dry_run import plan_run
+
+    config = _distilled_config(tmp_path, tiny_st_dir, teacher_dir, optimizer={"max_steps": 4})
+    config.distillation.task_teachers = {"topic": str(topic_teacher_dir)}
+    lines = plan_run(config).lines(config)
+    assert any(line.startswith(f"distillation from {teacher_dir}, topic from {topic_teacher_dir}") for line in lines)
+    result = train(config)
+    logged = [row for row in read_jsonl(Path(result.output_dir) / "metrics.jsonl") if "loss" in row]
+    assert {task for row in logged for task in row["distillation"]} == {"topic", "ner"}
+
+
+def test_task_teachers_are_checked_for_their_tasks_only(tmp_path, tiny_st_dir, topic_teacher_dir):
+    student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir))
+    assert load_teacher(str(topic_teacher_dir), student, torch.device("cpu"), tasks={"topic"}).heads.keys() == {
+        "topic"}  # no NER head needed for the task it teaches
+    with pytest.raises(MtstError, match="has no task 'ner'"):
+        load_teacher(str(topic_teacher_dir), student, torch.device("cpu"), tasks={"ner"})
+    with pytest.raises(ValidationError, match=r"distillation.task_teachers names \['sentiment'\], not tasks"):
+        make_config(tmp_path, tiny_st_dir, distillation={"teacher": str(topic_teacher_dir), "task_teachers": {
+            "sentiment": str(topic_teacher_dir)}})
+
+
 def test_a_slim_branch_exports_with_parity(tiny_st_dir, tmp_path):
     model = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0, branch_layers=1,
                                                      branch_intermediate_size=16, branch_attention_heads=1))

@@ -34,6 +34,17 @@ def check_mixed_precision(mode: str, device: torch.device) -> None:
         logger.warning("run.mixed_precision: bf16 with %s; set it to \"no\"", EMULATED_BF16)
 
 
+def _teacher_heads(distillation) -> dict:
+    """Task -> the head config of the model that teaches it (``task_teachers`` over ``teacher``)."""
+    heads = dict(read_config(resolve_model_path(distillation.teacher)).heads)
+    for task, path in distillation.task_teachers.items():
+        theirs = read_config(resolve_model_path(path)).heads
+        heads.pop(task, None)
+        if task in theirs:
+            heads[task] = theirs[task]
+    return heads
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -47,7 +58,7 @@ def build_model(config: TrainConfig, splits: dict[str, dict[str, Examples]], dev
     ``freezing`` names frozen. A distilled run takes a task's labels from its teacher when the config lists none: its
     logits must line up with the teacher's."""
     section = config.model
-    teacher = config.distillation and read_config(resolve_model_path(config.distillation.teacher)).heads
+    teacher = _teacher_heads(config.distillation) if config.distillation else None
     if section.init_from:
         model = MultiTaskModel.load(section.init_from, precision="fp32")  # dev scores must not depend on the CPU
         if section.branch_at not in (None, "auto") and section.branch_at != model.config.encoder.branch_at:

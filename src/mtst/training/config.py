@@ -143,6 +143,10 @@ class DistillationSection(StrictModel):
     """Train toward a trained mtst model's outputs (see mtst.training.distillation)."""
 
     teacher: str  # an mtst model directory on the same backbone, with every predicting task of the run
+    # task -> another such directory that teaches that task in place of ``teacher`` (a model better at it, e.g. a
+    # deeper branch for sentiment): that task's logits and token states come from it; the student still starts
+    # from ``teacher``
+    task_teachers: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # on T^2 * KL(teacher || student) of the label distributions
     temperature: float = Field(2.0, gt=0)
     hidden_weight: float = Field(1.0, ge=0, allow_inf_nan=False)  # on the MSE of the task paths' token states
@@ -206,6 +210,15 @@ class TrainConfig(StrictModel):
         names = [task.name for task in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _task_teachers_teach_tasks_of_the_run(self) -> TrainConfig:
+        names = [task.name for task in self.tasks]
+        unknown = sorted(set(self.distillation.task_teachers) - set(names)) if self.distillation else []
+        if unknown:
+            raise ValueError(f"distillation.task_teachers names {unknown}, not tasks of this run ({names}); key "
+                             "each teacher by a task name")
         return self
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Collection
 
 import torch
 from torch import nn
@@ -37,15 +38,16 @@ from mtst.training.feature_cache import pad_rows
 logger = logging.getLogger("mtst")
 
 
-def load_teacher(path: str, student: MultiTaskModel, device: torch.device) -> MultiTaskModel:
+def load_teacher(path: str, student: MultiTaskModel, device: torch.device, tasks: Collection[str] | None = None
+                 ) -> MultiTaskModel:
     """The teacher in fp32 eval mode on ``device``, checked against the student: same backbone, and each of the
-    student's predicting tasks with the same type and labels."""
+    student's predicting tasks (those in ``tasks``, None: all) with the same type and labels."""
     teacher = MultiTaskModel.load(path, precision="fp32", device=str(device) if device.type != "cpu" else None)
     if teacher.backbone_sha256 != student.backbone_sha256:
         raise MtstError(f"distillation.teacher {path} is on another backbone than this run's model; distil between "
                         "models on the same backbone (model.backbone)")
     for name, head in student.config.heads.items():
-        if not task_type(head.type).predicts:
+        if not task_type(head.type).predicts or (tasks is not None and name not in tasks):
             continue
         theirs = teacher.config.heads.get(name)
         if theirs is None or theirs.type != head.type or theirs.labels != head.labels:
@@ -104,14 +106,16 @@ def soft_label_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: f
 
 
 class TeacherTargets:
-    """The teacher's token states (T_i, H, stored bf16) and logits of every training example, per distilled task;
-    ``loss(task, indices, out, attention_mask, labels)`` -> the weighted distillation loss of one batch."""
+    """The teacher's token states (T_i, H, stored bf16) and logits of every training example, per distilled task
+    (from ``task_teachers[task]`` where given, else ``teacher``); ``loss(task, indices, out, attention_mask,
+    labels)`` -> the weighted distillation loss of one batch."""
 
     def __init__(self, teacher: MultiTaskModel, encoded: dict[str, EncodedTask], section, batch_size: int = 64,
-                 show_progress: bool = False):
+                 show_progress: bool = False, task_teachers: dict[str, MultiTaskModel] | None = None):
         self.section = section
-        self.tasks = {task: teacher.heads[task] for task in encoded
-                      if task in teacher.heads and teacher.heads[task].reads != "sentence_embedding"}
+        teachers = {task: (task_teachers or {}).get(task, teacher) for task in encoded}
+        self.tasks = {task: model.heads[task] for task, model in teachers.items()
+                      if task in model.heads and model.heads[task].reads != "sentence_embedding"}
         self.states: dict[str, list[torch.Tensor]] = {}
         self.logits: dict[str, list[torch.Tensor]] = {}
         total = sum(len(encoded[task]) for task in self.tasks)
@@ -119,7 +123,7 @@ class TeacherTargets:
         with torch.no_grad(), progress_bar(total, "distillation: the teacher on the training data", show_progress
                                            ) as advance:
             for task in self.tasks:
-                self._run_teacher(teacher, task, encoded[task], batch_size, advance)
+                self._run_teacher(teachers[task], task, encoded[task], batch_size, advance)
         logger.info("distillation: teacher outputs of %d training examples in %.1f s", total,
                     time.perf_counter() - start)
 
@@ -172,8 +176,12 @@ def build_teacher_targets(student: MultiTaskModel, encoded: dict[str, EncodedTas
     from the teacher when it is built fresh (``start_fresh``: no ``model.init_from``)."""
     if section is None:
         return None
-    teacher = load_teacher(section.teacher, student, device)
+    own = section.task_teachers
+    teacher = load_teacher(section.teacher, student, device, tasks=set(student.config.heads) - set(own))
     if start_fresh:
         copied = start_from_teacher(student, teacher)
         logger.info("distillation: the student starts from the teacher's %s", ", ".join(copied) or "nothing")
-    return TeacherTargets(teacher, encoded, section, batch_size, show_progress)
+    loaded = {path: load_teacher(path, student, device, tasks={t for t, p in own.items() if p == path})
+              for path in set(own.values())}  # one load per directory, checked for the tasks it teaches
+    return TeacherTargets(teacher, encoded, section, batch_size, show_progress,
+                          task_teachers={task: loaded[path] for task, path in own.items()})

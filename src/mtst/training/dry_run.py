@@ -45,8 +45,9 @@ class Plan:
                 f"{config.sampling.strategy} sampling, checkpoints {'on' if config.run.checkpoints else 'off'}"]
         distil = config.distillation
         if distil is not None:
-            out.append(f"distillation from {distil.teacher}: its outputs on the training data are computed once at "
-                       "setup (one teacher pass, not in the estimate)")
+            own = "".join(f", {task} from {path}" for task, path in distil.task_teachers.items())
+            out.append(f"distillation from {distil.teacher}{own}: their outputs on the training data are computed "
+                       "once at setup (one teacher pass, not in the estimate)")
         if distil is not None and distil.augment:
             out.append(f"distillation augment: {distil.augment} masked copies (p={distil.mask_probability:g}) of each "
                        "distilled sentence-task example join the batches and the teacher pass; steps and task mix as "
