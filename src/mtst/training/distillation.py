@@ -2,7 +2,8 @@
 
 The teacher (``distillation.teacher``: an mtst model directory on the same backbone, with every task of the run that
 predicts; a task listed in ``distillation.task_teachers``: that task's own teacher) runs once over each training
-example at setup (eval mode, no grad, length-sorted batches, like the embedding anchor) and keeps its task-path token states and each head's logits. Every training batch then adds
+example at setup (eval mode, no grad, length-sorted batches, like the embedding anchor) and keeps its task-path
+token states and each head's logits. Every training batch then adds
 
     weight * T^2 * KL(teacher || student), label distributions at temperature T   (sentence heads: per row;
                                                                                    token heads: per labelled token)
