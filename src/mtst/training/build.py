@@ -13,12 +13,13 @@ from mtst.data.readers import Examples
 from mtst.data.splits import check_labels, infer_labels
 from mtst.data.task_encoding import EncodedTask, encode_task
 from mtst.errors import MtstError
+from mtst.model.config import HeadConfig
 from mtst.model.cpu_paths import cpu_has_native_bf16
 from mtst.model.encoder import resolve_model_path
 from mtst.model.multitask import MultiTaskModel
 from mtst.model.storage import read_config
 from mtst.model.tasks import task_type
-from mtst.training.config import EMULATED_BF16, TrainConfig
+from mtst.training.config import EMULATED_BF16, DistillationSection, TrainConfig
 from mtst.training.freezing import apply_freezing
 from mtst.training.plan import auto_branch_at, backbone_layers
 
@@ -34,7 +35,7 @@ def check_mixed_precision(mode: str, device: torch.device) -> None:
         logger.warning("run.mixed_precision: bf16 with %s; set it to \"no\"", EMULATED_BF16)
 
 
-def _teacher_heads(distillation) -> dict:
+def _teacher_heads(distillation: DistillationSection) -> dict[str, HeadConfig]:
     """Task -> the head config of the model that teaches it (``task_teachers`` over ``teacher``)."""
     heads = dict(read_config(resolve_model_path(distillation.teacher)).heads)
     for task, path in distillation.task_teachers.items():
