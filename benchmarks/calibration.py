@@ -43,19 +43,24 @@ def _decoding(labels: int, **calibration) -> Callable:
     return head.probabilities
 
 
+def _minimise(parameters: list[torch.Tensor], loss: Callable[[], torch.Tensor], max_iter: int) -> None:
+    """``loss()`` minimised over ``parameters`` in place by L-BFGS (strong Wolfe line search)."""
+    optimizer = torch.optim.LBFGS(parameters, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+
+
 def _vector_scaling(logits: torch.Tensor, gold: torch.Tensor) -> Callable:
     """A scale and a bias per class, by NLL (L-BFGS); the bias can move the arg-max."""
     scale = torch.ones(logits.shape[1], dtype=torch.double, requires_grad=True)
     bias = torch.zeros(logits.shape[1], dtype=torch.double, requires_grad=True)
-    optimizer = torch.optim.LBFGS([scale, bias], max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits.double() * scale + bias, gold)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    _minimise([scale, bias], lambda: torch.nn.functional.cross_entropy(logits.double() * scale + bias, gold), 500)
     scale, bias = scale.detach(), bias.detach()
     return lambda new: (new.double() * scale + bias).softmax(dim=-1).float()
 
@@ -93,15 +98,7 @@ def _top_label_platt_curve(probs: torch.Tensor, gold: torch.Tensor, points: int 
     right = (best == gold).double()
     log_odds = torch.logit(confidence, eps=1e-6)
     ab = torch.tensor([1.0, 0.0], dtype=torch.double, requires_grad=True)
-    optimizer = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * log_odds + ab[1], right)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    _minimise([ab], lambda: torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * log_odds + ab[1], right), 200)
     grid = torch.linspace(0.0, 1.0, points, dtype=torch.double)
     values = torch.sigmoid(ab[0].detach() * torch.logit(grid, eps=1e-6) + ab[1].detach())
     return list(zip(grid.tolist(), values.tolist(), strict=True))
