@@ -7,8 +7,8 @@ leaks nothing. Every method is fitted on dev and scored on test; the shipped one
 (``SentenceClassificationHead.probabilities``), as every runtime does. Beside the ECE (15 bins, 0-1):
 - its noise: the std over 200 bootstrap resamples of the test rows, and ``floor``: the mean ECE a perfectly
   calibrated head with the same confidences would score on this many rows (gold drawn from its own confidences);
-- ``dev_crossfit``: fitted on one half of dev and scored on the other, both ways, 5 seeded halvings (the choice
-  of method must not look at test);
+- ``dev_crossfit``: ECE, NLL and top-label Brier score of the method fitted on one half of dev and scored on the
+  other, both ways, 5 seeded halvings (the choice of method must not look at test);
 - ``two_fold``: dev and test pooled, each row scored by the method fitted on the other split: the method's ECE on
   twice the rows (topic: 1,520 instead of 760), with its own floor;
 - NLL and the top label's Brier score, which, unlike ECE, punish throwing resolution away: ``constant`` (every
@@ -29,7 +29,12 @@ import torch
 from benchmarks.common import REPO, run_metadata, write_result
 from mtst.model.config import HeadConfig
 from mtst.model.heads import SentenceClassificationHead
-from mtst.training.calibration import expected_calibration_error, fit_confidence_curve, fit_temperature
+from mtst.training.calibration import (
+    expected_calibration_error,
+    fit_confidence_curve,
+    fit_temperature,
+    probabilities_nll,
+)
 
 RESULTS = REPO / "benchmarks" / "calibration_results.json"
 TASKS = ("topic", "sentiment")
@@ -150,15 +155,26 @@ def calibrated_floor(probs: torch.Tensor, seed: int = 1) -> float:
     return float(torch.tensor(eces).mean())
 
 
-def dev_crossfit(method: str, logits: torch.Tensor, gold: torch.Tensor) -> float:
-    """Mean ECE of ``method`` fitted on one half of dev, scored on the other, both ways, over HALVINGS halvings."""
-    eces = []
+def top_brier(probs: torch.Tensor, gold: torch.Tensor) -> float:
+    """Mean squared error of the top probability as the chance that the arg-max is right."""
+    confidence, best = probs.double().max(dim=-1)
+    return float(((confidence - (best == gold).double()) ** 2).mean())
+
+
+CROSSFIT_SCORES = {"ece": expected_calibration_error, "nll": probabilities_nll, "brier": top_brier}
+
+
+def dev_crossfit(method: str, logits: torch.Tensor, gold: torch.Tensor) -> dict[str, float]:
+    """Mean ECE, NLL and top-label Brier score of ``method`` fitted on one half of dev and scored on the other, both
+    ways, over HALVINGS halvings: what a choice of method may look at (never test)."""
+    values: dict[str, list[float]] = {name: [] for name in CROSSFIT_SCORES}
     for seed in range(HALVINGS):
         halves = torch.randperm(len(gold), generator=torch.Generator().manual_seed(seed)).tensor_split(2)
         for a, b in ((0, 1), (1, 0)):
-            probabilities = fit(method, logits[halves[a]], gold[halves[a]])
-            eces.append(expected_calibration_error(probabilities(logits[halves[b]]), gold[halves[b]]))
-    return float(torch.tensor(eces).mean())
+            probs = fit(method, logits[halves[a]], gold[halves[a]])(logits[halves[b]])
+            for name, score in CROSSFIT_SCORES.items():
+                values[name].append(score(probs, gold[halves[b]]))
+    return {name: float(np.mean(scores)) for name, scores in values.items()}
 
 
 def two_fold(method: str, dev: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]
@@ -172,12 +188,11 @@ def two_fold(method: str, dev: tuple[torch.Tensor, torch.Tensor], test: tuple[to
 def scores(method: str, dev: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]) -> dict:
     pooled_ece, pooled_floor = two_fold(method, dev, test)
     probs, gold = fit(method, *dev)(test[0]), test[1]
-    confidence, best = probs.double().max(dim=-1)
+    crossfit = dev_crossfit(method, *dev)
     return {"test_ece": expected_calibration_error(probs, gold), "test_ece_bootstrap_std": bootstrap_std(probs, gold),
-            "dev_crossfit_ece": dev_crossfit(method, *dev), "test_accuracy": accuracy(probs, gold),
-            "argmax_moved": int((best != test[0].argmax(dim=-1)).sum()),
-            "test_nll": float(-probs.double().gather(-1, gold[:, None]).clamp_min(1e-12).log().mean()),
-            "test_top_brier": float(((confidence - (best == gold).double()) ** 2).mean()),
+            **{f"dev_crossfit_{name}": value for name, value in crossfit.items()},
+            "test_accuracy": accuracy(probs, gold), "argmax_moved": int((probs.argmax(-1) != test[0].argmax(-1)).sum()),
+            "test_nll": probabilities_nll(probs, gold), "test_top_brier": top_brier(probs, gold),
             "calibrated_floor": calibrated_floor(probs), "two_fold_ece": pooled_ece, "two_fold_floor": pooled_floor}
 
 
@@ -203,14 +218,16 @@ def shipped_logits() -> dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
 
 def table(results: dict) -> str:
     lines = ["| head (dev / test rows) | method | test ECE (± bootstrap std) | ECE floor | dev cross-fit ECE | "
-             "dev + test two-fold ECE (floor) | test accuracy (arg-max moved) | test NLL | top-label Brier |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "dev cross-fit NLL / Brier | dev + test two-fold ECE (floor) | test accuracy (arg-max moved) | test NLL | "
+             "top-label Brier |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for task, entry in results.items():
         rows = f"{task} ({entry['dev_rows']} / {entry['test_rows']})"
         for method, r in entry["methods"].items():
             lines.append(f"| {rows} | {method}{'' if method in SHIPPED else ' (not shipped)'} | "
                          f"{r['test_ece']:.4f} ± {r['test_ece_bootstrap_std']:.4f} | {r['calibrated_floor']:.4f} | "
-                         f"{r['dev_crossfit_ece']:.4f} | {r['two_fold_ece']:.4f} ({r['two_fold_floor']:.4f}) | "
+                         f"{r['dev_crossfit_ece']:.4f} | {r['dev_crossfit_nll']:.4f} / {r['dev_crossfit_brier']:.4f} | "
+                         f"{r['two_fold_ece']:.4f} ({r['two_fold_floor']:.4f}) | "
                          f"{100 * r['test_accuracy']:.2f} ({r['argmax_moved']}) | {r['test_nll']:.4f} | "
                          f"{r['test_top_brier']:.4f} |")
     return "\n".join(lines)

@@ -41,3 +41,14 @@ def test_the_smooth_curves_are_monotone_probabilities_over_the_whole_range(curve
     assert confidences[0] == 0.0 and confidences[-1] == 1.0
     assert all(0.0 <= v <= 1.0 for v in values)
     assert all(b >= a - 1e-12 for a, b in zip(values, values[1:], strict=False))
+
+
+def test_dev_crossfit_proper_scores_punish_the_calibrator_that_drops_resolution():
+    """`constant` (every top probability = dev accuracy) wins on ECE here; the proper scores rank it lower."""
+    logits, gold = over_confident(800, seed=3)
+    scores = {method: calibration.dev_crossfit(method, logits, gold)
+              for method in ("none", "isotonic", "bagged-isotonic", "constant")}
+    assert set(scores["isotonic"]) == {"ece", "nll", "brier"}
+    assert scores["constant"]["ece"] < scores["isotonic"]["ece"]
+    assert scores["isotonic"]["brier"] < scores["constant"]["brier"]
+    assert scores["bagged-isotonic"]["nll"] < scores["constant"]["nll"] < scores["none"]["nll"]
