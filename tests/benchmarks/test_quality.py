@@ -8,6 +8,7 @@ validation does not open data files; the evaluation check writes its own tiny fi
 from __future__ import annotations
 
 import pytest
+import torch
 
 from benchmarks.quality import report
 from benchmarks.quality.experiments import EXPERIMENTS, RESULTS, STEPS, Variant, build_config, merge
@@ -93,3 +94,18 @@ def test_report_tabulates_every_committed_result() -> None:
     for experiment in [path.name for path in RESULTS.iterdir() if path.is_dir() and path.name != "plots"]:
         table, data = report.experiment_table(experiment)
         assert len(table.splitlines()) == 2 + len(data) and data, experiment
+
+
+def test_ensemble_reads_each_models_decoded_distributions_and_refuses_other_labels(bare_model, tmp_path) -> None:
+    from benchmarks.quality import ensemble
+    from mtst.training.calibration import sentence_logits
+
+    bare_model.add_head("sentiment", "sentence_classification", ["negative", "positive"])
+    first = bare_model.save(tmp_path / "first")
+    texts = ["a fine film", "dull", "it drags on"]
+    probs, labels = ensemble.distributions(first, "sentiment", texts, None)
+    assert labels == ["negative", "positive"] and probs.shape == (3, 2)
+    assert torch.allclose(probs.sum(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(probs, bare_model.heads["sentiment"].probabilities(sentence_logits(bare_model, "sentiment", texts)), atol=1e-5)
+    with pytest.raises(SystemExit, match="share the labels"):
+        ensemble.distributions(first, "sentiment", texts, ["positive", "negative"])
