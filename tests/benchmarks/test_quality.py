@@ -106,6 +106,7 @@ def test_ensemble_reads_each_models_decoded_distributions_and_refuses_other_labe
     probs, labels = ensemble.distributions(first, "sentiment", texts, None)
     assert labels == ["negative", "positive"] and probs.shape == (3, 2)
     assert torch.allclose(probs.sum(dim=-1), torch.ones(3), atol=1e-5)
-    assert torch.allclose(probs, bare_model.heads["sentiment"].probabilities(sentence_logits(bare_model, "sentiment", texts)), atol=1e-5)
+    decoded = bare_model.heads["sentiment"].probabilities(sentence_logits(bare_model, "sentiment", texts))
+    assert torch.allclose(probs, decoded, atol=1e-5)
     with pytest.raises(SystemExit, match="share the labels"):
         ensemble.distributions(first, "sentiment", texts, ["positive", "negative"])
