@@ -31,6 +31,7 @@ from mtst.model.config import HeadConfig
 from mtst.model.heads import SentenceClassificationHead
 from mtst.training.calibration import (
     expected_calibration_error,
+    fit_bagged_confidence_curve,
     fit_confidence_curve,
     fit_temperature,
     probabilities_nll,
@@ -38,7 +39,7 @@ from mtst.training.calibration import (
 
 RESULTS = REPO / "benchmarks" / "calibration_results.json"
 TASKS = ("topic", "sentiment")
-RESAMPLES, HALVINGS, HISTOGRAM_BINS, BAGS = 200, 5, 5, 50
+RESAMPLES, HALVINGS, HISTOGRAM_BINS = 200, 5, 5
 
 
 # ---- the methods: each fits on dev (logits, gold) and returns how to turn logits into probabilities --------------
@@ -83,19 +84,6 @@ def _histogram_curve(probs: torch.Tensor, gold: torch.Tensor, bins: int) -> list
     return [(0.0, values[0]), *inner, (1.0, values[-1])]
 
 
-def _bagged_isotonic_curve(probs: torch.Tensor, gold: torch.Tensor, points: int = 101) -> list[tuple[float, float]]:
-    """The mean of BAGS isotonic curves, each fitted on a bootstrap resample of the rows, on a grid of ``points``
-    confidences: isotonic's shape with its small-sample steps averaged out."""
-    grid = torch.linspace(0.0, 1.0, points, dtype=torch.double)
-    generator = torch.Generator().manual_seed(0)
-    total = torch.zeros(points, dtype=torch.double)
-    for _ in range(BAGS):
-        rows = torch.randint(len(gold), (len(gold),), generator=generator)
-        knots = torch.tensor(fit_confidence_curve(probs[rows], gold[rows]), dtype=torch.double)
-        total += torch.from_numpy(np.interp(grid.numpy(), knots[:, 0].numpy(), knots[:, 1].numpy()))
-    return list(zip(grid.tolist(), (total / BAGS).tolist(), strict=True))
-
-
 def _top_label_platt_curve(probs: torch.Tensor, gold: torch.Tensor, points: int = 101) -> list[tuple[float, float]]:
     """Platt scaling of the top probability: P(right) = sigmoid(a * logit(p) + b) by NLL, on a grid: a smooth
     two-parameter curve (isotonic's shape is free, this one is a sigmoid)."""
@@ -121,7 +109,7 @@ def fit(method: str, logits: torch.Tensor, gold: torch.Tensor) -> Callable:
     curves = {"temperature": None, "isotonic": lambda: fit_confidence_curve(scaled, gold),
               "histogram": lambda: _histogram_curve(scaled, gold, HISTOGRAM_BINS),
               **{f"histogram-{bins}": lambda bins=bins: _histogram_curve(scaled, gold, bins) for bins in (3, 10, 20)},
-              "bagged-isotonic": lambda: _bagged_isotonic_curve(scaled, gold),
+              "bagged-isotonic": lambda: fit_bagged_confidence_curve(scaled, gold),
               "top-label-platt": lambda: _top_label_platt_curve(scaled, gold),
               "constant": lambda: [(0.0, accuracy(scaled, gold)), (1.0, accuracy(scaled, gold))]}
     curve = curves[method]() if curves[method] else None
@@ -130,7 +118,7 @@ def fit(method: str, logits: torch.Tensor, gold: torch.Tensor) -> Callable:
 
 METHODS = ("none", "temperature", "vector", "isotonic", "histogram", "histogram-3", "histogram-10", "histogram-20",
            "bagged-isotonic", "top-label-platt", "constant")
-SHIPPED = ("temperature", "isotonic")  # `mtst calibrate --method`; the others are measured only
+SHIPPED = ("temperature", "isotonic", "bagged-isotonic")  # `mtst calibrate --method`; the others: measured only
 
 
 # ---- the scores ------------------------------------------------------------------------------------------------

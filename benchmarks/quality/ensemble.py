@@ -3,7 +3,7 @@ split, and that of the mean of their label distributions (issue 31: a slim stude
 on SST-2, so clearing the bar needs a teacher at 89.3 or more; would an ensemble of the kept teachers be one?).
 
     MTST_DATA_DIR=../shared/data python -m benchmarks.quality.ensemble sentiment MODEL_DIR MODEL_DIR ...
-      -> results/ensemble/<task>.json and a table on stdout
+      -> results/ensemble-<task>.json (not in an experiment folder: the report reads those) and a table on stdout
 
 The split is the harness's (experiments.task_specs: SST-2 dev.tsv for sentiment), read as the training reads it;
 every model must have the task, with the same labels.
@@ -68,7 +68,7 @@ def main() -> None:
     payload = {"task": args.task, "examples": len(gold), "accuracy": scores,
                "run": run_metadata("python -m benchmarks.quality.ensemble " + " ".join(
                    [args.task, *map(str, args.models)]), started, load, None)}
-    write_result(RESULTS / "ensemble" / f"{args.task}.json", payload)
+    write_result(RESULTS / f"ensemble-{args.task}.json", payload)
     rows = [f"| {name} | {value:.2f} |" for name, value in scores.items()]
     print("\n".join(["| model | accuracy |", "|---|---|", *rows]))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks import calibration
-from mtst.training.calibration import expected_calibration_error
+from mtst.training.calibration import expected_calibration_error, fit_bagged_confidence_curve
 
 
 def over_confident(rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +33,7 @@ def test_each_measured_method_keeps_the_argmax_and_lowers_the_ece(method):
     assert expected_calibration_error(probabilities, test[1]) < before / 2
 
 
-@pytest.mark.parametrize("curve", [calibration._bagged_isotonic_curve, calibration._top_label_platt_curve])
+@pytest.mark.parametrize("curve", [fit_bagged_confidence_curve, calibration._top_label_platt_curve])
 def test_the_smooth_curves_are_monotone_probabilities_over_the_whole_range(curve):
     logits, gold = over_confident(400, seed=2)
     knots = curve(logits.softmax(dim=-1), gold)

@@ -73,8 +73,8 @@ def register(app: typer.Typer) -> None:
         threshold: Annotated[float | None, typer.Option(
             "--threshold", help="Also answer \"label\": null below this probability (those tasks).")] = None,
         method: Annotated[str, typer.Option(
-            "--method", help="temperature: one T per head; isotonic: T, then a curve for the top probability "
-                             "(both keep the arg-max).")] = "isotonic",
+            "--method", help="temperature: one T per head; isotonic: T, then a curve for the top probability; "
+                             "bagged-isotonic: the mean of 50 bootstrap curves (all keep the arg-max).")] = "isotonic",
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
         precision: PrecisionOpt = "auto",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from mtst.data.readers import Examples
@@ -35,7 +36,8 @@ from mtst.model.tasks import task_type
 
 BINS = 15
 LOG_T_RANGE = (-7.0, 5.0)  # T from ~0.001 (zero-shot cosines) to ~150
-METHODS = ("temperature", "isotonic")
+METHODS = ("temperature", "isotonic", "bagged-isotonic")
+BAGS, BAGGED_GRID = 50, 101  # bootstrap curves averaged; knots of their mean, evenly spaced over [0, 1]
 
 
 def expected_calibration_error(probs: torch.Tensor, gold: torch.Tensor, bins: int = BINS) -> float:
@@ -97,6 +99,20 @@ def fit_confidence_curve(probs: torch.Tensor, gold: torch.Tensor) -> list[tuple[
     return knots
 
 
+def fit_bagged_confidence_curve(probs: torch.Tensor, gold: torch.Tensor, bags: int = BAGS, seed: int = 0
+                                ) -> list[tuple[float, float]]:
+    """Knots of the mean of ``bags`` isotonic curves (fit_confidence_curve), each fitted on a seeded bootstrap
+    resample of the rows, read on BAGGED_GRID evenly spaced confidences; a mean of increasing curves increases."""
+    grid = torch.linspace(0.0, 1.0, BAGGED_GRID, dtype=torch.double)
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros(BAGGED_GRID, dtype=torch.double)
+    for _ in range(bags):
+        rows = torch.randint(len(gold), (len(gold),), generator=generator)
+        knots = torch.tensor(fit_confidence_curve(probs[rows], gold[rows]), dtype=torch.double)
+        total += torch.from_numpy(np.interp(grid.numpy(), knots[:, 0].numpy(), knots[:, 1].numpy()))
+    return list(zip(grid.tolist(), (total / bags).tolist(), strict=True))
+
+
 def sentence_logits(model: MultiTaskModel, task: str, texts: list[str], batch_size: int = 64) -> torch.Tensor:
     """(N, C) float32 logits of a sentence head, in input order, from the model's forward pass."""
     items = model.tokenizer(texts)
@@ -111,9 +127,10 @@ def sentence_logits(model: MultiTaskModel, task: str, texts: list[str], batch_si
 
 def calibrate(model: MultiTaskModel, task: str, examples: Examples, threshold: float | None = None,
               method: str = "isotonic", batch_size: int = 64) -> dict[str, float]:
-    """Fit ``task``'s temperature on ``examples`` (dev data, not test), and with ``method="isotonic"`` its confidence
-    curve, and store them, with ``threshold`` when given, in the model's head config (``model.save`` keeps them).
-    Returns the temperature, the number of curve knots, and the ECE (0-1) and NLL before and after."""
+    """Fit ``task``'s temperature on ``examples`` (dev data, not test), and with ``method="isotonic"`` (or
+    ``"bagged-isotonic"``) its confidence curve, and store them, with ``threshold`` when given, in the model's head
+    config (``model.save`` keeps them). Returns the temperature, the number of curve knots, and the ECE (0-1) and
+    NLL before and after."""
     if method not in METHODS:
         raise MtstError(f"unknown calibration method '{method}'; choose one of: {', '.join(METHODS)}")
     config = model.config.heads.get(task)
@@ -133,8 +150,9 @@ def calibrate(model: MultiTaskModel, task: str, examples: Examples, threshold: f
     head = model.heads[task]
     before, temperature = head.probabilities(logits), head.temperature
     config.temperature, config.confidence_curve = fit_temperature(logits, gold), None
-    if method == "isotonic":
-        config.confidence_curve = fit_confidence_curve(head.probabilities(logits), gold)
+    curves = {"isotonic": fit_confidence_curve, "bagged-isotonic": fit_bagged_confidence_curve}
+    if method in curves:
+        config.confidence_curve = curves[method](head.probabilities(logits), gold)
     after = head.probabilities(logits)
     ece = expected_calibration_error
     result = {"temperature_before": temperature, "temperature": config.temperature, "examples": float(len(gold)),
