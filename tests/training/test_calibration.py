@@ -194,7 +194,8 @@ def test_calibration_refuses_token_heads_and_unknown_labels(tiny_model):
         calibrate(tiny_model, "topic", Examples(["a", "b"], ["world", "cooking"], ["x", "y"]))
 
 
-@pytest.mark.parametrize("curve", [None, [(0.0, 0.1), (0.5, 0.9), (1.0, 0.95)]])
+@pytest.mark.parametrize("curve", [None, [(0.0, 0.1), (0.5, 0.9), (1.0, 0.95)],
+                                   [(i / 100, 0.1 + 0.85 * (i / 100) ** 0.5) for i in range(101)]])  # bagged's grid
 def test_export_parity_with_a_calibrated_head(calibrated, tmp_path, curve):
     from mtst.inference.backends import load_predictor
     from mtst.inference.export import export_model
