@@ -132,6 +132,17 @@ def test_the_dry_run_says_what_precision_fits_this_cpu(monkeypatch, native, mode
     assert expected in line and absent not in line
 
 
+@pytest.mark.parametrize(("device", "cuda", "on_cpu"), [("cpu", True, True), ("auto", True, False),
+                                                        ("auto", False, True), ("cuda", True, False)])
+def test_one_rule_says_where_the_steps_run(monkeypatch, device, cuda, on_cpu):
+    import torch
+
+    from mtst.training.config import RunSection
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert RunSection(device=device).on_cpu() is on_cpu
+
+
 def test_unknown_set_key_and_missing_tasks_are_one_line(tmp_path, tiny_st_dir):
     from helpers import write_data
 

@@ -184,6 +184,13 @@ class RunSection(StrictModel):
     # a particular GPU: CUDA_VISIBLE_DEVICES or `accelerate launch`)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    def on_cpu(self) -> bool:
+        """Whether the steps run on the CPU: asked for, or "auto" where CUDA is missing (the trainer and the dry
+        run's precision advice read this one rule)."""
+        import torch
+
+        return self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available())
+
     @model_validator(mode="after")
     def _checkpoint_interval_needs_checkpoints(self) -> RunSection:
         # the silent combination once cost two 8,000-step runs their resumability

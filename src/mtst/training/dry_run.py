@@ -64,12 +64,9 @@ class Plan:
 def precision_line(config: TrainConfig) -> str:
     """What the steps run in, and where bf16 would be faster (a CPU that runs it natively) or slow (one that does
     not): the dry run is where a user decides."""
-    import torch
-
     from mtst.model.cpu_paths import cpu_has_native_bf16
 
-    on_cpu = config.run.device == "cpu" or (config.run.device == "auto" and not torch.cuda.is_available())
-    native = cpu_has_native_bf16() if on_cpu else None
+    native = cpu_has_native_bf16() if config.run.on_cpu() else None
     if config.run.mixed_precision == "bf16":
         slow = f" ({EMULATED_BF16})" if native is False else ""
         return f"precision: bf16 autocast; weights, optimizer state and evaluation fp32{slow}"

@@ -63,7 +63,7 @@ class Recipe:
         self.config, self.resume, self.command = with_run_dir(config), resume, command
         if config.run.device == "cuda" and not torch.cuda.is_available():
             raise MtstError("run.device is cuda but no CUDA device is available here; use auto or cpu")
-        self.accelerator = Accelerator(cpu=config.run.device == "cpu" or not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=config.run.on_cpu())  # "cuda" without CUDA was refused just above
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
         self.run_dir = Path(resume) if resume else Path(self.config.run.output_dir)
