@@ -249,6 +249,26 @@ def test_a_run_with_a_task_teacher_names_it_and_trains(tmp_path, tiny_st_dir, te
     assert {task for row in logged for task in row["distillation"]} == {"topic", "ner"}
 
 
+def test_each_teacher_directory_is_loaded_once_however_it_is_written(tiny_st_dir, teacher_dir, topic_teacher_dir,
+                                                                       monkeypatch):
+    import mtst.training.distillation as distillation
+
+    loads = []
+    monkeypatch.setattr(distillation, "load_teacher", lambda path, *args, **kwargs: loads.append(
+        (Path(path).resolve(), kwargs["tasks"])) or load_teacher(path, *args, **kwargs))
+    student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir, **SLIM))
+    topic = Examples(SENTENCES, ["world", "sports", "business"], ["t:1"] * 3)
+    encoded = {"topic": encode_task(student.tokenizer, topic, student.heads["topic"].labels, "sentence_classification")}
+    same = DistillationSection(teacher=str(teacher_dir), task_teachers={"topic": f"{teacher_dir}/."})
+    targets = distillation.build_teacher_targets(student, encoded, same, True, torch.device("cpu"), 8, False)
+    assert loads == [(teacher_dir.resolve(), {"topic", "ner"})]  # checked for every task it teaches, once
+    assert set(targets.logits) == {"topic"}
+    loads.clear()
+    other = DistillationSection(teacher=str(teacher_dir), task_teachers={"topic": str(topic_teacher_dir)})
+    distillation.build_teacher_targets(student, encoded, other, True, torch.device("cpu"), 8, False)
+    assert sorted(loads) == sorted([(teacher_dir.resolve(), {"ner"}), (topic_teacher_dir.resolve(), {"topic"})])
+
+
 def test_task_teachers_are_checked_for_their_tasks_only(tmp_path, tiny_st_dir, topic_teacher_dir):
     student = _with_heads(MultiTaskModel.from_backbone(tiny_st_dir))
     assert load_teacher(str(topic_teacher_dir), student, torch.device("cpu"), tasks={"topic"}).heads.keys() == {

@@ -22,6 +22,7 @@ import copy
 import logging
 import time
 from collections.abc import Collection
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -177,12 +178,19 @@ def build_teacher_targets(student: MultiTaskModel, encoded: dict[str, EncodedTas
     from the teacher when it is built fresh (``start_fresh``: no ``model.init_from``)."""
     if section is None:
         return None
-    own = section.task_teachers
-    teacher = load_teacher(section.teacher, student, device, tasks=set(student.config.heads) - set(own))
+
+    def directory(path: str) -> Path:
+        return Path(path).resolve()
+
+    given = {directory(path): path for path in [*section.task_teachers.values(), section.teacher]}  # as written
+    teaches: dict[Path, set[str]] = {}  # directory -> the tasks it teaches: one load each, checked for those tasks
+    for task in student.config.heads:
+        teaches.setdefault(directory(section.task_teachers.get(task, section.teacher)), set()).add(task)
+    loaded = {path: load_teacher(given[path], student, device, tasks=tasks) for path, tasks in teaches.items()}
+    main = directory(section.teacher)  # the student's start, whether or not it teaches a task
+    teacher = loaded[main] if main in loaded else load_teacher(section.teacher, student, device, tasks=set())
     if start_fresh:
         copied = start_from_teacher(student, teacher)
         logger.info("distillation: the student starts from the teacher's %s", ", ".join(copied) or "nothing")
-    loaded = {path: load_teacher(path, student, device, tasks={t for t, p in own.items() if p == path})
-              for path in set(own.values())}  # one load per directory, checked for the tasks it teaches
     return TeacherTargets(teacher, encoded, section, batch_size, show_progress,
-                          task_teachers={task: loaded[path] for task, path in own.items()})
+                          task_teachers={task: loaded[directory(path)] for task, path in section.task_teachers.items()})
