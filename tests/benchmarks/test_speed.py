@@ -60,3 +60,28 @@ def test_a_one_pass_run_renders_its_table(tiny_model) -> None:
     assert row.startswith("| frozen-encoder | 1.25x | 1.20x | 1.00x | 1.10x | 200 | 250 | ")
     del same["labels_ratio"]  # a run from before predict alone was timed
     assert one_pass_table(report).splitlines()[2].startswith("| frozen-encoder | 1.25x | 1.20x | 1.00x | - | 200 | ")
+
+
+def test_the_one_pass_models_branch_is_not_a_copy_that_openvino_would_merge(tiny_st_dir, tmp_path) -> None:
+    """A fresh branch copies the backbone's layers and OpenVINO computes identical subgraphs once, so a one-pass
+    timing of it left out the second stack; distinct_task_path makes the branch's weights differ, as trained ones do."""
+    import re
+
+    from benchmarks.speed.prepare import distinct_task_path
+    from mtst import MultiTaskModel
+    from mtst.inference.export import export_model
+
+    attention = {}
+    for distinct in (False, True):
+        model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0)
+        model.add_head("topic", "sentence_classification", ["a", "b"])
+        if distinct:
+            distinct_task_path(model)
+            copies = zip(model.branch.state_dict().values(), model.encoder.layers.state_dict().values(), strict=True)
+            assert not any(mine.equal(theirs) for mine, theirs in copies)
+        exported = export_model(model.save(tmp_path / f"model-{distinct}"), tmp_path / f"ov-{distinct}",
+                                format="openvino")
+        graph = (Path(exported) / "openvino_model.xml").read_text(encoding="utf-8")
+        attention[distinct] = len(re.findall(r'type="ScaledDotProductAttention"', graph))
+    layers = len(model.encoder.layers)
+    assert attention == {False: layers, True: 2 * layers}  # merged into one stack; both stacks
