@@ -134,19 +134,27 @@ def test_openvino_reports_the_precision_that_ran(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_encode_never_builds_the_whole_graph_and_the_server_warms_it(model_dir, tmp_path, backend):
-    """Encode-only users pay for the embedding graph alone; a server builds the heads' graph before serving."""
+def test_each_call_builds_only_the_graph_it_needs_and_the_server_warms_the_heads(model_dir, tmp_path, backend):
+    """Encode-only users pay for the embedding graph alone, label-only users (a server's predict) for the heads'
+    graph alone; only predict with the embedding builds the whole graph."""
     pytest.importorskip(backend)
     from fastapi.testclient import TestClient
 
     from mtst.serving.app import create_app
 
-    predictor = load_predictor(export_model(model_dir, tmp_path / backend, format=backend), threads=1)
-    whole = "_whole" if backend == "onnx" else "_request"
+    precision = "fp32" if backend == "openvino" else "auto"  # bf16 CPUs: each compiled graph rounds its own way
+    predictor = load_predictor(export_model(model_dir, tmp_path / backend, format=backend), threads=1,
+                               precision=precision)
+    whole, heads = ("_whole", "_heads") if backend == "onnx" else ("_request", "_heads_request")
     predictor.encode(SENTENCES)
-    assert getattr(predictor.runtime, whole) is None
+    assert getattr(predictor.runtime, whole) is None and getattr(predictor.runtime, heads) is None
     with TestClient(create_app(predictor)):
-        assert getattr(predictor.runtime, whole) is not None
+        assert getattr(predictor.runtime, heads) is not None and getattr(predictor.runtime, whole) is None
+    labels = predictor.predict(SENTENCES)
+    assert getattr(predictor.runtime, whole) is None
+    both = predictor.predict(SENTENCES, include_embedding=True)
+    assert getattr(predictor.runtime, whole) is not None
+    assert [{k: v for k, v in row.items() if k != "embedding"} for row in both] == labels
 
 
 def test_cli_threads_option(onnx_dir, tiny_st_dir):

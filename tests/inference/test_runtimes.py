@@ -63,3 +63,32 @@ def test_a_model_without_heads_encodes_through_the_encoder_part(tiny_st_dir, tmp
     model = MultiTaskModel.from_backbone(tiny_st_dir)
     predictor = load_predictor(export_model(model.save(tmp_path / "bare"), tmp_path / "onnx", format="onnx"))
     np.testing.assert_allclose(predictor.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)
+
+
+def test_predict_without_the_embedding_leaves_the_branchs_twin_layers_out(tiny_st_dir, tmp_path):
+    """With a task branch the embedding path runs its own copy of the top layers; label-only predict skips them
+    (ONNX Runtime: the graph cut at the heads' outputs; OpenVINO: a model of the heads' outputs) and answers the
+    same rows."""
+    from helpers import perturb
+    from mtst.inference.runtimes import heads_graph
+
+    model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0)
+    model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)
+    model.add_head("ner", "windowed_token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], hidden_dim=8)
+    perturb(model.branch)  # a trained branch: not a copy of the layers beside it
+    saved = model.save(tmp_path / "branch")
+    exported = export_model(saved, tmp_path / "onnx", format="onnx")
+    whole = onnx.load(str(exported / "model.onnx"))
+    runtime = load_predictor(exported).runtime
+    heads = onnx.ModelProto.FromString(heads_graph(exported / "model.onnx", runtime.inputs, runtime.head_outputs))
+    assert [o.name for o in heads.graph.output] == ["logits_topic", "logits_ner"]
+    layer_matmuls = [sum(n.op_type == "MatMul" and "/layer" in n.name for n in g.graph.node) for g in (whole, heads)]
+    assert layer_matmuls[1] > 0 and layer_matmuls[1] == layer_matmuls[0] / 2  # the whole graph: both stacks
+    pytest.importorskip("openvino")
+    openvino = load_predictor(export_model(saved, tmp_path / "ov", format="openvino"), precision="fp32")
+    for predictor in (load_predictor(exported), openvino):
+        labels, both = predictor.predict(SENTENCES), predictor.predict(SENTENCES, include_embedding=True)
+        for alone, with_vector in zip(labels, both, strict=True):
+            assert alone["topic"]["label"] == with_vector["topic"]["label"]
+            assert alone["topic"]["score"] == pytest.approx(with_vector["topic"]["score"], abs=1e-6)
+            assert [e["label"] for e in alone["ner"]] == [e["label"] for e in with_vector["ner"]]

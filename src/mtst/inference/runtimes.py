@@ -115,6 +115,15 @@ class ExportedRuntime:
         """(B, H) sentence embeddings; runtimes that can skip the heads override this."""
         return self.run_graph(feeds)["sentence_embedding"]
 
+    def run_heads(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every ``logits_<task>`` output; runtimes that can skip the embedding path override this (with a task
+        branch it holds its own copy of the top layers, which the heads never read)."""
+        return self.run_graph(feeds)
+
+    @property
+    def head_outputs(self) -> list[str]:
+        return [name for name in self.output_names if name != "sentence_embedding"]
+
     # ---- the Runtime protocol ------------------------------------------------------------------
     def batching(self, call: str) -> tuple[int, int | None]:
         return DEFAULT_BATCH_SIZE, None  # max_tokens (DEFAULT_MAX_TOKENS unless set) cuts long passes
@@ -132,10 +141,12 @@ class ExportedRuntime:
         return vectors
 
     def run(self, batch: dict[str, torch.Tensor], tasks: Sequence[str], include_embedding: bool) -> dict:
-        out = self.run_graph(self._feeds(batch))  # the whole graph: the embedding comes along
+        feeds = self._feeds(batch)
+        out = self.run_graph(feeds) if include_embedding else self.run_heads(feeds)
         logits = {task: torch.from_numpy(np.ascontiguousarray(out[f"logits_{task}"], dtype=np.float32))
                   for task in tasks}
-        return {"logits": logits, "sentence_embedding": out["sentence_embedding"].astype(np.float32)}
+        embedding = out["sentence_embedding"].astype(np.float32) if include_embedding else None
+        return {"logits": logits, "sentence_embedding": embedding}
 
     def _feeds(self, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         # encode tokenizes ids only (no shape_ids): its embedding graph needs no more
@@ -150,7 +161,9 @@ class OnnxRuntime(ExportedRuntime):
     cut at the embedding (``encoder_graph``; int8: 11.5 % less CPU). ``predict`` runs the whole graph in one
     session, created on first use: the two parts one after the other made all heads cost 1.44x the embeddings
     alone, the whole graph 1.06x (benchmarks/speed/HISTORY.md, "ONNX `predict` through the whole graph").
-    Encode-only users never load it.
+    ``predict`` without the embedding runs the graph cut at the heads' outputs instead (``heads_graph``: with a
+    task branch, the embedding path's own layers are left out). Each session is created on first use, so
+    encode-only users never load the others.
     """
 
     backend = "onnx"
@@ -162,7 +175,7 @@ class OnnxRuntime(ExportedRuntime):
         self._options.intra_op_num_threads = self.threads
         self._options.inter_op_num_threads = 1
         self._options.log_severity_level = 3
-        self._graph, self._whole = graph, None
+        self._graph, self._whole, self._heads = graph, None, None
         try:
             encoder = encoder_graph(graph, self.output_names)
             self.session = ort.InferenceSession(encoder, self._options, providers=["CPUExecutionProvider"])
@@ -177,6 +190,14 @@ class OnnxRuntime(ExportedRuntime):
 
             self._whole = ort.InferenceSession(str(self._graph), self._options, providers=["CPUExecutionProvider"])
         return dict(zip(self.output_names, self._whole.run(self.output_names, feeds), strict=True))
+
+    def run_heads(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._heads is None:
+            import onnxruntime as ort
+
+            graph = heads_graph(self._graph, self.inputs, self.head_outputs)
+            self._heads = ort.InferenceSession(graph, self._options, providers=["CPUExecutionProvider"])
+        return dict(zip(self.head_outputs, self._heads.run(self.head_outputs, feeds), strict=True))
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["sentence_embedding"], {name: feeds[name] for name in INPUT_NAMES})[0]
@@ -193,10 +214,20 @@ def encoder_graph(graph: Path, outputs: list[str]) -> bytes:
     return Extractor(model).extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString()
 
 
+def heads_graph(graph: Path, inputs: list[str], outputs: list[str]) -> bytes:
+    """The part of an exported ONNX graph that computes the heads' ``outputs`` from ``inputs``: no node that only
+    the embedding needs (with a task branch, the embedding path's copy of the top layers)."""
+    import onnx
+    from onnx.utils import Extractor
+
+    return Extractor(onnx.load(str(graph))).extract_model(inputs, outputs).SerializeToString()
+
+
 class OpenVINORuntime(ExportedRuntime):
     """OpenVINO CPU with the LATENCY hint (THROUGHPUT splits 2 cores into 2 slower single-thread streams).
-    ``encode`` runs a graph compiled with the embedding output only; ``predict`` compiles the whole graph on
-    first use, so encode-only users (serving embeddings, bulk encoding) compile once.
+    ``encode`` runs a graph compiled with the embedding output only; ``predict`` compiles, on first use, the
+    graph with the heads' outputs only (the embedding path's own layers left out), or the whole graph when the
+    embedding is asked for too: each caller compiles what it calls.
 
     ``inference_precision`` None lets OpenVINO choose (bf16 on CPUs with AVX512_BF16); "f32" forces fp32.
     """
@@ -218,7 +249,7 @@ class OpenVINORuntime(ExportedRuntime):
         self._config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads}
         if self.inference_precision:
             self._config["INFERENCE_PRECISION_HINT"] = self.inference_precision
-        self._graph, self._request = graph, None
+        self._graph, self._request, self._heads_request = graph, None, None
         try:
             self._core = ov.Core()
             self._model = self._core.read_model(str(graph))
@@ -235,16 +266,28 @@ class OpenVINORuntime(ExportedRuntime):
         self.embed_request = compiled.create_infer_request()
         self.runtime_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16" | "f32"
 
+    def _compile(self, model):
+        try:
+            return self._core.compile_model(model, "CPU", self._config)
+        except Exception as exc:
+            raise MtstError(f"cannot compile {self._graph}: {first_line(exc)}; export again") from exc
+
     def run_graph(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._request is None:
-            try:
-                compiled = self._core.compile_model(self._model, "CPU", self._config)
-            except Exception as exc:
-                raise MtstError(f"cannot compile {self._graph}: {first_line(exc)}; export again") from exc
+            compiled = self._compile(self._model)
             self._ports = {port.get_any_name(): port for port in compiled.outputs}
             self._request = compiled.create_infer_request()
         result = self._request.infer(feeds)
         return {name: np.array(result[self._ports[name]]) for name in self.output_names}
+
+    def run_heads(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._heads_request is None:
+            import openvino as ov
+
+            outputs = [self._model.output(name) for name in self.head_outputs]
+            self._heads_request = self._compile(ov.Model(outputs, self._model.get_parameters())).create_infer_request()
+        result = self._heads_request.infer(feeds)
+        return {name: np.array(result[index]) for index, name in enumerate(self.head_outputs)}
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return np.array(self.embed_request.infer({name: feeds[name] for name in INPUT_NAMES})[0])
