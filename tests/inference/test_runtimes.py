@@ -11,7 +11,7 @@ import torch
 from mtst import MultiTaskModel
 from mtst.inference.backends import load_predictor
 from mtst.inference.export import export_model
-from mtst.inference.runtimes import encoder_graph
+from mtst.inference.graph_parts import encoder_graph
 
 SENTENCES = ["John Smith visited Paris.", "a", "The cat sat on the mat and the dog sat on the guitar in new york."]
 
@@ -70,7 +70,7 @@ def test_predict_without_the_embedding_leaves_the_branchs_twin_layers_out(tiny_s
     (ONNX Runtime: the graph cut at the heads' outputs; OpenVINO: a model of the heads' outputs) and answers the
     same rows."""
     from helpers import perturb
-    from mtst.inference.runtimes import heads_graph
+    from mtst.inference.graph_parts import heads_graph
 
     model = MultiTaskModel.from_backbone(tiny_st_dir, branch_at=0)
     model.add_head("topic", "sentence_classification", ["world", "sports", "business"], hidden_dim=16)

@@ -19,6 +19,7 @@ from torch import nn
 
 from mtst.errors import MtstError, first_line
 from mtst.inference.export import INPUT_NAMES, SHAPE_INPUT, file_sha256, read_export_info
+from mtst.inference.graph_parts import check_outputs, encoder_graph, heads_graph
 from mtst.model.config import CONFIG_FILE, ModelConfig
 from mtst.model.cpu_paths import DEFAULT_BATCH_SIZE, CpuPath
 from mtst.model.heads import Head
@@ -203,26 +204,6 @@ class OnnxRuntime(ExportedRuntime):
         return self.session.run(["sentence_embedding"], {name: feeds[name] for name in INPUT_NAMES})[0]
 
 
-def encoder_graph(graph: Path, outputs: list[str]) -> bytes:
-    """The part of an exported ONNX graph that computes ``sentence_embedding`` from the inputs: no head's node
-    or weight (``encode`` loads this instead of the whole graph)."""
-    import onnx
-    from onnx.utils import Extractor
-
-    model = onnx.load(str(graph))
-    _check_outputs(graph, [o.name for o in model.graph.output], outputs)
-    return Extractor(model).extract_model(INPUT_NAMES, ["sentence_embedding"]).SerializeToString()
-
-
-def heads_graph(graph: Path, inputs: list[str], outputs: list[str]) -> bytes:
-    """The part of an exported ONNX graph that computes the heads' ``outputs`` from ``inputs``: no node that only
-    the embedding needs (with a task branch, the embedding path's copy of the top layers)."""
-    import onnx
-    from onnx.utils import Extractor
-
-    return Extractor(onnx.load(str(graph))).extract_model(inputs, outputs).SerializeToString()
-
-
 class OpenVINORuntime(ExportedRuntime):
     """OpenVINO CPU with the LATENCY hint (THROUGHPUT splits 2 cores into 2 slower single-thread streams).
     ``encode`` runs a graph compiled with the embedding output only; ``predict`` compiles, on first use, the
@@ -253,7 +234,7 @@ class OpenVINORuntime(ExportedRuntime):
         try:
             self._core = ov.Core()
             self._model = self._core.read_model(str(graph))
-            _check_outputs(graph, [port.get_any_name() for port in self._model.outputs], self.output_names)
+            check_outputs(graph, [port.get_any_name() for port in self._model.outputs], self.output_names)
             # encode() needs no head: a graph with only the embedding output lets OpenVINO drop every head (the
             # NER convolution runs over every token); the whole graph is compiled on the first predict().
             needed = [p for p in self._model.get_parameters() if p.get_friendly_name() in INPUT_NAMES]
@@ -291,12 +272,6 @@ class OpenVINORuntime(ExportedRuntime):
 
     def run_embeddings(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return np.array(self.embed_request.infer({name: feeds[name] for name in INPUT_NAMES})[0])
-
-
-def _check_outputs(graph: Path, found: list[str], expected: list[str]) -> None:
-    missing = [name for name in expected if name not in found]
-    if missing:
-        raise MtstError(f"{graph} has no output '{missing[0]}' that export.json promises; export the model again")
 
 
 RUNTIMES: dict[str, type[ExportedRuntime]] = {"onnx": OnnxRuntime, "openvino": OpenVINORuntime}
