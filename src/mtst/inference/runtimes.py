@@ -236,7 +236,7 @@ class OpenVINORuntime(ExportedRuntime):
             self._model = self._core.read_model(str(graph))
             check_outputs(graph, [port.get_any_name() for port in self._model.outputs], self.output_names)
             # encode() needs no head: a graph with only the embedding output lets OpenVINO drop every head (the
-            # NER convolution runs over every token); the whole graph is compiled on the first predict().
+            # NER convolution runs over every token); the heads' or the whole graph on the first predict() needing it.
             needed = [p for p in self._model.get_parameters() if p.get_friendly_name() in INPUT_NAMES]
             embedding_only = ov.Model([self._model.output("sentence_embedding")], needed)
             compiled = self._core.compile_model(embedding_only, "CPU", self._config)
