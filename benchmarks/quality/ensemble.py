@@ -22,7 +22,7 @@ from benchmarks.common import run_metadata, write_result
 from benchmarks.quality.experiments import RESULTS, task_specs
 
 
-def test_split(task: str) -> tuple[list[str], list[str]]:
+def scored_split(task: str) -> tuple[list[str], list[str]]:
     """(texts, gold label names) of ``task``'s harness test split."""
     from mtst.data.splits import read_task_splits
     from mtst.training.config import TaskSpec
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("models", nargs="+", type=Path)
     args = parser.parse_args()
     started, load = time.time(), os.getloadavg()
-    texts, gold_names = test_split(args.task)
+    texts, gold_names = scored_split(args.task)
     probs, labels = {}, None
     for model_dir in args.models:
         probs[str(model_dir)], labels = distributions(model_dir, args.task, texts, labels)
