@@ -238,13 +238,9 @@ class TokenClassificationHead(Head):
         """(B, T) tag ids: the CRF's best path over each sentence's words, and with ``with_marginals`` (B, T, C)
         the CRF's marginal tag probabilities (a backward pass: only decoding needs them, for entity scores), both
         placed at the first sub-tokens (zeros elsewhere)."""
-        rows_at, positions = [], []  # one indexing op for the batch: one per row cost ~10 ms per 1,000 sentences
-        for row, item in enumerate(items):
-            found = first_subtokens(item.word_ids).values()
-            rows_at += [row] * len(found)
-            positions += found
+        pairs = [(row, at) for row, item in enumerate(items) for at in first_subtokens(item.word_ids).values()]
         first = torch.zeros(logits.shape[:2], dtype=torch.bool)
-        first[rows_at, positions] = True
+        first[[row for row, _ in pairs], [at for _, at in pairs]] = True  # one op; one per row cost 4 ms / 1,000
         best = torch.zeros(logits.shape[:2], dtype=torch.long)
         probs = torch.zeros(logits.shape) if with_marginals else None
         rows = first.any(dim=1)
