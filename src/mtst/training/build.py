@@ -36,14 +36,12 @@ def check_mixed_precision(mode: str, device: torch.device) -> None:
 
 
 def _teacher_heads(distillation: DistillationSection) -> dict[str, HeadConfig]:
-    """Task -> the head config of the model that teaches it (``task_teachers`` over ``teacher``)."""
-    heads = dict(read_config(resolve_model_path(distillation.teacher)).heads)
-    for task, path in distillation.task_teachers.items():
-        theirs = read_config(resolve_model_path(path)).heads
-        heads.pop(task, None)
-        if task in theirs:
-            heads[task] = theirs[task]
-    return heads
+    """Task -> the head config of the model that teaches it (``DistillationSection.teacher_of``)."""
+    heads = {path: read_config(resolve_model_path(path)).heads
+             for path in {distillation.teacher, *distillation.task_teachers.values()}}
+    tasks = {*heads[distillation.teacher], *distillation.task_teachers}
+    return {task: heads[distillation.teacher_of(task)][task] for task in tasks
+            if task in heads[distillation.teacher_of(task)]}
 
 
 def seed_everything(seed: int) -> None:

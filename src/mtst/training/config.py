@@ -155,6 +155,10 @@ class DistillationSection(StrictModel):
     augment: int = Field(0, ge=0)
     mask_probability: float = Field(0.1, gt=0, lt=1)  # each real word-piece of a copy becomes the mask token
 
+    def teacher_of(self, task: str) -> str:
+        """The model directory that teaches ``task``: its entry in ``task_teachers``, else ``teacher``."""
+        return self.task_teachers.get(task, self.teacher)
+
 
 class EvaluationSection(StrictModel):
     every_steps: int | None = Field(None, ge=1)  # None: at the end of each epoch / of training

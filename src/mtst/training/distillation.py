@@ -185,7 +185,7 @@ def build_teacher_targets(student: MultiTaskModel, encoded: dict[str, EncodedTas
     given = {directory(path): path for path in [*section.task_teachers.values(), section.teacher]}  # as written
     teaches: dict[Path, set[str]] = {}  # directory -> the tasks it teaches: one load each, checked for those tasks
     for task in student.config.heads:
-        teaches.setdefault(directory(section.task_teachers.get(task, section.teacher)), set()).add(task)
+        teaches.setdefault(directory(section.teacher_of(task)), set()).add(task)
     loaded = {path: load_teacher(given[path], student, device, tasks=tasks) for path, tasks in teaches.items()}
     main = directory(section.teacher)  # the student's start, whether or not it teaches a task
     teacher = loaded[main] if main in loaded else load_teacher(section.teacher, student, device, tasks=set())
