@@ -20,6 +20,7 @@ import torch
 
 from benchmarks.common import run_metadata, write_result
 from benchmarks.quality.experiments import RESULTS, task_specs
+from mtst.errors import MtstError
 
 
 def scored_split(task: str) -> tuple[list[str], list[str]]:
@@ -38,8 +39,7 @@ def distributions(model_dir: Path, task: str, texts: list[str], labels: list[str
     ``labels``: those the other models use, which this one must share."""
     from mtst import MultiTaskModel
 
-    model = MultiTaskModel.load(model_dir)
-    model.use_precision("fp32")  # as the harness scores: the same numbers on every CPU
+    model = MultiTaskModel.load(model_dir, precision="fp32")  # as the harness scores: the same on every CPU
     own = list(model.heads[task].labels)
     if labels is not None and own != labels:
         raise SystemExit(f"{model_dir}: task '{task}' has labels {own}, the first model {labels}; "
@@ -57,7 +57,10 @@ def main() -> None:
     texts, gold_names = scored_split(args.task)
     probs, labels = {}, None
     for model_dir in args.models:
-        probs[str(model_dir)], labels = distributions(model_dir, args.task, texts, labels)
+        try:
+            probs[str(model_dir)], labels = distributions(model_dir, args.task, texts, labels)
+        except MtstError as exc:  # a wrong directory: one line, not a traceback
+            raise SystemExit(f"error: {exc}") from None
     gold = torch.tensor([labels.index(name) for name in gold_names])
 
     def accuracy(p: torch.Tensor) -> float:

@@ -240,7 +240,7 @@ class TokenClassificationHead(Head):
         placed at the first sub-tokens (zeros elsewhere)."""
         pairs = [(row, at) for row, item in enumerate(items) for at in first_subtokens(item.word_ids).values()]
         first = torch.zeros(logits.shape[:2], dtype=torch.bool)
-        first[[row for row, _ in pairs], [at for _, at in pairs]] = True  # one op; one per row cost 4 ms / 1,000
+        first[[row for row, _ in pairs], [at for _, at in pairs]] = True  # one op, not one per row: 4 ms less / 1,000
         best = torch.zeros(logits.shape[:2], dtype=torch.long)
         probs = torch.zeros(logits.shape) if with_marginals else None
         rows = first.any(dim=1)
