@@ -34,7 +34,7 @@ def distinct_task_path(model, scale: float = 1e-3):
     """``model`` with noise of ``scale`` added to every weight of its branch or side network. A fresh branch is an
     exact copy of the backbone's top layers, and OpenVINO merges repeated subgraphs: it then computes the copy's
     first layers once for both paths, and times a one-pass call without most of its second stack (the one-pass
-    tables before 2026-12-06 12:00 UTC did: 1.3x for the shipped branch, whose real export costs 1.9x)."""
+    tables before 2026-12-06 11:56 UTC did: 1.3x for the shipped branch, whose real export costs 1.9x)."""
     import torch
 
     tuned = model.tuned_encoder()
